@@ -1,0 +1,63 @@
+"""`make bench`: run every benchmark section, print one table each, write JSON under bench/results/."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+# Each section module exposes `run(quick: bool) -> dict` with "rows": [{metric, value, unit, target, ok}].
+SECTIONS = ("model", "pipeline", "agent", "review")
+RESULTS = Path(__file__).parent / "results"
+
+
+def _table(name: str, result: dict[str, Any]) -> Table:
+    table = Table(title=f"{name}: {result.get('title', '')}")
+    for col in ("metric", "value", "unit", "target", "met"):
+        table.add_column(col)
+    for row in result["rows"]:
+        met = row.get("ok")
+        table.add_row(str(row["metric"]), f"{row['value']:.4g}" if isinstance(row["value"], float) else
+                      str(row["value"]), row.get("unit", ""), str(row.get("target", "")),
+                      "" if met is None else ("yes" if met else "NO"))
+    return table
+
+
+def main() -> int:
+    """Run the selected sections."""
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("sections", nargs="*", default=list(SECTIONS))
+    parser.add_argument("--quick", action="store_true", help="smaller workloads, for a smoke run")
+    args = parser.parse_args()
+    console = Console()
+    RESULTS.mkdir(exist_ok=True)
+    failed = []
+    for name in args.sections:
+        module = importlib.import_module(f"bench.{name}")
+        started = time.perf_counter()
+        try:
+            result = module.run(quick=args.quick)
+        except Exception as exc:  # one broken section must not hide the others' numbers
+            console.print(f"[red]{name} failed: {exc!r}[/red]")
+            failed.append(name)
+            continue
+        result["seconds"] = round(time.perf_counter() - started, 2)
+        result["machine"] = {"python": platform.python_version(), "cpus": __import__("os").cpu_count(),
+                             "platform": platform.platform()}
+        result["quick"] = args.quick
+        (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
+        console.print(_table(name, result))
+    console.print(f"JSON written under {RESULTS}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,22 @@
+"""The `partcheck` command; each group lives beside the code it drives and imports heavy modules lazily."""
+
+from __future__ import annotations
+
+import typer
+
+from agent.cli import app as agent_app
+from partcheck.cost import cost
+from partcheck.stack.cli import status, up
+from services.predict.cli import evaluate, predict, train
+from services.review.cli import users_app
+
+app = typer.Typer(help="partcheck: automated visual quality inspection.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)
+app.command()(up)
+app.command()(status)
+app.command()(predict)
+app.command()(train)
+app.command()(evaluate)
+app.command()(cost)
+app.add_typer(agent_app, name="agent")
+app.add_typer(users_app, name="users")

@@ -1,0 +1,161 @@
+"""Thin S3 and SQS adapters: the only place the services touch boto3, errors translated at the boundary."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from partcheck.aws import aws_errors
+from partcheck.errors import InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a HEAD or a listing tells about one object."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An object's bytes with its description."""
+
+    info: ObjectInfo
+    body: bytes
+
+
+def _etag(raw: str | None) -> str:
+    return (raw or "").strip('"')
+
+
+class ObjectStore:
+    """S3 operations the services need, raising partcheck errors only."""
+
+    def __init__(self, s3: S3Client) -> None:
+        self._s3 = s3
+
+    def head(self, bucket: str, key: str) -> ObjectInfo | None:
+        """Describe an object, or None if it does not exist."""
+        try:
+            with aws_errors(f"head s3://{bucket}/{key}"):
+                r = self._s3.head_object(Bucket=bucket, Key=key)
+        except NotFound:
+            return None
+        return ObjectInfo(bucket, key, r["ContentLength"], _etag(r.get("ETag")), r.get("LastModified"),
+                          dict(r.get("Metadata", {})), r.get("ContentType"))
+
+    def get(self, bucket: str, key: str, max_bytes: int | None = None) -> StoredObject:
+        """Read an object whole; NotFound if absent, InvalidInput if larger than `max_bytes`."""
+        with aws_errors(f"get s3://{bucket}/{key}"):
+            r = self._s3.get_object(Bucket=bucket, Key=key)
+            size = r["ContentLength"]
+            info = ObjectInfo(bucket, key, size, _etag(r.get("ETag")), r.get("LastModified"),
+                              dict(r.get("Metadata", {})), r.get("ContentType"))
+            if max_bytes is not None and size > max_bytes:
+                r["Body"].close()
+                raise InvalidInput(f"object is {size} bytes, over the limit of {max_bytes}")
+            body = r["Body"].read()
+        return StoredObject(info, body)
+
+    def put(self, bucket: str, key: str, body: bytes, *, metadata: dict[str, str] | None = None,
+            content_type: str | None = None, if_absent: bool = False, checksum_sha256: str | None = None,
+            ) -> str:
+        """Write an object and return its ETag; with `if_absent`, AlreadyExists if the key is taken."""
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": body, "Metadata": metadata or {}}
+        if content_type:
+            kwargs["ContentType"] = content_type
+        if if_absent:
+            kwargs["IfNoneMatch"] = "*"
+        if checksum_sha256:
+            kwargs["ChecksumSHA256"] = checksum_sha256
+        with aws_errors(f"put s3://{bucket}/{key}"):
+            r = self._s3.put_object(**kwargs)
+        return _etag(r.get("ETag"))
+
+    def delete(self, bucket: str, key: str) -> None:
+        """Delete an object; deleting an absent key is not an error (S3 semantics)."""
+        with aws_errors(f"delete s3://{bucket}/{key}"):
+            self._s3.delete_object(Bucket=bucket, Key=key)
+
+    def list(self, bucket: str, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
+        """Every object under a prefix in key order, across S3's 1,000-key pages."""
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+        if start_after:
+            kwargs["StartAfter"] = start_after
+        paginator = self._s3.get_paginator("list_objects_v2")
+        with aws_errors(f"list s3://{bucket}/{prefix}"):
+            for page in paginator.paginate(**kwargs):
+                for o in page.get("Contents", []):
+                    yield ObjectInfo(bucket, o["Key"], o["Size"], _etag(o.get("ETag")), o.get("LastModified"))
+
+
+@dataclass(frozen=True)
+class QueueMessage:
+    """One received SQS message."""
+
+    message_id: str
+    receipt_handle: str
+    body: str
+    receive_count: int
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+class Queue:
+    """One SQS queue: long-poll, delete after success, send."""
+
+    def __init__(self, sqs: SQSClient, url: str) -> None:
+        self._sqs = sqs
+        self.url = url
+
+    @classmethod
+    def by_name(cls, sqs: SQSClient, name: str) -> Queue:
+        """Resolve a queue by name; NotFound if it does not exist."""
+        with aws_errors(f"resolve queue {name}"):
+            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        return cls(sqs, url)
+
+    def receive(self, max_messages: int = 10, wait_s: int = 20, visibility_s: int | None = None,
+                ) -> list[QueueMessage]:
+        """Long-poll for up to `max_messages` messages."""
+        kwargs: dict[str, Any] = {"QueueUrl": self.url, "MaxNumberOfMessages": max_messages,
+                                  "WaitTimeSeconds": wait_s, "MessageSystemAttributeNames": ["All"]}
+        if visibility_s is not None:
+            kwargs["VisibilityTimeout"] = visibility_s
+        with aws_errors(f"receive from {self.url}"):
+            r = self._sqs.receive_message(**kwargs)
+        out = []
+        for m in r.get("Messages", []):
+            attrs = dict(m.get("Attributes", {}))
+            out.append(QueueMessage(m["MessageId"], m["ReceiptHandle"], m.get("Body", ""),
+                                    int(attrs.get("ApproximateReceiveCount", "1")), attrs))
+        return out
+
+    def delete(self, receipt_handle: str) -> None:
+        """Acknowledge a message after its work succeeded."""
+        with aws_errors(f"delete message from {self.url}"):
+            self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=receipt_handle)
+
+    def send(self, body: str) -> str:
+        """Send one message and return its id."""
+        with aws_errors(f"send to {self.url}"):
+            return self._sqs.send_message(QueueUrl=self.url, MessageBody=body)["MessageId"]
+
+    def counts(self) -> dict[str, int]:
+        """Visible, in-flight and delayed message counts."""
+        with aws_errors(f"attributes of {self.url}"):
+            a = self._sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["All"])["Attributes"]
+        return {"visible": int(a.get("ApproximateNumberOfMessages", 0)),
+                "in_flight": int(a.get("ApproximateNumberOfMessagesNotVisible", 0)),
+                "delayed": int(a.get("ApproximateNumberOfMessagesDelayed", 0))}

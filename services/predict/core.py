@@ -1,0 +1,26 @@
+"""Pure core of the predict service: bytes in, Prediction out; no AWS, no environment."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from partcheck.messages import Prediction
+from partcheck.thresholds import Thresholds
+
+
+class Classifier(Protocol):
+    """A model backend. Raises InvalidImage for bytes it cannot accept; never guesses a verdict."""
+
+    name: str
+    version: str
+    thresholds: Thresholds
+
+    def predict(self, images: Sequence[bytes]) -> list[Prediction]:
+        """Classify a batch of encoded images, one Prediction each, in order."""
+        ...
+
+
+def classify(image: bytes, classifier: Classifier) -> Prediction:
+    """Classify one encoded image."""
+    return classifier.predict([image])[0]

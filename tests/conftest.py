@@ -1,0 +1,60 @@
+"""Fixtures shared by every test package: sample images and a moto server over HTTP."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "samples"
+EVENTS = Path(__file__).parent / "events"
+
+# Fake credentials: no test may ever reach real AWS.
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",  # noqa: S105
+    AWS_SESSION_TOKEN="testing",
+    AWS_DEFAULT_REGION="eu-west-1",
+)
+os.environ.pop("AWS_PROFILE", None)
+
+
+def free_port() -> int:
+    """An unused TCP port on the loopback interface."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def sample_images() -> dict[str, list[Path]]:
+    """The committed sample photos by true label."""
+    return {
+        "defect": sorted(SAMPLES.glob("cast_def_*.jpeg")),
+        "ok": sorted(SAMPLES.glob("cast_ok_*.jpeg")),
+    }
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A moto server on a real loopback socket for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def moto(moto_endpoint: str) -> str:
+    """The moto endpoint, emptied before each test."""
+    import httpx
+
+    httpx.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
+    return moto_endpoint
