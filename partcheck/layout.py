@@ -64,3 +64,11 @@ def human_decided_key(unclear_key: str, label: HumanLabel) -> str:
     directory, name = posixpath.split(rel)
     decided = f"{label}_{name}"
     return f"{Route.HUMAN_DECIDED.prefix}{posixpath.join(directory, decided) if directory else decided}"
+
+
+DECISIONS_PREFIX = "decisions/"
+
+
+def decision_marker_key(unclear_key: str) -> str:
+    """Marker written if-absent when an unclear image is decided; the router never re-creates such an image."""
+    return f"{DECISIONS_PREFIX}{relative_key(Route.UNCLEAR, unclear_key)}.json"
