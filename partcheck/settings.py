@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Self
+
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from partcheck.aws import AwsConfig
+from partcheck.thresholds import Thresholds
 
 DEFAULT_INBOUND_BUCKET = "partcheck-inbound"
 DEFAULT_PREDICTION_BUCKET = "partcheck-predictions"
@@ -26,3 +29,29 @@ class AwsSettings(BaseSettings):
     def aws(self) -> AwsConfig:
         """The AWS location as a plain value to build clients from."""
         return AwsConfig(endpoint_url=self.endpoint_url, region=self.region)
+
+
+class ThresholdSettings(AwsSettings):
+    """Optional threshold overrides; unset means the model card's (predict) or the message's (router)."""
+
+    threshold: float | None = Field(
+        default=None, ge=0.5, le=1.0, description="single threshold, the original's design (e.g. 0.8)"
+    )
+    t_ok: float | None = Field(default=None, ge=0.5, le=1.0, description="band: minimum p_ok for `ok`")
+    t_defect: float | None = Field(default=None, ge=0.5, le=1.0, description="band: minimum p_defect for `defect`")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        if self.threshold is not None and (self.t_ok is not None or self.t_defect is not None):
+            raise ValueError("set either threshold or t_ok/t_defect, not both")
+        if (self.t_ok is None) != (self.t_defect is None):
+            raise ValueError("t_ok and t_defect go together")
+        return self
+
+    def thresholds(self) -> Thresholds | None:
+        """The configured override, or None when none is set."""
+        if self.threshold is not None:
+            return Thresholds.single(self.threshold)
+        if self.t_ok is not None and self.t_defect is not None:
+            return Thresholds(t_ok=self.t_ok, t_defect=self.t_defect)
+        return None

@@ -8,23 +8,18 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from partcheck.settings import DEFAULT_PREDICTIONS_QUEUE, DEFAULT_UPLOADS_QUEUE, AwsSettings
+from partcheck.settings import DEFAULT_PREDICTIONS_QUEUE, DEFAULT_UPLOADS_QUEUE, ThresholdSettings
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "partcheck-defect.onnx"
 
 
-class PredictSettings(AwsSettings):
+class PredictSettings(ThresholdSettings):
     """Where predict reads images and sends predictions, and which model it uses."""
 
     model_config = SettingsConfigDict(env_prefix="PARTCHECK_PREDICT_", extra="ignore")
 
     backend: Literal["onnx", "rekognition"] = Field(default="onnx", description="classifier backend")
     model_path: Path = Field(default=DEFAULT_MODEL, description="ONNX model; its card sits beside it")
-    threshold: float | None = Field(
-        default=None, ge=0.5, le=1.0, description="single threshold (the original's); overrides the card"
-    )
-    t_ok: float | None = Field(default=None, ge=0.5, le=1.0, description="band: min p_ok for `ok`")
-    t_defect: float | None = Field(default=None, ge=0.5, le=1.0, description="band: min p_defect for `defect`")
     rekognition_project_version_arn: str | None = Field(default=None, description="Rekognition backend model")
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="larger objects are rejected")
     uploads_queue: str = Field(default=DEFAULT_UPLOADS_QUEUE, description="queue fed by S3 notifications")

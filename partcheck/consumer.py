@@ -1,0 +1,165 @@
+"""At-least-once SQS consumption shared by the local workers and the Lambda handlers.
+
+A handler raises InvalidInput for a message that can never succeed: it goes straight to the dead-letter
+queue with its reason, because waiting for maxReceiveCount would only delay the same answer. Any other
+error leaves the message for redelivery after its visibility timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import signal
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from partcheck.aws import aws_errors
+from partcheck.errors import InvalidInput, PartcheckError, StorageUnavailable
+from partcheck.storage import Queue, QueueMessage
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+log = logging.getLogger(__name__)
+Handler = Callable[[str], None]
+
+
+class DeadLetters:
+    """Sends poison messages to a queue's dead-letter queue, found through its redrive policy."""
+
+    def __init__(self, sqs: SQSClient) -> None:
+        self._sqs = sqs
+        self._urls: dict[str, str] = {}
+
+    def url_for(self, source_queue_url: str) -> str:
+        """The dead-letter queue URL of a source queue."""
+        if source_queue_url not in self._urls:
+            with aws_errors(f"redrive policy of {source_queue_url}"):
+                attrs = self._sqs.get_queue_attributes(
+                    QueueUrl=source_queue_url, AttributeNames=["RedrivePolicy"]
+                )["Attributes"]
+                policy = json.loads(attrs.get("RedrivePolicy") or "{}")
+                if "deadLetterTargetArn" not in policy:
+                    raise StorageUnavailable(f"queue {source_queue_url} has no dead-letter queue")
+                name = policy["deadLetterTargetArn"].rsplit(":", 1)[-1]
+                self._urls[source_queue_url] = self._sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        return self._urls[source_queue_url]
+
+    def send(self, source_queue_url: str, body: str, reason: str) -> None:
+        """Park a message in the dead-letter queue with the reason as a message attribute."""
+        with aws_errors("send to dead-letter queue"):
+            self._sqs.send_message(
+                QueueUrl=self.url_for(source_queue_url),
+                MessageBody=body or "<empty>",
+                MessageAttributes={
+                    "reason": {"DataType": "String", "StringValue": reason[:1000] or "unknown"},
+                    "source_queue": {"DataType": "String", "StringValue": source_queue_url},
+                },
+            )
+
+
+def handle_one(queue_url: str, body: str, handler: Handler, dead_letters: DeadLetters) -> bool:
+    """Run the handler on one body; True when the message is finished (done or dead-lettered)."""
+    try:
+        handler(body)
+    except InvalidInput as exc:
+        log.warning("poison message to dead-letter queue: %s", exc, extra={"queue": queue_url})
+        dead_letters.send(queue_url, body, str(exc))
+        return True
+    except PartcheckError as exc:
+        log.warning("message left for redelivery: %s", exc, extra={"queue": queue_url})
+        return False
+    return True
+
+
+def run_worker(queue: Queue, handler: Handler, dead_letters: DeadLetters, stop: threading.Event, *,
+               batch_size: int = 10, wait_s: int = 20, visibility_s: int | None = None) -> None:
+    """Long-poll `queue` until `stop` is set, deleting each message only after its work succeeded."""
+    backoff = 0.5
+    while not stop.is_set():
+        try:
+            messages = queue.receive(batch_size, wait_s, visibility_s)
+            backoff = 0.5
+        except PartcheckError as exc:
+            log.warning("receive failed, retrying in %.1fs: %s", backoff, exc)
+            stop.wait(backoff * (1 + random.random()))
+            backoff = min(backoff * 2, 30.0)
+            continue
+        for message in messages:
+            _process(queue, message, handler, dead_letters)
+
+
+def _process(queue: Queue, message: QueueMessage, handler: Handler, dead_letters: DeadLetters) -> None:
+    try:
+        if handle_one(queue.url, message.body, handler, dead_letters):
+            queue.delete(message.receipt_handle)
+    except PartcheckError as exc:
+        # Dead-lettering or the delete failed: the message reappears and is handled again, idempotently.
+        log.warning("could not finish message %s: %s", message.message_id, exc)
+    except Exception:
+        # A bug must not kill the worker; the message is retried and lands in the DLQ by redrive.
+        log.exception("unexpected error on message %s", message.message_id)
+
+
+def handle_sqs_batch(event: dict[str, Any], handler: Handler, dead_letters: DeadLetters,
+                     queue_url_of: Callable[[str], str]) -> dict[str, list[dict[str, str]]]:
+    """Lambda SQS batch: report only the records that must be retried (`ReportBatchItemFailures`)."""
+    failures: list[dict[str, str]] = []
+    for record in event.get("Records", []):
+        message_id = record.get("messageId", "")
+        try:
+            done = handle_one(queue_url_of(record.get("eventSourceARN", "")), record.get("body", ""),
+                              handler, dead_letters)
+        except Exception:
+            log.exception("record %s failed", message_id)
+            done = False
+        if not done:
+            failures.append({"itemIdentifier": message_id})
+    return {"batchItemFailures": failures}
+
+
+def queue_url_from_arn(sqs: SQSClient) -> Callable[[str], str]:
+    """Resolve an SQS ARN (arn:aws:sqs:region:account:name) to its URL, cached."""
+    cache: dict[str, str] = {}
+
+    def resolve(arn: str) -> str:
+        if arn not in cache:
+            parts = arn.split(":")
+            if len(parts) != 6:
+                raise InvalidInput(f"not an SQS ARN: {arn!r}")
+            with aws_errors(f"resolve {arn}"):
+                cache[arn] = sqs.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])["QueueUrl"]
+        return cache[arn]
+
+    return resolve
+
+
+
+def run_until_signalled(target: Callable[[threading.Event], None], grace_s: float = 5.0) -> None:
+    """Run a worker loop in a thread until SIGTERM/SIGINT, then give it `grace_s` to finish its batch.
+
+    A worker blocked in a 20-second long poll holds no work, and every handler is idempotent, so
+    abandoning it after the grace period loses nothing: unfinished messages reappear after their
+    visibility timeout.
+    """
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    errors: list[BaseException] = []
+
+    def guarded() -> None:
+        try:
+            target(stop)
+        except BaseException as exc:
+            errors.append(exc)
+            stop.set()
+
+    thread = threading.Thread(target=guarded, name="worker", daemon=True)
+    thread.start()
+    while not stop.wait(0.5):
+        pass
+    thread.join(grace_s)
+    if errors:
+        raise errors[0]

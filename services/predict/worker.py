@@ -1,0 +1,39 @@
+"""Local worker of predict: long-polls the uploads queue that S3 notifications feed."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from partcheck.aws import client
+from partcheck.consumer import DeadLetters, run_until_signalled, run_worker
+from partcheck.storage import ObjectStore, Queue
+from services.predict.backends import load_classifier
+from services.predict.service import handle_s3_event, parse_body
+from services.predict.settings import PredictSettings
+
+log = logging.getLogger(__name__)
+
+
+def run(settings: PredictSettings, stop: threading.Event) -> None:
+    """Consume S3 notifications until `stop` is set."""
+    s3, sqs = client("s3", settings.aws()), client("sqs", settings.aws())
+    classifier = load_classifier(
+        settings, client("rekognition", settings.aws()) if settings.backend == "rekognition" else None
+    )
+    store = ObjectStore(s3)
+    uploads = Queue.by_name(sqs, settings.uploads_queue)
+    predictions = Queue.by_name(sqs, settings.predictions_queue)
+    log.info("predict worker: %s %s on %s", classifier.name, classifier.version, uploads.url)
+
+    def handle(body: str) -> None:
+        handle_s3_event(parse_body(body), store, classifier, predictions, settings.max_image_bytes)
+
+    run_worker(uploads, handle, DeadLetters(sqs), stop, batch_size=settings.batch_size,
+               wait_s=settings.wait_seconds, visibility_s=settings.visibility_timeout)
+
+
+def main() -> None:
+    """Entry point: settings from the environment, stop on SIGTERM/SIGINT."""
+    settings = PredictSettings()
+    run_until_signalled(lambda stop: run(settings, stop))
