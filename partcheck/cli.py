@@ -6,7 +6,7 @@ import typer
 
 from agent.cli import app as agent_app
 from partcheck.cost import cost
-from partcheck.stack.cli import status, up
+from partcheck.stack.cli import bootstrap, moto, serve, status, up
 from services.predict.cli import evaluate, predict, train
 from services.review.cli import users_app
 
@@ -14,6 +14,9 @@ app = typer.Typer(help="partcheck: automated visual quality inspection.", no_arg
                   pretty_exceptions_show_locals=False)
 app.command()(up)
 app.command()(status)
+app.command()(moto)
+app.command()(bootstrap)
+app.command()(serve)
 app.command()(predict)
 app.command()(train)
 app.command()(evaluate)

@@ -1,13 +1,116 @@
-"""`partcheck up` and `partcheck status`."""
+"""`partcheck up`, `status`, `moto`, `bootstrap` and `serve`: the local stack's commands."""
+
+from __future__ import annotations
+
+import json
+import logging
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
-
-def up() -> None:
-    """Start the local stack."""
-    raise typer.Exit("not implemented yet")
+from partcheck.errors import PartcheckError
 
 
-def status() -> None:
-    """Show the local stack's buckets and queues."""
-    raise typer.Exit("not implemented yet")
+def _logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def up(
+    inbox: Annotated[Path | None, typer.Option(help="folder the upload agent watches")] = None,
+    moto_port: Annotated[int | None, typer.Option(help="local S3/SQS port (default 4566)")] = None,
+    review_port: Annotated[int | None, typer.Option(help="review page port (default 8000)")] = None,
+    state_dir: Annotated[Path | None, typer.Option(help="state folder (default ./.partcheck)")] = None,
+) -> None:
+    """Start the local stack: moto, predict, router, review and the agent; Ctrl-C stops it, state is kept."""
+    from partcheck.stack.config import StackSettings
+    from partcheck.stack.up import run_stack
+
+    overrides = {k: v for k, v in {"moto_port": moto_port, "review_port": review_port,
+                                   "state_dir": state_dir}.items() if v is not None}
+    settings = StackSettings(**overrides)  # type: ignore[arg-type]
+    raise typer.Exit(run_stack(settings, inbox))
+
+
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    state_dir: Annotated[Path, typer.Option(help="state folder of the stack")] = Path(".partcheck"),
+) -> None:
+    """Counts per prefix, inbound backlog and queue depths of the stack started from this folder."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from partcheck.aws import client
+    from partcheck.stack.config import StackSettings
+    from partcheck.stack.status import stack_status
+    from partcheck.stack.up import read_stack_file
+
+    recorded = read_stack_file(state_dir)
+    fields = ("inbound_bucket", "prediction_bucket", "uploads_queue", "predictions_queue", "region")
+    settings = StackSettings(state_dir=state_dir, endpoint_url=recorded.get("endpoint"),
+                             **{k: recorded[k] for k in fields if k in recorded})
+    try:
+        doc = stack_status(client("s3", settings.aws()), client("sqs", settings.aws()), settings,
+                           recorded.get("review"))
+    except PartcheckError as exc:
+        typer.echo(f"cannot read the stack at {settings.local_endpoint}: {exc}. Is `partcheck up` running?",
+                   err=True)
+        raise typer.Exit(2) from exc
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    table = Table(title=f"partcheck at {settings.local_endpoint}")
+    table.add_column("where")
+    table.add_column("count", justify="right")
+    for name in ("inbound", "okay", "defect", "unclear", "human_decided", "rejected"):
+        table.add_row(name, str(doc[name]))
+    for name, q in doc["queues"].items():
+        table.add_row(f"queue {name}", f"{q['visible']} visible, {q['in_flight']} in flight")
+    Console().print(table)
+
+
+def moto(
+    host: Annotated[str, typer.Option(help="listen address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="listen port")] = 4566,
+    state_dir: Annotated[Path | None, typer.Option(help="keep state here across restarts")] = None,
+    region: Annotated[str, typer.Option(help="region of the SQS queues")] = "eu-west-1",
+    snapshot_seconds: Annotated[float, typer.Option(help="how often state is saved")] = 2.0,
+) -> None:
+    """Run the local AWS (moto server) with its state persisted under --state-dir."""
+    from partcheck.stack.motoserver import serve_moto
+
+    _logging()
+    serve_moto(host, port, state_dir, region, snapshot_seconds)
+
+
+def bootstrap() -> None:
+    """Create buckets, queues with dead-letter queues and the S3 -> SQS notification (idempotent)."""
+    from partcheck.aws import client
+    from partcheck.stack.bootstrap import bootstrap as run_bootstrap
+    from partcheck.stack.config import StackSettings
+
+    settings = StackSettings()
+    resources = run_bootstrap(client("s3", settings.aws()), client("sqs", settings.aws()), settings)
+    typer.echo(json.dumps({"buckets": [settings.inbound_bucket, settings.prediction_bucket],
+                           "queues": resources.queue_urls}, indent=2))
+
+
+class Service(StrEnum):
+    """Long-running services."""
+
+    predict = "predict"
+    router = "router"
+    review = "review"
+
+
+def serve(service: Annotated[Service, typer.Argument(help="which service")]) -> None:
+    """Run one service as a local process, configured from its PARTCHECK_<SERVICE>_ environment."""
+    _logging()
+    if service is Service.predict:
+        from services.predict.worker import main
+    elif service is Service.router:
+        from services.router.worker import main
+    else:
+        from services.review.main import serve as main
+    main()

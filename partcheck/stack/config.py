@@ -1,0 +1,39 @@
+"""Settings of the local stack and of `partcheck bootstrap` (environment prefix PARTCHECK_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from partcheck.settings import (
+    DEFAULT_INBOUND_BUCKET,
+    DEFAULT_PREDICTION_BUCKET,
+    DEFAULT_PREDICTIONS_QUEUE,
+    DEFAULT_UPLOADS_QUEUE,
+    AwsSettings,
+)
+
+
+class StackSettings(AwsSettings):
+    """Names of the stack's resources, where its state lives and which ports it uses."""
+
+    model_config = SettingsConfigDict(env_prefix="PARTCHECK_", extra="ignore")
+
+    inbound_bucket: str = Field(default=DEFAULT_INBOUND_BUCKET, description="raw uploads land here")
+    prediction_bucket: str = Field(default=DEFAULT_PREDICTION_BUCKET, description="sorted images")
+    uploads_queue: str = Field(default=DEFAULT_UPLOADS_QUEUE, description="S3 notifications for predict")
+    predictions_queue: str = Field(default=DEFAULT_PREDICTIONS_QUEUE, description="predictions for router")
+    max_receive_count: int = Field(default=5, ge=1, description="deliveries before the dead-letter queue")
+    visibility_timeout: int = Field(default=60, ge=1, description="queue visibility timeout, seconds")
+    state_dir: Path = Field(default=Path(".partcheck"), description="users, agent outbox, logs, moto state")
+    host: str = Field(default="127.0.0.1", description="address the local services listen on")
+    moto_port: int = Field(default=4566, ge=1, le=65535, description="local S3/SQS endpoint port")
+    review_port: int = Field(default=8000, ge=1, le=65535, description="review service port")
+    snapshot_seconds: float = Field(default=2.0, gt=0, description="how often moto state is saved")
+
+    @property
+    def local_endpoint(self) -> str:
+        """The moto server URL this stack starts (or the configured endpoint)."""
+        return self.endpoint_url or f"http://{self.host}:{self.moto_port}"

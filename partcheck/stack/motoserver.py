@@ -1,0 +1,46 @@
+"""`partcheck moto`: the local AWS (moto in server mode) with its state kept on disk."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from partcheck.aws import AwsConfig, client
+from partcheck.stack.persist import Snapshotter, save_periodically
+
+log = logging.getLogger(__name__)
+
+
+def serve_moto(host: str, port: int, state_dir: Path | None, region: str, snapshot_seconds: float,
+               stop: threading.Event | None = None) -> None:
+    """Run moto until SIGTERM/SIGINT (or `stop`), restoring state first and saving it last."""
+    from moto.server import ThreadedMotoServer
+
+    stop = stop or _signal_event()
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server.start()
+    endpoint = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104
+    aws = AwsConfig(endpoint_url=endpoint, region=region)
+    s3, sqs = client("s3", aws), client("sqs", aws)
+    snapshotter = Snapshotter(state_dir, region) if state_dir else None
+    if snapshotter:
+        restored = snapshotter.restore(s3, sqs)
+        log.info("restored %(objects)d objects and %(messages)d messages", restored)
+        saver = threading.Thread(target=save_periodically, args=(snapshotter, s3, stop, snapshot_seconds),
+                                 daemon=True, name="snapshot")
+        saver.start()
+    print(f"moto listening on {endpoint}", flush=True)
+    stop.wait()
+    if snapshotter:
+        saved = snapshotter.save(s3)
+        log.info("saved %(objects)d objects and %(messages)d messages", saved)
+    server.stop()
+
+
+def _signal_event() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
