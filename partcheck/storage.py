@@ -71,13 +71,16 @@ class ObjectStore:
 
     def put(self, bucket: str, key: str, body: bytes, *, metadata: dict[str, str] | None = None,
             content_type: str | None = None, if_absent: bool = False, checksum_sha256: str | None = None,
-            ) -> str:
-        """Write an object and return its ETag; with `if_absent`, AlreadyExists if the key is taken."""
+            if_match: str | None = None) -> str:
+        """Write an object and return its ETag; AlreadyExists if the key is taken (`if_absent`) or its
+        ETag is no longer `if_match` (a compare-and-swap overwrite)."""
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": body, "Metadata": metadata or {}}
         if content_type:
             kwargs["ContentType"] = content_type
         if if_absent:
             kwargs["IfNoneMatch"] = "*"
+        if if_match:
+            kwargs["IfMatch"] = f'"{if_match.strip(chr(34))}"'
         if checksum_sha256:
             kwargs["ChecksumSHA256"] = checksum_sha256
         with aws_errors(f"put s3://{bucket}/{key}"):
