@@ -23,7 +23,9 @@ class ReviewSettings(AwsSettings):
     host: str = Field(default="127.0.0.1", description="address uvicorn binds")
     port: int = Field(default=8000, ge=1, le=65535, description="port uvicorn binds")
     prediction_bucket: str = Field(default=DEFAULT_PREDICTION_BUCKET, description="bucket with unclear/ etc.")
-    audit_bucket: str | None = Field(default=None, description="bucket for audit/ records; unset = prediction")
+    audit_bucket: str | None = Field(
+        default=None, description="bucket for audit/ records; unset = prediction"
+    )
     static_dir: Path = Field(default=DEFAULT_STATIC_DIR, description="built inspector page (Vite output)")
     users_file: Path = Field(default=DEFAULT_USERS_FILE, description="user store (JSON, argon2 hashes)")
     session_secret: SecretStr | None = Field(

@@ -1,0 +1,20 @@
+"""Entry point of the review service: settings read once, clients built once, uvicorn started."""
+
+from __future__ import annotations
+
+import logging
+
+
+def serve() -> None:
+    """Run the review service on the configured host and port (the local stack and containers run this)."""
+    import uvicorn
+
+    from partcheck.aws import client
+    from services.review.app import create_app
+    from services.review.settings import ReviewSettings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = ReviewSettings()
+    app = create_app(settings, client("s3", settings.aws()))
+    # proxy_headers: behind a load balancer the client address (login rate limit) is in X-Forwarded-For.
+    uvicorn.run(app, host=settings.host, port=settings.port, proxy_headers=True, log_level="info")
