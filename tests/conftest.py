@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ os.environ.update(
     AWS_DEFAULT_REGION="eu-west-1",
 )
 os.environ.pop("AWS_PROFILE", None)
+# moto's HTTP server logs every request; failures should show our logs, not thousands of those lines.
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
 def free_port() -> int:

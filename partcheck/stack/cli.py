@@ -15,6 +15,8 @@ from partcheck.errors import PartcheckError
 
 def _logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # moto's server logs every request at INFO; keep the stack's logs about partcheck.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
 def up(

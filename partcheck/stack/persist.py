@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ACCOUNT = "123456789012"  # moto's default account
+_META = "x-amz-meta-"  # moto keeps user metadata as raw header names
 _QUEUE_ATTRIBUTES = ("VisibilityTimeout", "MessageRetentionPeriod", "ReceiveMessageWaitTimeSeconds",
                      "DelaySeconds", "Policy", "RedrivePolicy")
 
@@ -65,8 +66,10 @@ class Snapshotter:
                     if blob not in self._known_blobs:
                         _write_atomic(self.blobs / blob, key.value)
                         self._known_blobs.add(blob)
-                    objects.append({"key": key_name, "blob": blob, "metadata": dict(key.metadata),
-                                    "content_type": key.content_type,
+                    raw = dict(key.metadata)
+                    objects.append({"key": key_name, "blob": blob,
+                                    "metadata": {k[len(_META):]: v for k, v in raw.items() if k.startswith(_META)},
+                                    "content_type": raw.get("content-type"),
                                     "last_modified": key.last_modified.isoformat()})
                 n_objects += len(objects)
                 buckets.append({"name": name, "objects": objects,

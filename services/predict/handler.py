@@ -2,40 +2,62 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from partcheck.aws import client
 from partcheck.consumer import DeadLetters, handle_sqs_batch, queue_url_from_arn
 from partcheck.storage import ObjectStore, Queue
-from services.predict.backends import load_classifier
+from services.predict.core import Classifier
 from services.predict.service import handle_s3_event, parse_body
 from services.predict.settings import PredictSettings
 
 logging.getLogger().setLevel(logging.INFO)
 
-# Module scope: built once per Lambda container, reused across invocations.
-SETTINGS = PredictSettings()
-_s3 = client("s3", SETTINGS.aws())
-_sqs = client("sqs", SETTINGS.aws())
-STORE = ObjectStore(_s3)
-PREDICTIONS = Queue.by_name(_sqs, SETTINGS.predictions_queue)
-CLASSIFIER = load_classifier(SETTINGS, client("rekognition", SETTINGS.aws())
-                             if SETTINGS.backend == "rekognition" else None)
-DEAD_LETTERS = DeadLetters(_sqs)
-QUEUE_URL_OF = queue_url_from_arn(_sqs)
+
+@dataclass(frozen=True)
+class Runtime:
+    """Everything an invocation needs, built once per Lambda container."""
+
+    store: ObjectStore
+    predictions: Queue
+    classifier: Classifier
+    dead_letters: DeadLetters
+    queue_url_of: Callable[[str], str]
+    max_image_bytes: int
 
 
-def _handle_event(event: Any) -> None:
-    handle_s3_event(event, STORE, CLASSIFIER, PREDICTIONS, SETTINGS.max_image_bytes)
+@functools.cache
+def runtime() -> Runtime:
+    """Settings, clients and the model, loaded on the first invocation and reused afterwards."""
+    from services.predict.backends import load_classifier
+
+    settings = PredictSettings()
+    s3, sqs = client("s3", settings.aws()), client("sqs", settings.aws())
+    rekognition = client("rekognition", settings.aws()) if settings.backend == "rekognition" else None
+    return Runtime(ObjectStore(s3), Queue.by_name(sqs, settings.predictions_queue),
+                   load_classifier(settings, rekognition), DeadLetters(sqs), queue_url_from_arn(sqs),
+                   settings.max_image_bytes)
+
+
+def handle(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
+    """S3 notification (direct trigger) or an SQS batch of them (queue trigger, partial failures)."""
+
+    def on_event(s3_event: Any) -> None:
+        handle_s3_event(s3_event, rt.store, rt.classifier, rt.predictions, rt.max_image_bytes)
+
+    records = event.get("Records") or []
+    if records and records[0].get("eventSource") == "aws:sqs":
+        return handle_sqs_batch(event, lambda body: on_event(parse_body(body)), rt.dead_letters,
+                                rt.queue_url_of)
+    # A direct S3 invocation is retried by Lambda as a whole on error; each record is idempotent.
+    on_event(event)
+    return {"status": "ok", "records": len(records)}
 
 
 def lambda_handler(event: dict[str, Any], context: object) -> dict[str, Any]:
-    """S3 notification (direct trigger) or an SQS batch of them (queue trigger, partial failures)."""
-    records = event.get("Records") or []
-    if records and records[0].get("eventSource") == "aws:sqs":
-        return handle_sqs_batch(event, lambda body: _handle_event(parse_body(body)), DEAD_LETTERS,
-                                QUEUE_URL_OF)
-    # A direct S3 invocation is retried by Lambda as a whole on error; records are idempotent.
-    _handle_event(event)
-    return {"status": "ok", "records": len(records)}
+    """The function's handler."""
+    return handle(event, runtime())

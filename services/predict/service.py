@@ -34,16 +34,19 @@ class Upload:
     event_time: str | None
 
 
-def parse_s3_event(event: Any) -> list[Upload]:
-    """The uploads in an S3 event notification; InvalidInput if it is not one, [] for test/other events."""
+def parse_s3_event(event: Any) -> tuple[list[Upload], list[str]]:
+    """The uploads in an S3 event notification and descriptions of records that are not uploads.
+
+    InvalidInput if it is not an S3 notification at all; S3's test event holds no records.
+    """
     if not isinstance(event, dict):
         raise InvalidInput("S3 event is not a JSON object")
     if event.get("Event") == "s3:TestEvent":
-        return []
+        return [], []
     records = event.get("Records")
     if not isinstance(records, list):
         raise InvalidInput("S3 event has no Records list")
-    uploads = []
+    uploads, others = [], []
     for record in records:
         try:
             name = str(record["eventName"])
@@ -52,13 +55,13 @@ def parse_s3_event(event: Any) -> list[Upload]:
         except (KeyError, TypeError) as exc:
             raise InvalidInput(f"malformed S3 event record: missing {exc}") from exc
         if record.get("eventSource") not in (None, "aws:s3") or not name.startswith(CREATED_EVENT):
-            log.info("ignoring S3 event %s for s3://%s/%s", name, bucket, raw_key)
+            others.append(f"{record.get('eventSource')} {name} s3://{bucket}/{raw_key}")
             continue
         obj = record["s3"]["object"]
         # Keys arrive URL-encoded with '+' for spaces.
         uploads.append(Upload(bucket, unquote_plus(raw_key), obj.get("eTag"), obj.get("size"),
                               record.get("eventTime")))
-    return uploads
+    return uploads, others
 
 
 def predict_upload(upload: Upload, store: ObjectStore, classifier: Classifier, max_image_bytes: int,
@@ -102,8 +105,9 @@ def predict_upload(upload: Upload, store: ObjectStore, classifier: Classifier, m
 def handle_s3_event(event: Any, store: ObjectStore, classifier: Classifier, predictions: Queue,
                     max_image_bytes: int) -> int:
     """Classify every upload in an S3 event and send its prediction; returns how many were sent."""
+    uploads, others = parse_s3_event(event)
     sent = 0
-    for upload in parse_s3_event(event):
+    for upload in uploads:
         message = predict_upload(upload, store, classifier, max_image_bytes)
         if message is None:
             continue
@@ -111,6 +115,9 @@ def handle_s3_event(event: Any, store: ObjectStore, classifier: Classifier, pred
         label = message.prediction.label if message.prediction else "rejected"
         log.info("predicted s3://%s/%s: %s", upload.bucket, upload.key, label)
         sent += 1
+    if others:
+        # Not an upload: nothing to classify, but an unexpected event deserves a look in the DLQ.
+        raise InvalidInput(f"unsupported S3 event records: {'; '.join(others)}")
     return sent
 
 

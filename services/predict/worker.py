@@ -8,19 +8,21 @@ import threading
 from partcheck.aws import client
 from partcheck.consumer import DeadLetters, run_until_signalled, run_worker
 from partcheck.storage import ObjectStore, Queue
-from services.predict.backends import load_classifier
+from services.predict.core import Classifier
 from services.predict.service import handle_s3_event, parse_body
 from services.predict.settings import PredictSettings
 
 log = logging.getLogger(__name__)
 
 
-def run(settings: PredictSettings, stop: threading.Event) -> None:
-    """Consume S3 notifications until `stop` is set."""
+def run(settings: PredictSettings, stop: threading.Event, classifier: Classifier | None = None) -> None:
+    """Consume S3 notifications until `stop` is set; the configured model unless one is given."""
     s3, sqs = client("s3", settings.aws()), client("sqs", settings.aws())
-    classifier = load_classifier(
-        settings, client("rekognition", settings.aws()) if settings.backend == "rekognition" else None
-    )
+    if classifier is None:
+        from services.predict.core import Classifier
+
+        rekognition = client("rekognition", settings.aws()) if settings.backend == "rekognition" else None
+        classifier = load_classifier(settings, rekognition)
     store = ObjectStore(s3)
     uploads = Queue.by_name(sqs, settings.uploads_queue)
     predictions = Queue.by_name(sqs, settings.predictions_queue)

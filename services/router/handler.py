@@ -2,29 +2,51 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from partcheck.aws import client
 from partcheck.consumer import DeadLetters, handle_sqs_batch, queue_url_from_arn
 from partcheck.storage import ObjectStore
+from partcheck.thresholds import Thresholds
 from services.router.service import route_message
 from services.router.settings import RouterSettings
 
 logging.getLogger().setLevel(logging.INFO)
 
-SETTINGS = RouterSettings()
-_sqs = client("sqs", SETTINGS.aws())
-STORE = ObjectStore(client("s3", SETTINGS.aws()))
-THRESHOLDS = SETTINGS.thresholds()
-DEAD_LETTERS = DeadLetters(_sqs)
-QUEUE_URL_OF = queue_url_from_arn(_sqs)
+
+@dataclass(frozen=True)
+class Runtime:
+    """Everything an invocation needs, built once per Lambda container."""
+
+    store: ObjectStore
+    prediction_bucket: str
+    thresholds: Thresholds | None
+    dead_letters: DeadLetters
+    queue_url_of: Callable[[str], str]
+
+
+@functools.cache
+def runtime() -> Runtime:
+    """Settings and clients, built on the first invocation and reused afterwards."""
+    settings = RouterSettings()
+    sqs = client("sqs", settings.aws())
+    return Runtime(ObjectStore(client("s3", settings.aws())), settings.prediction_bucket, settings.thresholds(),
+                   DeadLetters(sqs), queue_url_from_arn(sqs))
+
+
+def handle(event: dict[str, Any], rt: Runtime) -> dict[str, list[dict[str, str]]]:
+    """Route each prediction; failed records come back as `batchItemFailures` for SQS to redeliver."""
+
+    def on_body(body: str) -> None:
+        route_message(body, rt.store, rt.prediction_bucket, rt.thresholds)
+
+    return handle_sqs_batch(event, on_body, rt.dead_letters, rt.queue_url_of)
 
 
 def lambda_handler(event: dict[str, Any], context: object) -> dict[str, list[dict[str, str]]]:
-    """Route each prediction; failed records come back as `batchItemFailures` for SQS to redeliver."""
-    return handle_sqs_batch(event, _route, DEAD_LETTERS, QUEUE_URL_OF)
-
-
-def _route(body: str) -> None:
-    route_message(body, STORE, SETTINGS.prediction_bucket, THRESHOLDS)
+    """The function's handler."""
+    return handle(event, runtime())

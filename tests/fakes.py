@@ -1,0 +1,47 @@
+"""A classifier with a known verdict, for tests of routing (the real model has its own tests)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Sequence
+
+from PIL import Image, UnidentifiedImageError
+
+from partcheck.errors import InvalidImage
+from partcheck.messages import Prediction
+from partcheck.thresholds import Thresholds
+
+
+class FakeClassifier:
+    """Answers from a table of sha256 -> p_defect; unknown images get 0.5 (unclear). Decodes for real."""
+
+    name = "fake"
+    version = "0"
+
+    def __init__(self, p_defect_by_sha: dict[str, float] | None = None,
+                 thresholds: Thresholds | None = None) -> None:
+        self.table = dict(p_defect_by_sha or {})
+        self.thresholds = thresholds or Thresholds.single(0.8)
+        self.calls = 0
+
+    def learn(self, data: bytes, p_defect: float) -> None:
+        """Fix the answer for these bytes."""
+        self.table[hashlib.sha256(data).hexdigest()] = p_defect
+
+    def predict(self, images: Sequence[bytes]) -> list[Prediction]:
+        """Decode each image (so corrupt bytes fail as with the real model) and look up its answer."""
+        out = []
+        for data in images:
+            self.calls += 1
+            try:
+                with Image.open(io.BytesIO(data)) as im:
+                    im.load()
+            except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+                raise InvalidImage(str(exc)) from exc
+            p = self.table.get(hashlib.sha256(data).hexdigest(), 0.5)
+            label = self.thresholds.decide(p)
+            out.append(Prediction(label=label, confidence=max(p, 1 - p), p_defect=p, model_name=self.name,
+                                  model_version=self.version, thresholds=self.thresholds,
+                                  reason="below threshold" if label == "unclear" else None))
+        return out

@@ -1,0 +1,41 @@
+import pytest
+
+from partcheck.errors import InvalidKey
+from partcheck.layout import Route, decision_marker_key, human_decided_key, relative_key, routed_key
+
+pytestmark = pytest.mark.unit
+
+
+def test_routed_key_keeps_the_relative_path():
+    assert routed_key(Route.DEFECT, "line-3/cam-1/2026-11-25/img_0001.jpg") == (
+        "defect/line-3/cam-1/2026-11-25/img_0001.jpg"
+    )
+
+
+@pytest.mark.parametrize("bad", ["", "/abs.jpg", "a/../b.jpg", "a//b.jpg", "./a.jpg", "a\x00.jpg", "x" * 1100])
+def test_unsafe_keys_are_refused(bad):
+    with pytest.raises(InvalidKey):
+        routed_key(Route.OKAY, bad)
+
+
+def test_unicode_and_spaces_are_fine():
+    assert routed_key(Route.UNCLEAR, "line 3/Käfer #1.jpg") == "unclear/line 3/Käfer #1.jpg"
+
+
+def test_human_decided_key_uses_the_original_naming_and_keeps_the_path():
+    assert human_decided_key("unclear/line-3/cam-1/img.jpg", "ok") == "human_decided/line-3/cam-1/ok_img.jpg"
+    assert human_decided_key("unclear/img.jpg", "defect") == "human_decided/defect_img.jpg"
+
+
+def test_human_decided_key_refuses_keys_outside_unclear_and_bad_labels():
+    with pytest.raises(InvalidKey):
+        human_decided_key("okay/img.jpg", "ok")
+    with pytest.raises(InvalidKey):
+        human_decided_key("unclear/../okay/img.jpg", "ok")
+    with pytest.raises(InvalidKey):
+        human_decided_key("unclear/img.jpg", "maybe")  # type: ignore[arg-type]
+
+
+def test_relative_key_and_marker():
+    assert relative_key(Route.UNCLEAR, "unclear/a/b.jpg") == "a/b.jpg"
+    assert decision_marker_key("unclear/a/b.jpg") == "decisions/a/b.jpg.json"
