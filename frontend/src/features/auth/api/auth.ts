@@ -1,0 +1,34 @@
+/** Session calls: login, logout, who am I. */
+import { api, isApiError } from "../../../lib/api";
+import type { Session } from "../../../lib/types";
+
+/** Log in; remembers the CSRF token for later state-changing calls. */
+export async function login(username: string, password: string): Promise<Session> {
+  const session = await api.post<Session>("/api/login", {
+    body: { username, password },
+    expectUnauthorized: true,
+  });
+  api.setCsrfToken(session.csrf_token);
+  return session;
+}
+
+/** End the session on the server and forget the CSRF token. */
+export async function logout(): Promise<void> {
+  try {
+    await api.post<void>("/api/logout", { expectUnauthorized: true });
+  } finally {
+    api.setCsrfToken(null);
+  }
+}
+
+/** The current session, or null when the browser holds none. */
+export async function currentSession(): Promise<Session | null> {
+  try {
+    const session = await api.get<Session>("/api/me", { expectUnauthorized: true });
+    api.setCsrfToken(session.csrf_token);
+    return session;
+  } catch (err) {
+    if (isApiError(err, 401)) return null;
+    throw err;
+  }
+}

@@ -1,0 +1,56 @@
+/** Queue calls: list, claim, decide, undo, and image URLs. */
+import { api, isApiError } from "../../../lib/api";
+import type { Claim, Decision, Item, Label, QueuePage, ServerConfig, Undone } from "../../../lib/types";
+
+const DEFAULT_SERVER_CONFIG: ServerConfig = { undo_seconds: 30, claim_seconds: 300 };
+
+/** One page of waiting images, oldest first. */
+export function fetchQueue(limit: number, cursor: string | null = null): Promise<QueuePage> {
+  return api.get<QueuePage>("/api/queue", { query: { limit, cursor } });
+}
+
+/** One waiting item; 404 once it has left unclear/. */
+export function fetchItem(id: string): Promise<Item> {
+  return api.get<Item>(`/api/items/${encodeURIComponent(id)}`);
+}
+
+/** Claim an item for this inspector (or extend the claim); 409 when someone else holds it. */
+export function claimItem(id: string): Promise<Claim> {
+  return api.post<Claim>(`/api/items/${encodeURIComponent(id)}/claim`);
+}
+
+/** Record the inspector's verdict; 409 when someone else already decided or holds the claim. */
+export function decideItem(id: string, label: Label, note?: string): Promise<Decision> {
+  const body: { label: Label; note?: string } = { label };
+  if (note && note.trim() !== "") body.note = note.trim();
+  return api.post<Decision>(`/api/items/${encodeURIComponent(id)}/decision`, { body });
+}
+
+/** Take back this inspector's last decision while the undo window is open. */
+export function undoLast(): Promise<Undone> {
+  return api.post<Undone>("/api/undo");
+}
+
+/** URL of an item's image, served through the review service. */
+export function imageUrl(id: string): string {
+  return api.url(`/api/items/${encodeURIComponent(id)}/image`);
+}
+
+/** Undo and claim windows; the documented defaults when the server does not say. */
+export async function fetchServerConfig(): Promise<ServerConfig> {
+  try {
+    const cfg = await api.get<Partial<ServerConfig>>("/api/config");
+    return {
+      undo_seconds: positive(cfg.undo_seconds) ?? DEFAULT_SERVER_CONFIG.undo_seconds,
+      claim_seconds: positive(cfg.claim_seconds) ?? DEFAULT_SERVER_CONFIG.claim_seconds,
+    };
+  } catch (err) {
+    // The endpoint is optional in the contract.
+    if (isApiError(err, 404)) return DEFAULT_SERVER_CONFIG;
+    throw err;
+  }
+}
+
+function positive(value: unknown): number | null {
+  return typeof value === "number" && Number.isFinite(value) && value > 0 ? value : null;
+}
