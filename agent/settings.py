@@ -1,0 +1,127 @@
+"""Settings of the edge upload agent (environment prefix PARTCHECK_AGENT_), read once at the entry point."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+from partcheck.errors import InvalidInput
+from partcheck.settings import DEFAULT_INBOUND_BUCKET, AwsSettings
+
+DEFAULT_KEY_TEMPLATE = "{prefix}/{line}/{camera}/{date}/{name}"
+DEFAULT_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "WEBP")
+
+
+class AgentSettings(AwsSettings):
+    """Where the agent watches, where it uploads, and how patient it is."""
+
+    model_config = SettingsConfigDict(env_prefix="PARTCHECK_AGENT_", extra="ignore")
+
+    watch: Path | None = Field(default=None, description="folder the camera software writes images into")
+    bucket: str = Field(default=DEFAULT_INBOUND_BUCKET, description="inbound bucket")
+    prefix: str = Field(default="", description="first key segment; empty means none")
+    line: str = Field(default="line-1", description="production line, a key segment and object metadata")
+    camera: str = Field(default="cam-1", description="camera, a key segment and object metadata")
+    key_template: str = Field(
+        default=DEFAULT_KEY_TEMPLATE,
+        description="object key; {prefix} {line} {camera} {date} {name} {stem} {suffix} {sha8} {subdir}",
+    )
+    poll: bool = Field(default=False, description="poll the folder instead of OS events (network shares)")
+    poll_interval_s: float = Field(default=1.0, gt=0, description="directory poll period with --poll")
+    close_events: bool = Field(
+        default=True, description="trust close-after-write events where the OS has them (Linux inotify)"
+    )
+    stability_wait_s: float = Field(
+        default=0.25, ge=0, description="size and mtime unchanged this long means a file is finished"
+    )
+    scan_settle_s: float = Field(
+        default=2.0, ge=0, description="stability wait for files found by a scan rather than an event"
+    )
+    open_warn_s: float = Field(default=60.0, gt=0, description="warn once about a file still being written")
+    rescan_interval_s: float = Field(default=30.0, gt=0, description="period of the safety-net folder scan")
+    state_dir: Path = Field(
+        default=Path(".partcheck/agent"), description="outbox database and default archive"
+    )
+    max_file_bytes: int = Field(
+        default=20 * 1024 * 1024, gt=0, description="larger files are skipped (predict rejects them anyway)"
+    )
+    formats: tuple[str, ...] = Field(
+        default=DEFAULT_FORMATS, description="accepted image formats (by content)"
+    )
+    workers: int = Field(default=4, ge=1, le=64, description="parallel uploads")
+    backoff_base_s: float = Field(default=0.5, gt=0, description="first retry delay after a transient error")
+    backoff_max_s: float = Field(default=30.0, gt=0, description="longest retry delay; retries never stop")
+    after_upload: Literal["keep", "archive", "delete"] = Field(
+        default="archive", description="what happens to a file once S3 confirmed it"
+    )
+    archive_dir: Path | None = Field(
+        default=None, description="archive folder; unset means <state_dir>/archive"
+    )
+    archive_quota_mb: float = Field(default=1024.0, ge=0, description="archive size limit, oldest out first")
+    metrics_port: int | None = Field(default=None, ge=0, le=65535, description="serve /metrics on this port")
+    metrics_host: str = Field(default="127.0.0.1", description="address of the /metrics endpoint")
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="json lines, or text; auto is text on a terminal, json otherwise"
+    )
+    status_line: bool | None = Field(default=None, description="live status line; unset means on a terminal")
+    shutdown_grace_s: float = Field(default=3.0, ge=0, description="how long a stop waits for uploads")
+
+    @field_validator("formats", mode="before")
+    @classmethod
+    def _split_formats(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(f.strip().upper() for f in value.split(",") if f.strip())
+        return value
+
+    @field_validator("key_template")
+    @classmethod
+    def _template_has_name(cls, value: str) -> str:
+        if "{name}" not in value and "{stem}" not in value and "{sha8}" not in value:
+            raise ValueError("key_template must contain {name}, {stem} or {sha8}")
+        return value
+
+    def archive_path(self) -> Path:
+        """The archive folder, defaulting to one under the state folder."""
+        return self.archive_dir if self.archive_dir is not None else self.state_dir / "archive"
+
+    def outbox_path(self) -> Path:
+        """The SQLite outbox file."""
+        return self.state_dir / "outbox.sqlite3"
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Values from a TOML config file: top-level keys, or an `[agent]` table."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidInput(f"cannot read config file {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInput(f"config file {path} is not valid TOML: {exc}") from exc
+    table = data.get("agent", data)
+    if not isinstance(table, dict):
+        raise InvalidInput(f"config file {path}: [agent] must be a table")
+    return dict(table)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> AgentSettings:
+    """Settings with CLI overrides above the environment above the config file above defaults."""
+    file_values = read_config_file(config_file) if config_file else {}
+    given = {k: v for k, v in overrides.items() if v is not None}
+
+    class _Layered(AgentSettings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return init_settings, env_settings, InitSettingsSource(settings_cls, init_kwargs=file_values)
+
+    return _Layered(**given)
