@@ -1,5 +1,5 @@
 """`python -m partcheck` is the `partcheck` command."""
 
-from partcheck.cli import app
+from partcheck.cli import main
 
-app(prog_name="partcheck")
+main()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from partcheck.errors import PartcheckError
+
 from agent.cli import app as agent_app
 from partcheck.cost import cost
 from partcheck.stack.cli import bootstrap, moto, serve, status, up
@@ -11,7 +13,7 @@ from services.predict.cli import evaluate, predict, train
 from services.review.cli import users_app
 
 app = typer.Typer(help="partcheck: automated visual quality inspection.", no_args_is_help=True,
-                  pretty_exceptions_show_locals=False)
+                  pretty_exceptions_enable=False)
 app.command()(up)
 app.command()(status)
 app.command()(moto)
@@ -23,3 +25,12 @@ app.command()(evaluate)
 app.command()(cost)
 app.add_typer(agent_app, name="agent")
 app.add_typer(users_app, name="users")
+
+
+def main() -> None:
+    """Console entry point: partcheck's own errors end in one clear line and exit code 2."""
+    try:
+        app()
+    except PartcheckError as exc:
+        typer.echo(f"partcheck: {type(exc).__name__}: {exc}", err=True)
+        raise SystemExit(2) from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -44,11 +45,13 @@ def status(
     from rich.table import Table
 
     from partcheck.aws import client
-    from partcheck.stack.config import StackSettings
+    from partcheck.stack.config import StackSettings, use_local_credentials
     from partcheck.stack.status import stack_status
     from partcheck.stack.up import read_stack_file
 
     recorded = read_stack_file(state_dir)
+    if recorded or not os.environ.get("PARTCHECK_ENDPOINT_URL"):
+        use_local_credentials()
     fields = ("inbound_bucket", "prediction_bucket", "uploads_queue", "predictions_queue", "region")
     settings = StackSettings(state_dir=state_dir, endpoint_url=recorded.get("endpoint"),
                              **{k: recorded[k] for k in fields if k in recorded})

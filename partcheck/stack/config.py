@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from partcheck.aws import AwsConfig
 from partcheck.settings import (
     DEFAULT_INBOUND_BUCKET,
     DEFAULT_PREDICTION_BUCKET,
@@ -37,3 +39,18 @@ class StackSettings(AwsSettings):
     def local_endpoint(self) -> str:
         """The moto server URL this stack starts (or the configured endpoint)."""
         return self.endpoint_url or f"http://{self.host}:{self.moto_port}"
+
+    def aws(self) -> AwsConfig:
+        """The local stack always talks to its moto server, never to real AWS."""
+        return AwsConfig(endpoint_url=self.local_endpoint, region=self.region)
+
+
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "partcheck-local", "AWS_SECRET_ACCESS_KEY": "partcheck-local"}
+
+
+def use_local_credentials() -> dict[str, str]:
+    """Point this process at moto's fake credentials so a real profile can never be used by accident."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        os.environ.pop(name, None)
+    os.environ.update(LOCAL_CREDENTIALS)
+    return dict(LOCAL_CREDENTIALS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from rich.table import Table
 
 from partcheck.aws import client
 from partcheck.stack.bootstrap import bootstrap
-from partcheck.stack.config import StackSettings
+from partcheck.stack.config import StackSettings, use_local_credentials
 
 STACK_FILE = "stack.json"
 console = Console()
@@ -72,21 +73,25 @@ def _wait_http(url: str, timeout: float) -> bool:
     return False
 
 
+def _session_secret(state: Path) -> str:
+    """A per-installation secret, kept so that inspectors stay logged in across restarts."""
+    path = state / "session-secret"
+    if not path.exists():
+        state.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
 def plan(settings: StackSettings, inbox: Path | None) -> list[Child]:
     """The processes of the stack in start order; the last ones are stopped first."""
     state = settings.state_dir.resolve()
     logs = state / "logs"
     endpoint = settings.local_endpoint
-    base_env = {
-        **os.environ,
-        # moto accepts any credentials; fake ones make sure nothing real is ever used by accident.
-        "AWS_ACCESS_KEY_ID": "partcheck-local",
-        "AWS_SECRET_ACCESS_KEY": "partcheck-local",  # noqa: S105 - not a secret, moto ignores it
-        "AWS_DEFAULT_REGION": settings.region,
-        "PYTHONUNBUFFERED": "1",
-    }
-    base_env.pop("AWS_SESSION_TOKEN", None)
-    base_env.pop("AWS_PROFILE", None)
+    # moto accepts any credentials; fake ones make sure nothing real is ever used by accident.
+    use_local_credentials()
+    base_env = {**os.environ, "AWS_DEFAULT_REGION": settings.region, "PYTHONUNBUFFERED": "1"}
     svc = {
         "PARTCHECK_PREDICT_ENDPOINT_URL": endpoint, "PARTCHECK_PREDICT_REGION": settings.region,
         "PARTCHECK_PREDICT_UPLOADS_QUEUE": settings.uploads_queue,
@@ -97,8 +102,9 @@ def plan(settings: StackSettings, inbox: Path | None) -> list[Child]:
         "PARTCHECK_REVIEW_ENDPOINT_URL": endpoint, "PARTCHECK_REVIEW_REGION": settings.region,
         "PARTCHECK_REVIEW_PREDICTION_BUCKET": settings.prediction_bucket,
         "PARTCHECK_REVIEW_HOST": settings.host, "PARTCHECK_REVIEW_PORT": str(settings.review_port),
-        "PARTCHECK_REVIEW_STATE_DIR": str(state),
-        "PARTCHECK_REVIEW_USERS_PATH": str(state / "users.json"),
+        "PARTCHECK_REVIEW_USERS_FILE": str(state / "users.json"),
+        "PARTCHECK_REVIEW_SESSION_SECRET": _session_secret(state),
+        # Plain http on localhost: a Secure cookie would never be sent back.
         "PARTCHECK_REVIEW_COOKIE_SECURE": "false",
     }
     env = {**base_env, **svc}

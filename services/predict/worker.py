@@ -19,7 +19,7 @@ def run(settings: PredictSettings, stop: threading.Event, classifier: Classifier
     """Consume S3 notifications until `stop` is set; the configured model unless one is given."""
     s3, sqs = client("s3", settings.aws()), client("sqs", settings.aws())
     if classifier is None:
-        from services.predict.core import Classifier
+        from services.predict.backends import load_classifier
 
         rekognition = client("rekognition", settings.aws()) if settings.backend == "rekognition" else None
         classifier = load_classifier(settings, rekognition)
