@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from partcheck.errors import AlreadyExists, InvalidKey, NotFound, PartcheckError
+from partcheck.errors import AlreadyExists, InvalidKey, NotFound, PartcheckError, StorageUnavailable
 from partcheck.layout import HumanLabel, Route, relative_key
 from partcheck.storage import ObjectInfo, ObjectStore
 from services.review import core
@@ -59,6 +59,14 @@ class Image:
     body: bytes
     content_type: str
     etag: str
+
+
+def _listing(store: ObjectStore, bucket: str, prefix: str) -> list[ObjectInfo]:
+    """A whole listing; a missing bucket is a configuration fault (503), not a missing item (404)."""
+    try:
+        return list(store.list(bucket, prefix))
+    except NotFound as exc:
+        raise StorageUnavailable(f"bucket {bucket} does not exist or cannot be listed ({exc})") from exc
 
 
 def _sniff(body: bytes) -> str | None:
@@ -143,7 +151,7 @@ class QueueIndex:
         now = datetime.now(UTC)
         listed = {
             o.key: Listed(o.last_modified or now, o.key, o.etag)
-            for o in self._store.list(self._bucket, Route.UNCLEAR.prefix)
+            for o in _listing(self._store, self._bucket, Route.UNCLEAR.prefix)
         }
         with self._lock:
             for seq, key, entry in self._changes:
@@ -266,7 +274,7 @@ class ReviewStore:
         if cached and not fresh and time.monotonic() - cached[0] < _CLAIMS_TTL_S:
             return {k: c for k, c in cached[1].items() if c.live(now)}
         out: dict[str, Claim] = {}
-        for o in self.store.list(self.bucket, core.CLAIMS_PREFIX):
+        for o in _listing(self.store, self.bucket, core.CLAIMS_PREFIX):
             with self._lock:
                 known = (o.key, o.etag) in self._claim_objs
                 claim = self._claim_objs.get((o.key, o.etag))
@@ -494,7 +502,7 @@ class ReviewStore:
         return record
 
     def _day_keys(self, day: datetime) -> list[str]:
-        keys = [o.key for o in self.store.list(self.audit_bucket, core.audit_day_prefix(day))]
+        keys = [o.key for o in _listing(self.store, self.audit_bucket, core.audit_day_prefix(day))]
         return sorted(keys, reverse=True)
 
     def history(
@@ -528,7 +536,7 @@ class ReviewStore:
 
     def _count(self, route: Route) -> tuple[int, int]:
         n = human_defect = 0
-        for o in self.store.list(self.bucket, route.prefix):
+        for o in _listing(self.store, self.bucket, route.prefix):
             n += 1
             if route is Route.HUMAN_DECIDED and core.human_label(o.key) == "defect":
                 human_defect += 1

@@ -1,0 +1,711 @@
+"""Review API against a moto server: auth, queue, claims, decisions, undo, audit, images, page, OIDC."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from fastapi.testclient import TestClient
+
+from services.review.core import encode_id
+from tests.services.review.conftest import BUCKET, JPEG, PASSWORD, login
+
+pytestmark = pytest.mark.integration
+
+App = Callable[..., TestClient]
+
+
+def keys(s3: Any, prefix: str) -> list[str]:
+    """Every key under a prefix of the prediction bucket."""
+    out: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+        out += [o["Key"] for o in page.get("Contents", [])]
+    return out
+
+
+def audit_records(s3: Any) -> list[dict[str, Any]]:
+    """Every audit record, oldest first."""
+    return [
+        json.loads(s3.get_object(Bucket=BUCKET, Key=k)["Body"].read()) for k in sorted(keys(s3, "audit/"))
+    ]
+
+
+# --- login, sessions, CSRF -------------------------------------------------------------------------
+
+
+def test_routes_need_a_session_except_login_health_config(app_factory: App, put_unclear: Any) -> None:
+    c = app_factory()
+    item = encode_id(put_unclear("a.jpg"))
+    assert c.get("/api/health").json()["status"] == "ok"
+    assert c.get("/api/config").json() == {"undo_seconds": 30, "claim_seconds": 300}
+    for method, path in [
+        ("get", "/api/me"),
+        ("get", "/api/queue"),
+        ("get", f"/api/items/{item}"),
+        ("get", f"/api/items/{item}/image"),
+        ("post", f"/api/items/{item}/claim"),
+        ("post", "/api/undo"),
+        ("get", "/api/history"),
+        ("get", "/api/stats"),
+        ("post", "/api/logout"),
+    ]:
+        r = c.request(method, path)
+        assert r.status_code == 401, (path, r.status_code)
+        assert r.json() == {"detail": "not logged in"}
+    r = c.post(f"/api/items/{item}/decision", json={"label": "ok"})
+    assert r.status_code == 401
+
+
+def test_login_sets_http_only_cookie_and_me_and_logout(app_factory: App) -> None:
+    c = app_factory()
+    r = c.post("/api/login", json={"username": "alice", "password": PASSWORD})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["username"] == "alice"
+    assert len(body["csrf_token"]) > 20
+    cookie = r.headers["set-cookie"]
+    assert "partcheck_session=" in cookie
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+    assert "Secure" not in cookie  # cookie_secure=False in the tests (plain http)
+    assert c.get("/api/me").json() == body
+    # Logout is state-changing: it needs the CSRF header too.
+    assert c.post("/api/logout").status_code == 403
+    stolen = c.cookies.get("partcheck_session")
+    assert c.post("/api/logout", headers={"X-CSRF-Token": body["csrf_token"]}).status_code == 204
+    assert c.get("/api/me").status_code == 401
+    # The old cookie value is refused after logout even if replayed.
+    c.cookies.set("partcheck_session", stolen or "")
+    assert c.get("/api/me").status_code == 401
+
+
+def test_secure_cookie_by_default(app_factory: App) -> None:
+    c = app_factory(cookie_secure=True)
+    r = c.post("/api/login", json={"username": "alice", "password": PASSWORD})
+    assert "Secure" in r.headers["set-cookie"]
+
+
+def test_wrong_password_and_forged_cookie(app_factory: App) -> None:
+    c = app_factory()
+    r = c.post("/api/login", json={"username": "alice", "password": "wrong password"})
+    assert r.status_code == 401
+    assert r.json()["detail"] == "wrong user name or password"
+    assert c.post("/api/login", json={"username": "nobody", "password": PASSWORD}).status_code == 401
+    login(c)
+    value = c.cookies.get("partcheck_session") or ""
+    payload, mac = value.split(".")
+    forged = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    forged["u"] = "bob"
+    forged_payload = base64.urlsafe_b64encode(json.dumps(forged).encode()).decode().rstrip("=")
+    c.cookies.set("partcheck_session", f"{forged_payload}.{mac}")
+    assert c.get("/api/me").status_code == 401
+
+
+def test_session_from_another_instance_with_the_same_secret(app_factory: App) -> None:
+    a, b = app_factory(), app_factory()
+    login(a)
+    b.cookies.set("partcheck_session", a.cookies.get("partcheck_session") or "")
+    assert b.get("/api/me").json()["username"] == "alice"
+
+
+def test_login_rate_limited_per_username_and_per_ip(app_factory: App) -> None:
+    c = app_factory(login_max_failures=3, login_window_seconds=60)
+    for _ in range(3):
+        assert c.post("/api/login", json={"username": "alice", "password": "nope-nope"}).status_code == 401
+    r = c.post("/api/login", json={"username": "alice", "password": PASSWORD})
+    assert r.status_code == 429
+    assert 1 <= int(r.headers["Retry-After"]) <= 60
+    assert "too many failed logins" in r.json()["detail"]
+    # The same client address is also blocked for other names (guessing across accounts).
+    assert c.post("/api/login", json={"username": "bob", "password": PASSWORD}).status_code == 429
+
+
+def test_rate_limit_window_passes(app_factory: App) -> None:
+    c = app_factory(login_max_failures=2, login_window_seconds=1)
+    for _ in range(2):
+        c.post("/api/login", json={"username": "alice", "password": "nope-nope"})
+    assert c.post("/api/login", json={"username": "alice", "password": PASSWORD}).status_code == 429
+    time.sleep(1.1)
+    assert c.post("/api/login", json={"username": "alice", "password": PASSWORD}).status_code == 200
+
+
+def test_csrf_required_on_state_changing_requests(alice: TestClient, put_unclear: Any, s3: Any) -> None:
+    item = encode_id(put_unclear("a.jpg"))
+    token = alice.headers.pop("X-CSRF-Token")
+    for path, body in [
+        (f"/api/items/{item}/claim", None),
+        (f"/api/items/{item}/decision", {"label": "ok"}),
+        ("/api/undo", None),
+    ]:
+        r = alice.post(path, json=body)
+        assert r.status_code == 403
+        assert r.json() == {"detail": "CSRF token missing or invalid"}
+        r = alice.post(path, json=body, headers={"X-CSRF-Token": token[:-2] + "xx"})
+        assert r.status_code == 403
+    assert keys(s3, "unclear/") == ["unclear/a.jpg"]
+    assert keys(s3, "human_decided/") == []
+
+
+# --- queue ----------------------------------------------------------------------------------------
+
+
+def test_queue_paginates_past_1000_keys_oldest_first(alice: TestClient, s3: Any) -> None:
+    def put(i: int) -> None:
+        s3.put_object(
+            Bucket=BUCKET,
+            Key=f"unclear/l/{i:05d}.jpg",
+            Body=b"x",
+            Metadata={"model-label": "unclear", "confidence": "0.5"},
+        )
+
+    # The first 20 are written one by one so their order in time is known.
+    for i in range(20):
+        put(i)
+        time.sleep(0.001)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(put, range(20, 1050)))
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        r = alice.get("/api/queue", params={"limit": 200, **({"cursor": cursor} if cursor else {})})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["total"] == 1050
+        seen += [i["key"] for i in body["items"]]
+        pages += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 6
+    assert len(seen) == len(set(seen)) == 1050
+    # S3 second-resolution timestamps tie; the key breaks ties, so the first keys come first.
+    assert seen[0] == "unclear/l/00000.jpg"
+    assert set(seen) == {f"unclear/l/{i:05d}.jpg" for i in range(1050)}
+
+
+def test_queue_orders_by_time_not_key(alice: TestClient, put_unclear: Any) -> None:
+    put_unclear("z-old.jpg")
+    time.sleep(1.1)  # S3 LastModified has one-second resolution
+    put_unclear("a-new.jpg")
+    items = alice.get("/api/queue").json()["items"]
+    assert [i["name"] for i in items] == ["z-old.jpg", "a-new.jpg"]
+
+
+def test_queue_item_fields(alice: TestClient, put_unclear: Any) -> None:
+    put_unclear("line-3/cam-1/img 1.jpg")
+    (item,) = alice.get("/api/queue").json()["items"]
+    assert item == {
+        "id": encode_id("unclear/line-3/cam-1/img 1.jpg"),
+        "key": "unclear/line-3/cam-1/img 1.jpg",
+        "name": "img 1.jpg",
+        "model_label": "unclear",
+        "confidence": 0.612,
+        "p_defect": 0.388,
+        "model_version": "1.2.0",
+        "reason": "low confidence",
+        "line": "line-3",
+        "camera": "cam-1",
+        "uploaded_at": "2026-11-25T08:00:00Z",
+        "claimed_by": None,
+        "claim_expires_at": None,
+    }
+    assert alice.get(f"/api/items/{item['id']}").json() == item
+
+
+def test_bad_cursor_and_limit(alice: TestClient) -> None:
+    assert alice.get("/api/queue", params={"cursor": "not-a-cursor"}).status_code == 400
+    assert alice.get("/api/queue", params={"limit": 0}).status_code == 422
+    assert alice.get("/api/queue", params={"limit": 10_000}).status_code == 422
+
+
+# --- claims ---------------------------------------------------------------------------------------
+
+
+def test_claim_conflict_and_extension(app_factory: App, put_unclear: Any) -> None:
+    a, b = app_factory(), app_factory()
+    login(a, "alice")
+    login(b, "bob")
+    item = encode_id(put_unclear("a.jpg"))
+    first = a.post(f"/api/items/{item}/claim")
+    assert first.status_code == 200
+    assert first.json()["claimed_by"] == "alice"
+    r = b.post(f"/api/items/{item}/claim")
+    assert r.status_code == 409
+    assert r.json()["detail"].startswith("claimed by alice until ")
+    time.sleep(0.01)
+    again = a.post(f"/api/items/{item}/claim")
+    assert again.status_code == 200
+    assert again.json()["expires_at"] > first.json()["expires_at"]
+    (listed,) = b.get("/api/queue").json()["items"]
+    assert listed["claimed_by"] == "alice"
+    assert listed["claim_expires_at"] == again.json()["expires_at"]
+    # Someone else's live claim also blocks a decision, and nothing moves.
+    r = b.post(f"/api/items/{item}/decision", json={"label": "ok"})
+    assert r.status_code == 409
+    assert "claimed by alice" in r.json()["detail"]
+
+
+def test_expired_claim_can_be_taken(app_factory: App, put_unclear: Any) -> None:
+    a, b = app_factory(claim_seconds=5), app_factory(claim_seconds=5)
+    login(a, "alice")
+    login(b, "bob")
+    item = encode_id(put_unclear("a.jpg"))
+    assert a.post(f"/api/items/{item}/claim").status_code == 200
+    assert b.post(f"/api/items/{item}/claim").status_code == 409
+    time.sleep(5.2)
+    r = b.post(f"/api/items/{item}/claim")
+    assert r.status_code == 200
+    assert r.json()["claimed_by"] == "bob"
+
+
+def test_claim_unknown_item(alice: TestClient) -> None:
+    r = alice.post(f"/api/items/{encode_id('unclear/missing.jpg')}/claim")
+    assert r.status_code == 404
+
+
+# --- decisions ------------------------------------------------------------------------------------
+
+
+def test_decision_moves_image_with_metadata_and_audit(alice: TestClient, put_unclear: Any, s3: Any) -> None:
+    key = put_unclear("line-3/cam-1/img_0001.jpg")
+    item = encode_id(key)
+    assert alice.post(f"/api/items/{item}/claim").status_code == 200
+    r = alice.post(f"/api/items/{item}/decision", json={"label": "defect", "note": "crack, 2 mm / edge"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["decided_key"] == "human_decided/line-3/cam-1/defect_img_0001.jpg"
+    assert body["decided_by"] == "alice"
+    assert body["label"] == "defect"
+    decided_at = datetime.fromisoformat(body["decided_at"].replace("Z", "+00:00"))
+    undo_until = datetime.fromisoformat(body["undo_until"].replace("Z", "+00:00"))
+    assert undo_until - decided_at == timedelta(seconds=30)
+    assert keys(s3, "unclear/") == []
+    assert keys(s3, "claims/") == []
+    obj = s3.get_object(Bucket=BUCKET, Key=body["decided_key"])
+    assert obj["Body"].read() == JPEG
+    assert obj["ContentType"] == "image/jpeg"
+    meta = obj["Metadata"]
+    assert meta["inspector"] == "alice"
+    assert meta["label"] == "defect"
+    assert meta["decided-at"] == body["decided_at"]
+    assert unquote(meta["note"]) == "crack, 2 mm / edge"
+    assert meta["model-label"] == "unclear"
+    assert meta["confidence"] == "0.612000"
+    assert meta["model-version"] == "1.2.0"
+    (record,) = audit_records(s3)
+    assert record["action"] == "decision"
+    assert record["inspector"] == "alice"
+    assert record["label"] == "defect"
+    assert record["key"] == key
+    assert record["decided_key"] == body["decided_key"]
+    assert record["note"] == "crack, 2 mm / edge"
+    assert record["confidence"] == 0.612
+    assert record["model_version"] == "1.2.0"
+    assert record["source_key"] == "line-3/cam-1/2026-11-25/img_0001.jpg"
+    (audit_key,) = keys(s3, "audit/")
+    assert audit_key.startswith(f"audit/{decided_at:%Y/%m/%d}/")
+    # The item is gone from the queue and says who decided it.
+    assert alice.get("/api/queue").json()["total"] == 0
+    r = alice.get(f"/api/items/{item}")
+    assert r.status_code == 404
+    assert "already decided by alice as defect" in r.json()["detail"]
+    # A second decision overwrites nothing.
+    r = alice.post(f"/api/items/{item}/decision", json={"label": "ok"})
+    assert r.status_code == 409
+    assert r.json()["detail"] == "already decided by alice as defect"
+    assert keys(s3, "human_decided/") == [body["decided_key"]]
+
+
+def test_decision_validation(alice: TestClient, put_unclear: Any, s3: Any) -> None:
+    item = encode_id(put_unclear("a.jpg"))
+    assert alice.post(f"/api/items/{item}/decision", json={"label": "maybe"}).status_code == 422
+    assert (
+        alice.post(f"/api/items/{item}/decision", json={"label": "ok", "note": "x" * 501}).status_code == 422
+    )
+    r = alice.post(f"/api/items/{item}/decision", json={"label": "ok", "note": "bad\x00note"})
+    assert r.status_code == 400
+    assert (
+        alice.post(f"/api/items/{encode_id('unclear/none.jpg')}/decision", json={"label": "ok"}).status_code
+        == 404
+    )
+    assert keys(s3, "unclear/") == ["unclear/a.jpg"]
+    assert keys(s3, "decisions/") == []
+
+
+def test_concurrent_decisions_exactly_one_wins(app_factory: App, put_unclear: Any, s3: Any) -> None:
+    # Two app instances (as behind a load balancer) and two inspectors race on one image.
+    a, b = app_factory(), app_factory()
+    login(a, "alice")
+    login(b, "bob")
+    for round_ in range(3):
+        item = encode_id(put_unclear(f"race-{round_}.jpg"))
+        barrier = threading.Barrier(2)
+        results: dict[str, Any] = {}
+
+        def decide(
+            name: str,
+            c: TestClient,
+            label: str,
+            item: str = item,
+            barrier: threading.Barrier = barrier,
+            results: dict[str, Any] = results,
+        ) -> None:
+            barrier.wait()
+            results[name] = c.post(f"/api/items/{item}/decision", json={"label": label})
+
+        threads = [
+            threading.Thread(target=decide, args=("alice", a, "ok")),
+            threading.Thread(target=decide, args=("bob", b, "defect")),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        codes = sorted(r.status_code for r in results.values())
+        assert codes == [200, 409], {n: r.text for n, r in results.items()}
+        winner = next(n for n, r in results.items() if r.status_code == 200)
+        loser = next(r for r in results.values() if r.status_code == 409)
+        assert winner in loser.json()["detail"] or "claimed by" in loser.json()["detail"]
+        decided = [k for k in keys(s3, "human_decided/") if k.endswith(f"race-{round_}.jpg")]
+        assert len(decided) == 1
+        assert s3.head_object(Bucket=BUCKET, Key=decided[0])["Metadata"]["inspector"] == winner
+    assert keys(s3, "unclear/") == []
+    assert len(audit_records(s3)) == 3
+
+
+def test_decision_never_overwrites_an_existing_decided_image(
+    alice: TestClient, put_unclear: Any, s3: Any
+) -> None:
+    item = encode_id(put_unclear("a.jpg"))
+    s3.put_object(Bucket=BUCKET, Key="human_decided/ok_a.jpg", Body=b"earlier")
+    r = alice.post(f"/api/items/{item}/decision", json={"label": "ok"})
+    assert r.status_code == 409
+    assert "nothing was overwritten" in r.json()["detail"]
+    assert s3.get_object(Bucket=BUCKET, Key="human_decided/ok_a.jpg")["Body"].read() == b"earlier"
+    assert keys(s3, "unclear/") == ["unclear/a.jpg"]
+    assert keys(s3, "decisions/") == []  # the marker is rolled back, so the other label stays possible
+    assert alice.post(f"/api/items/{item}/decision", json={"label": "defect"}).status_code == 200
+
+
+# --- undo -----------------------------------------------------------------------------------------
+
+
+def test_undo_restores_the_image_and_appends_audit(alice: TestClient, put_unclear: Any, s3: Any) -> None:
+    key = put_unclear("d/a.jpg")
+    before = s3.head_object(Bucket=BUCKET, Key=key)
+    item = encode_id(key)
+    decided = alice.post(f"/api/items/{item}/decision", json={"label": "ok", "note": "fine"}).json()
+    r = alice.post("/api/undo")
+    assert r.status_code == 200
+    assert r.json() == {"id": item, "key": key}
+    after = s3.head_object(Bucket=BUCKET, Key=key)
+    assert after["Metadata"] == before["Metadata"]
+    assert after["ContentType"] == "image/jpeg"
+    assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == JPEG
+    assert keys(s3, "human_decided/") == []
+    assert keys(s3, "decisions/") == []
+    assert [rec["action"] for rec in audit_records(s3)] == ["decision", "undo"]
+    assert audit_records(s3)[1]["decided_key"] == decided["decided_key"]
+    assert [i["key"] for i in alice.get("/api/queue").json()["items"]] == [key]
+    # Only once.
+    r = alice.post("/api/undo")
+    assert r.status_code == 409
+    assert "nothing to undo" in r.json()["detail"]
+    # And the image can be decided again, now the other way.
+    assert alice.post(f"/api/items/{item}/decision", json={"label": "defect"}).status_code == 200
+    history = alice.get("/api/history").json()["items"]
+    assert [(h["action"], h["label"]) for h in history] == [
+        ("decision", "defect"),
+        ("undo", "ok"),
+        ("decision", "ok"),
+    ]
+
+
+def test_undo_is_per_inspector_and_time_limited(app_factory: App, put_unclear: Any, s3: Any) -> None:
+    a, b = app_factory(undo_seconds=1), app_factory(undo_seconds=1)
+    login(a, "alice")
+    login(b, "bob")
+    item = encode_id(put_unclear("a.jpg"))
+    assert a.post(f"/api/items/{item}/decision", json={"label": "ok"}).status_code == 200
+    r = b.post("/api/undo")
+    assert r.status_code == 409
+    assert r.json()["detail"] == "nothing to undo"
+    time.sleep(1.2)
+    r = a.post("/api/undo")
+    assert r.status_code == 409
+    assert "undo window" in r.json()["detail"]
+    assert keys(s3, "human_decided/") == ["human_decided/ok_a.jpg"]
+
+
+# --- ids and images -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw", ["../human_decided/ok_a.jpg", "/etc/passwd", "a/../../x", "a//b", "", "a\x00b", "./a.jpg"]
+)
+def test_traversal_ids_refused(alice: TestClient, put_unclear: Any, s3: Any, raw: str) -> None:
+    put_unclear("a.jpg")
+    s3.put_object(Bucket=BUCKET, Key="human_decided/ok_a.jpg", Body=b"secret")
+    bad = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=") or "AA"
+    for method, path, body in [
+        ("get", f"/api/items/{bad}", None),
+        ("get", f"/api/items/{bad}/image", None),
+        ("post", f"/api/items/{bad}/claim", None),
+        ("post", f"/api/items/{bad}/decision", {"label": "ok"}),
+    ]:
+        r = alice.request(method, path, json=body)
+        assert r.status_code == 400, (raw, path, r.status_code)
+        assert r.json()["detail"].startswith("invalid id or key")
+    assert keys(s3, "unclear/") == ["unclear/a.jpg"]
+    assert keys(s3, "claims/") == []
+
+
+def test_non_canonical_and_garbage_ids(alice: TestClient) -> None:
+    for bad in ["%2e%2e", "!!!", "YQ=", "x" * 2000]:
+        assert alice.get(f"/api/items/{bad}").status_code in (400, 404)
+
+
+def test_image_served_before_and_after_decision(alice: TestClient, put_unclear: Any, s3: Any) -> None:
+    item = encode_id(put_unclear("a.jpg"))
+    s3.put_object(Bucket=BUCKET, Key="okay/secret.jpg", Body=b"not for review")
+    r = alice.get(f"/api/items/{item}/image")
+    assert r.status_code == 200
+    assert r.content == JPEG
+    assert r.headers["content-type"] == "image/jpeg"
+    assert r.headers["cache-control"] == "private, max-age=300"
+    alice.post(f"/api/items/{item}/decision", json={"label": "ok"})
+    r = alice.get(f"/api/items/{item}/image")
+    assert r.status_code == 200
+    assert r.content == JPEG
+    assert alice.get(f"/api/items/{encode_id('unclear/secret.jpg')}/image").status_code == 404
+
+
+def test_image_content_type_sniffed(alice: TestClient, s3: Any) -> None:
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
+    s3.put_object(Bucket=BUCKET, Key="unclear/p.png", Body=png)  # no content type from the writer
+    r = alice.get(f"/api/items/{encode_id('unclear/p.png')}/image")
+    assert r.headers["content-type"] == "image/png"
+
+
+# --- history and stats ----------------------------------------------------------------------------
+
+
+def test_history_filters(app_factory: App, put_unclear: Any) -> None:
+    a, b = app_factory(), app_factory()
+    login(a, "alice")
+    login(b, "bob")
+    for i, (c, label) in enumerate([(a, "ok"), (b, "defect"), (a, "defect")]):
+        assert (
+            c.post(
+                f"/api/items/{encode_id(put_unclear(f'{i}.jpg'))}/decision", json={"label": label}
+            ).status_code
+            == 200
+        )
+    everything = a.get("/api/history").json()["items"]
+    assert [h["inspector"] for h in everything] == ["alice", "bob", "alice"]
+    assert [h["key"] for h in a.get("/api/history", params={"inspector": "alice"}).json()["items"]] == [
+        "unclear/2.jpg",
+        "unclear/0.jpg",
+    ]
+    assert len(a.get("/api/history", params={"label": "defect"}).json()["items"]) == 2
+    assert len(a.get("/api/history", params={"limit": 1}).json()["items"]) == 1
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert a.get("/api/history", params={"since": future}).json()["items"] == []
+    assert a.get("/api/history", params={"label": "maybe"}).status_code == 422
+
+
+def test_stats(alice: TestClient, put_unclear: Any, s3: Any) -> None:
+    for k in ["okay/1.jpg", "okay/2.jpg", "okay/3.jpg", "defect/1.jpg", "rejected/1.bin"]:
+        s3.put_object(Bucket=BUCKET, Key=k, Body=b"x")
+    put_unclear("u1.jpg", uploaded_at=(datetime.now(UTC) - timedelta(minutes=10)).isoformat())
+    put_unclear("u2.jpg")
+    alice.post(f"/api/items/{encode_id('unclear/u2.jpg')}/decision", json={"label": "defect"})
+    stats = alice.get("/api/stats").json()
+    assert stats["counts"] == {"okay": 3, "defect": 1, "unclear": 1, "human_decided": 1, "rejected": 1}
+    assert stats["defect_rate"] == pytest.approx(2 / 7)
+    assert stats["unclear_rate"] == pytest.approx(2 / 7)
+    hours = stats["throughput_per_hour"]
+    assert len(hours) == 24
+    assert hours[-1]["decisions"] == 1
+    assert sum(h["decisions"] for h in hours) == 1
+    assert 590 < stats["oldest_unclear_age_s"] < 700
+
+
+def test_stats_empty_bucket(alice: TestClient) -> None:
+    stats = alice.get("/api/stats").json()
+    assert stats["defect_rate"] == 0
+    assert stats["oldest_unclear_age_s"] is None
+
+
+# --- storage trouble ------------------------------------------------------------------------------
+
+
+def test_missing_bucket_is_a_clear_503(app_factory: App) -> None:
+    c = app_factory(prediction_bucket="no-such-bucket-here")
+    login(c)
+    r = c.get("/api/queue")
+    assert r.status_code == 503
+    assert r.json()["detail"].startswith("storage unavailable: bucket no-such-bucket-here does not exist")
+    assert c.get("/api/health").status_code == 200
+
+
+# --- the page -------------------------------------------------------------------------------------
+
+
+def test_missing_build_page_and_api_still_works(app_factory: App) -> None:
+    c = app_factory()
+    r = c.get("/")
+    assert r.status_code == 200
+    assert "text/html" in r.headers["content-type"]
+    assert "make install" in r.text
+    assert "npm run build" in r.text
+    assert c.get("/history").status_code == 200
+    assert c.get("/api/health").json()["frontend_built"] is False
+    assert c.get("/api/nope").status_code == 404
+    assert c.get("/api/nope").json()["detail"]
+
+
+def test_built_page_served_with_client_routes(app_factory: App, tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    (dist / "assets").mkdir(parents=True)
+    (dist / "index.html").write_text(
+        "<!doctype html><div id=root></div><script src=/assets/app-1.js></script>"
+    )
+    (dist / "assets" / "app-1.js").write_text("console.log(1)")
+    (dist / "favicon.svg").write_text("<svg/>")
+    (tmp_path / "secret.txt").write_text("outside")
+    c = app_factory(static_dir=dist)
+    for path in ["/", "/history", "/item/abc", "/dashboard"]:
+        r = c.get(path)
+        assert r.status_code == 200, path
+        assert "id=root" in r.text, path
+        assert "default-src 'self'" in r.headers["content-security-policy"]
+    r = c.get("/assets/app-1.js")
+    assert r.status_code == 200
+    assert r.text == "console.log(1)"
+    assert "immutable" in r.headers["cache-control"]
+    assert c.get("/favicon.svg").text == "<svg/>"
+    assert c.get("/assets/missing.js").status_code == 404
+    assert "outside" not in c.get("/..%2Fsecret.txt").text
+    assert "outside" not in c.get("/assets/..%2F..%2Fsecret.txt").text
+    assert c.get("/api/health").json()["frontend_built"] is True
+
+
+def test_openapi_documents_every_api_route(app_factory: App) -> None:
+    schema = app_factory().get("/openapi.json").json()
+    paths = schema["paths"]
+    for path in [
+        "/api/login",
+        "/api/logout",
+        "/api/me",
+        "/api/health",
+        "/api/queue",
+        "/api/items/{item_id}",
+        "/api/items/{item_id}/image",
+        "/api/items/{item_id}/claim",
+        "/api/items/{item_id}/decision",
+        "/api/undo",
+        "/api/history",
+        "/api/stats",
+        "/api/config",
+    ]:
+        assert path in paths, path
+    assert paths["/api/queue"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    assert "409" in paths["/api/items/{item_id}/decision"]["post"]["responses"]
+
+
+# --- OIDC behind an ALB ---------------------------------------------------------------------------
+
+ALB_ARN = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/review/abc"
+
+
+def _alb_token(
+    key: ec.EllipticCurvePrivateKey,
+    kid: str = "kid-1",
+    signer: str = ALB_ARN,
+    exp_s: int = 60,
+    email: str = "carol@example.com",
+) -> str:
+    claims = {"sub": "1234", "email": email, "exp": int(time.time()) + exp_s, "iss": "https://idp.example"}
+    return jwt.encode(
+        claims,
+        key,
+        algorithm="ES256",
+        headers={"kid": kid, "signer": signer, "client": "review", "typ": "JWT"},
+    )
+
+
+def _pem(key: ec.EllipticCurvePrivateKey) -> str:
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+def test_oidc_header_verified(app_factory: App) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    fetched: list[str] = []
+
+    def key_source(kid: str) -> str:
+        fetched.append(kid)
+        if kid != "kid-1":
+            raise LookupError(kid)
+        return _pem(key)
+
+    c = app_factory(trust_alb_oidc=True, alb_arn=ALB_ARN, key_source=key_source)
+    r = c.get("/api/me", headers={"x-amzn-oidc-data": _alb_token(key)})
+    assert r.status_code == 200
+    assert r.json()["username"] == "carol@example.com"
+    csrf = r.json()["csrf_token"]
+    assert c.get("/api/me", headers={"x-amzn-oidc-data": _alb_token(key)}).json()["csrf_token"] == csrf
+    assert fetched == ["kid-1"]  # the key is cached per kid
+    other = ec.generate_private_key(ec.SECP256R1())
+    for bad in [
+        _alb_token(other),
+        _alb_token(key, signer="arn:aws:elasticloadbalancing:other"),
+        _alb_token(key, exp_s=-120),
+        _alb_token(key, kid="kid-2"),
+        "garbage",
+        _alb_token(key)[:-4],
+    ]:
+        r = c.get("/api/me", headers={"x-amzn-oidc-data": bad})
+        assert r.status_code == 401
+        assert r.json()["detail"] == "OIDC identity could not be verified"
+    hs = jwt.encode(
+        {"email": "x@y", "exp": int(time.time()) + 60},
+        "a-shared-secret-of-at-least-32-bytes!",
+        algorithm="HS256",
+        headers={"kid": "kid-1", "signer": ALB_ARN},
+    )
+    assert c.get("/api/me", headers={"x-amzn-oidc-data": hs}).status_code == 401
+    # State changes still need the CSRF token.
+    assert c.post("/api/undo", headers={"x-amzn-oidc-data": _alb_token(key)}).status_code == 403
+    r = c.post("/api/undo", headers={"x-amzn-oidc-data": _alb_token(key), "X-CSRF-Token": csrf})
+    assert r.status_code == 409
+
+
+def test_oidc_header_ignored_when_disabled(app_factory: App) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    c = app_factory(key_source=lambda kid: _pem(key))
+    assert c.get("/api/me", headers={"x-amzn-oidc-data": _alb_token(key)}).status_code == 401
+
+
+def test_oidc_requires_signer_setting(moto: str, tmp_path: Path) -> None:
+    from tests.services.review.conftest import make_settings
+
+    with pytest.raises(ValueError, match="ALB_ARN"):
+        make_settings(moto, tmp_path, trust_alb_oidc=True)
