@@ -1,0 +1,185 @@
+"""Pure review core: ids, cursors, claim rules, metadata shaping, audit keys, stats, login limiter."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from partcheck.errors import InvalidInput, InvalidKey
+from services.review import core
+from services.review.core import Claim, Listed
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("key", ["unclear/a.jpg", "unclear/line 3/cam-1/ü ñ.jpg", "unclear/x/y/z.png"])
+def test_id_round_trip(key: str) -> None:
+    item_id = core.encode_id(key)
+    assert "/" not in item_id
+    assert "=" not in item_id
+    assert "+" not in item_id
+    assert core.decode_id(item_id) == key
+
+
+@pytest.mark.parametrize("rel", ["../etc/passwd", "a/../../b", "/abs", "a//b", "./a", "a\x00b", "a/.."])
+def test_decode_refuses_unsafe_keys(rel: str) -> None:
+    import base64
+
+    with pytest.raises(InvalidKey):
+        core.decode_id(base64.urlsafe_b64encode(rel.encode()).decode().rstrip("="))
+
+
+@pytest.mark.parametrize("bad", ["", "!!!", "YQ=", "YR", "x" * 2000, "%2e%2e"])
+def test_decode_refuses_garbage_and_non_canonical(bad: str) -> None:
+    with pytest.raises(InvalidKey):
+        core.decode_id(bad)
+
+
+def test_encode_refuses_keys_outside_unclear() -> None:
+    with pytest.raises(InvalidKey):
+        core.encode_id("human_decided/ok_a.jpg")
+
+
+def _queue(n: int) -> list[Listed]:
+    return core.order_queue(
+        Listed(T0 + timedelta(seconds=i // 2), f"unclear/{(n - i):04d}.jpg") for i in range(n)
+    )
+
+
+def test_order_oldest_first_key_breaks_ties() -> None:
+    q = _queue(4)
+    assert [e.key for e in q] == [
+        "unclear/0003.jpg",
+        "unclear/0004.jpg",
+        "unclear/0001.jpg",
+        "unclear/0002.jpg",
+    ]
+
+
+def test_pages_cover_everything_once() -> None:
+    q = _queue(25)
+    seen, cursor = [], None
+    while True:
+        page, cursor = core.page_after(q, cursor, 10)
+        seen += page
+        if cursor is None:
+            break
+    assert seen == q
+
+
+def test_cursor_survives_removal_of_its_item() -> None:
+    q = _queue(10)
+    page, cursor = core.page_after(q, None, 3)
+    remaining = [e for e in q if e != page[-1]]
+    nxt, _ = core.page_after(remaining, cursor, 3)
+    assert nxt == q[3:6]
+
+
+def test_bad_cursor() -> None:
+    for bad in ["nope", "W10", "WyJ4IiwgMV0"]:
+        with pytest.raises(InvalidInput):
+            core.page_after(_queue(3), bad, 2)
+
+
+def test_claim_rules() -> None:
+    mine = Claim("alice", T0 + timedelta(minutes=5))
+    assert core.claim_outcome(None, "bob", T0) == "grant"
+    assert core.claim_outcome(mine, "alice", T0) == "extend"
+    assert core.claim_outcome(mine, "bob", T0) == "conflict"
+    assert core.claim_outcome(mine, "bob", T0 + timedelta(minutes=5)) == "grant"
+    assert core.claim_conflict(mine) == "claimed by alice until 10:05:00 UTC"
+    assert Claim.from_json(mine.to_json()) == mine
+    assert Claim.from_json(b"{not json") is None
+    assert Claim.from_dict({"inspector": 3, "expires_at": "2026"}) is None
+
+
+def test_decision_keys() -> None:
+    k = core.decision_keys("unclear/line-3/img.jpg", "defect")
+    assert k.decided_key == "human_decided/line-3/defect_img.jpg"
+    assert k.marker_key == "decisions/line-3/img.jpg.json"
+    assert k.claim_key == "claims/line-3/img.jpg.json"
+    assert core.decision_keys("unclear/line-3/img.jpg", "ok").marker_key == k.marker_key
+
+
+def test_decided_metadata_stays_under_s3_limit() -> None:
+    original = {"model-label": "unclear", "confidence": "0.5", "model-version": "1", "source-key": "k" * 200}
+    meta = core.decided_metadata(original, "alice", T0, "ok", "é" * 500)
+    assert sum(len(k) + len(v) for k, v in meta.items()) <= 1900
+    assert meta["inspector"] == "alice"
+    assert meta["label"] == "ok"
+    assert meta["decided-at"] == "2026-11-25T10:00:00Z"
+    assert all(v.isascii() for v in meta.values())
+
+
+def test_validate_note() -> None:
+    assert core.validate_note("  ok  ") == "ok"
+    assert core.validate_note("   ") is None
+    assert core.validate_note("two\nlines") == "two\nlines"
+    with pytest.raises(InvalidInput):
+        core.validate_note("x" * 501)
+    with pytest.raises(InvalidInput):
+        core.validate_note("bell\x07")
+
+
+def test_item_fields_tolerate_bad_metadata() -> None:
+    item = core.item_fields(
+        "unclear/a.jpg", {"confidence": "nan", "p-defect": "7", "model-label": "weird"}, T0
+    )
+    assert item["confidence"] == 0.0
+    assert item["p_defect"] == 1.0
+    assert item["model_label"] == "unclear"
+    assert item["uploaded_at"] == "2026-11-25T10:00:00Z"
+    assert item["line"] is None
+
+
+def test_audit_key_sorts_and_parses() -> None:
+    a = core.audit_key(T0, "u1")
+    b = core.audit_key(T0 + timedelta(microseconds=1), "u0")
+    assert a.startswith("audit/2026/11/25/20261125T100000.000000Z-")
+    assert a < b
+    assert core.audit_time(a) == T0
+    assert core.audit_time("audit/2026/11/25/junk.json") is None
+
+
+def test_undo_refusal() -> None:
+    p = {"decided_at": core.iso(T0)}
+    assert core.undo_refusal(p, T0 + timedelta(seconds=29), 30) is None
+    assert "window" in (core.undo_refusal(p, T0 + timedelta(seconds=31), 30) or "")
+    assert core.undo_refusal(None, T0, 30) == "nothing to undo"
+
+
+def test_hourly_throughput_has_24_hours() -> None:
+    now = T0 + timedelta(minutes=30)
+    hours = core.hourly_throughput(
+        [T0, T0 + timedelta(minutes=5), T0 - timedelta(hours=2), T0 - timedelta(hours=30)], now
+    )
+    assert len(hours) == 24
+    assert hours[-1] == {"hour": "2026-11-25T10:00:00Z", "decisions": 2}
+    assert hours[-3]["decisions"] == 1
+    assert sum(h["decisions"] for h in hours) == 3
+
+
+def test_rates() -> None:
+    counts = {"okay": 6, "defect": 1, "unclear": 1, "human_decided": 2, "rejected": 0}
+    assert core.rates(counts, human_defect=1) == (0.2, 0.3)
+    assert core.rates({}, 0) == (0.0, 0.0)
+    assert core.human_label("human_decided/x/defect_a.jpg") == "defect"
+    assert core.human_label("human_decided/x/ok_a.jpg") == "ok"
+
+
+def test_login_limiter_window() -> None:
+    lim = core.LoginLimiter(max_failures=2, window_s=60)
+    keys = ["user:a", "ip:1"]
+    assert lim.retry_after(keys, 0) is None
+    lim.fail(keys, 0)
+    lim.fail(keys, 10)
+    assert lim.retry_after(keys, 20) == 40
+    assert lim.retry_after(["ip:1"], 20) == 40
+    assert lim.retry_after(["user:b"], 20) is None
+    assert lim.retry_after(keys, 60.5) is None  # the first failure left the window
+    lim.succeed("user:a")
+    lim.fail(["ip:1"], 61)
+    assert lim.retry_after(["ip:1"], 62) is not None
