@@ -70,6 +70,8 @@ def object_metadata(message: PredictionMessage, thresholds: Thresholds | None = 
         })
         if p.reason:
             meta["reason"] = p.reason
+        if "classify" in message.timings_ms:
+            meta["predict-ms"] = f"{message.timings_ms['classify']:.3f}"
         if p.ood_score is not None:
             meta["ood-score"] = f"{p.ood_score:.6f}"
     return {k: _meta(v) for k, v in meta.items()}
