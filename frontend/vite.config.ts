@@ -23,6 +23,7 @@ export default defineConfig({
     setupFiles: ["./src/test/setup.ts"],
     include: ["src/**/*.test.{ts,tsx}"],
     css: false,
+    clearMocks: true,
     restoreMocks: true,
   },
 });

@@ -1,0 +1,232 @@
+import { act, fireEvent, render, screen, waitFor, within } from "@testing-library/react";
+import userEvent from "@testing-library/user-event";
+import { beforeEach, describe, expect, it, vi } from "vitest";
+
+import { ApiError } from "../../../lib/api";
+import type { Decision, Item } from "../../../lib/types";
+import * as queueApi from "../api/queue";
+import { ReviewScreen } from "./ReviewScreen";
+
+vi.mock("../api/queue", () => ({
+  fetchQueue: vi.fn(),
+  fetchItem: vi.fn(),
+  claimItem: vi.fn(),
+  decideItem: vi.fn(),
+  undoLast: vi.fn(),
+  fetchServerConfig: vi.fn(),
+  imageUrl: (id: string) => `/api/items/${id}/image`,
+}));
+
+const api = vi.mocked(queueApi);
+
+function item(n: number): Item {
+  return {
+    id: `id${n}`,
+    key: `unclear/line-1/cam-1/img_${n}.jpeg`,
+    name: `img_${n}.jpeg`,
+    model_label: "unclear",
+    confidence: 0.55,
+    p_defect: 0.45,
+    model_version: "casting-cnn 1.0.0",
+    reason: n === 1 ? "between thresholds" : null,
+    line: "line-1",
+    camera: "cam-1",
+    uploaded_at: "2026-11-25T08:00:00Z",
+    claimed_by: null,
+    claim_expires_at: null,
+  };
+}
+
+function decision(id: string, label: "ok" | "defect"): Decision {
+  return {
+    id,
+    label,
+    decided_key: `human_decided/line-1/cam-1/${label}_${id}.jpeg`,
+    decided_by: "alice",
+    decided_at: "2026-11-25T09:00:00Z",
+    undo_until: "2026-11-25T09:00:30Z",
+  };
+}
+
+const items = [item(1), item(2), item(3)];
+
+beforeEach(() => {
+  api.fetchQueue.mockResolvedValue({ items, next_cursor: null, total: 3 });
+  api.fetchServerConfig.mockResolvedValue({ undo_seconds: 30, claim_seconds: 300 });
+  api.claimItem.mockImplementation(async (id: string) => ({ id, claimed_by: "alice", expires_at: "2026-11-25T09:05:00Z" }));
+  api.decideItem.mockImplementation(async (id: string, label) => decision(id, label));
+});
+
+function shownImage(): string | null {
+  return within(screen.getByRole("region", { name: "Image under review" })).getByRole("img").getAttribute("alt");
+}
+
+async function ready() {
+  render(<ReviewScreen />);
+  await waitFor(() => expect(api.claimItem).toHaveBeenCalledWith("id1"));
+  await screen.findByText("Claimed by you");
+}
+
+describe("ReviewScreen", () => {
+  it("opens the oldest image, claims it and shows what is left", async () => {
+    await ready();
+    expect(api.fetchQueue).toHaveBeenCalledWith(50, null);
+    expect(shownImage()).toBe("Part image img_1.jpeg");
+    expect(screen.getByTestId("remaining")).toHaveTextContent("3");
+    expect(screen.getByText("between thresholds")).toBeInTheDocument();
+  });
+
+  it("decides with O and D and moves to the next image", async () => {
+    const user = userEvent.setup();
+    await ready();
+
+    await user.keyboard("o");
+    await waitFor(() => expect(api.decideItem).toHaveBeenCalledWith("id1", "ok", ""));
+    await waitFor(() => expect(shownImage()).toBe("Part image img_2.jpeg"));
+    await waitFor(() => expect(api.claimItem).toHaveBeenCalledWith("id2"));
+    expect(screen.getByTestId("remaining")).toHaveTextContent("2");
+
+    await user.keyboard("D");
+    await waitFor(() => expect(api.decideItem).toHaveBeenCalledWith("id2", "defect", ""));
+    await waitFor(() => expect(shownImage()).toBe("Part image img_3.jpeg"));
+    expect(screen.getByTestId("status")).toHaveTextContent("Marked img_2.jpeg as defect. 1 left.");
+  });
+
+  it("navigates with the arrows and N/P, claiming each image it opens", async () => {
+    const user = userEvent.setup();
+    await ready();
+
+    await user.keyboard("{ArrowRight}");
+    await waitFor(() => expect(shownImage()).toBe("Part image img_2.jpeg"));
+    await waitFor(() => expect(api.claimItem).toHaveBeenCalledWith("id2"));
+    await user.keyboard("n");
+    await waitFor(() => expect(shownImage()).toBe("Part image img_3.jpeg"));
+    await user.keyboard("{ArrowLeft}");
+    await waitFor(() => expect(shownImage()).toBe("Part image img_2.jpeg"));
+    await user.keyboard("p");
+    await waitFor(() => expect(shownImage()).toBe("Part image img_1.jpeg"));
+    expect(api.decideItem).not.toHaveBeenCalled();
+  });
+
+  it("sends the note and ignores shortcuts typed into it", async () => {
+    const user = userEvent.setup();
+    await ready();
+
+    await user.type(screen.getByRole("textbox"), "porosity on rim, odd");
+    expect(api.decideItem).not.toHaveBeenCalled();
+    await user.keyboard("{Escape}");
+    await user.keyboard("d");
+
+    await waitFor(() => expect(api.decideItem).toHaveBeenCalledWith("id1", "defect", "porosity on rim, odd"));
+  });
+
+  it("moves on with a clear message when another inspector holds the image", async () => {
+    api.claimItem.mockImplementation(async (id: string) => {
+      if (id === "id1") throw new ApiError(409, "claimed by bob until 10:42:00 UTC");
+      return { id, claimed_by: "alice", expires_at: "2026-11-25T09:05:00Z" };
+    });
+    render(<ReviewScreen />);
+
+    expect(await screen.findByRole("alert")).toHaveTextContent("img_1.jpeg: claimed by bob until 10:42:00 UTC");
+    await waitFor(() => expect(shownImage()).toBe("Part image img_2.jpeg"));
+    await waitFor(() => expect(api.claimItem).toHaveBeenCalledWith("id2"));
+  });
+
+  it("overwrites nothing and moves on when someone decided first", async () => {
+    const user = userEvent.setup();
+    api.decideItem.mockRejectedValueOnce(new ApiError(409, "already decided by bob as defect"));
+    await ready();
+
+    await user.keyboard("o");
+
+    expect(await screen.findByRole("alert")).toHaveTextContent("already decided by bob as defect");
+    await waitFor(() => expect(shownImage()).toBe("Part image img_2.jpeg"));
+    expect(screen.queryByRole("button", { name: /^Undo U/ })).not.toBeInTheDocument();
+  });
+
+  it("offers Undo in a toast and puts the image back", async () => {
+    const user = userEvent.setup();
+    api.undoLast.mockResolvedValue({ id: "id1", key: "unclear/line-1/cam-1/img_1.jpeg" });
+    api.fetchItem.mockResolvedValue(item(1));
+    await ready();
+
+    await user.keyboard("o");
+    const toast = await screen.findByText("img_1.jpeg marked OK.");
+    const undoButton = within(toast.parentElement as HTMLElement).getByRole("button", { name: /Undo/ });
+    expect(undoButton).toHaveTextContent(/\d+ s/);
+
+    await user.click(undoButton);
+
+    await waitFor(() => expect(api.undoLast).toHaveBeenCalledTimes(1));
+    await waitFor(() => expect(shownImage()).toBe("Part image img_1.jpeg"));
+    expect(screen.queryByText("img_1.jpeg marked OK.")).not.toBeInTheDocument();
+    expect(screen.getByTestId("status")).toHaveTextContent("Undone: img_1.jpeg is back in the queue.");
+    expect(screen.getByTestId("remaining")).toHaveTextContent("3");
+  });
+
+  it("undoes with U and explains when the window has passed", async () => {
+    const user = userEvent.setup();
+    api.undoLast.mockRejectedValue(new ApiError(409, "nothing to undo: the undo window has passed"));
+    await ready();
+
+    await user.keyboard("u");
+
+    expect(await screen.findByRole("alert")).toHaveTextContent("Cannot undo: nothing to undo: the undo window has passed");
+  });
+
+  it("hides the undo toast when its window closes", async () => {
+    const user = userEvent.setup();
+    api.decideItem.mockResolvedValue({ ...decision("id1", "ok"), undo_until: "2026-11-25T09:00:01Z" });
+    await ready();
+
+    await user.keyboard("o");
+    await screen.findByText("img_1.jpeg marked OK.");
+    await act(() => new Promise((resolve) => setTimeout(resolve, 1400)));
+
+    expect(screen.queryByText("img_1.jpeg marked OK.")).not.toBeInTheDocument();
+  });
+
+  it("toggles the loupe with Z", async () => {
+    const user = userEvent.setup();
+    await ready();
+    const loupe = screen.getByTestId("loupe");
+    expect(loupe).toHaveAttribute("data-scale", "1.00");
+
+    await user.keyboard("z");
+    expect(loupe).toHaveAttribute("data-scale", "2.50");
+    expect(screen.getByRole("button", { name: "Zoom off (Z)" })).toHaveAttribute("aria-pressed", "true");
+
+    await user.keyboard("z");
+    expect(loupe).toHaveAttribute("data-scale", "1.00");
+  });
+
+  it("has a button for every keyboard action", async () => {
+    const user = userEvent.setup();
+    await ready();
+
+    await user.click(screen.getByRole("button", { name: "Next image (Right arrow or N)" }));
+    await waitFor(() => expect(shownImage()).toBe("Part image img_2.jpeg"));
+    await user.click(screen.getByRole("button", { name: "Mark defect (D)" }));
+    await waitFor(() => expect(api.decideItem).toHaveBeenCalledWith("id2", "defect", ""));
+    fireEvent.click(screen.getByRole("button", { name: "Zoom in (Z)" }));
+    expect(screen.getByTestId("loupe")).toHaveAttribute("data-scale", "2.50");
+    expect(screen.getByRole("button", { name: "Undo last decision (U)" })).toBeEnabled();
+    expect(screen.getByRole("button", { name: "Previous image (Left arrow or P)" })).toBeInTheDocument();
+    expect(screen.getByRole("button", { name: "Mark OK (O)" })).toBeInTheDocument();
+  });
+
+  it("lists the shortcuts on screen", async () => {
+    await ready();
+    const list = screen.getByRole("region", { name: "Keyboard" });
+    for (const label of ["Mark OK", "Mark defect", "Next image", "Previous image", "Undo last decision", "Zoom in / out"]) {
+      expect(within(list).getByText(label)).toBeInTheDocument();
+    }
+  });
+
+  it("says so when nothing is waiting", async () => {
+    api.fetchQueue.mockResolvedValue({ items: [], next_cursor: null, total: 0 });
+    render(<ReviewScreen />);
+    expect(await screen.findByText("Nothing waiting")).toBeInTheDocument();
+    expect(screen.getByTestId("remaining")).toHaveTextContent("0");
+  });
+});
