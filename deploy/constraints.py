@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from importlib import metadata
+from typing import Any, cast
 
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
@@ -18,18 +19,25 @@ from packaging.utils import canonicalize_name
 
 PROJECT = "partcheck"
 IMAGE_EXTRAS = ("predict", "router", "review", "agent", "lambda", "local")
-IMAGE_ENV = {**default_environment(), "sys_platform": "linux", "platform_system": "Linux",
-             "os_name": "posix", "python_version": "3.11", "implementation_name": "cpython",
-             "platform_python_implementation": "CPython"}
+IMAGE_ENV = {
+    **default_environment(),
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "os_name": "posix",
+    "python_version": "3.11",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+}
 
 
 def _requirements(dist: str, extras: set[str]) -> list[Requirement]:
     out = []
     for raw in metadata.requires(dist) or []:
         req = Requirement(raw)
-        if req.marker is None:
-            out.append(req)
-        elif any(req.marker.evaluate({**IMAGE_ENV, "extra": e}) for e in extras or {""}):
+        marker = req.marker
+        if marker is None or any(
+            marker.evaluate(cast(Any, {**IMAGE_ENV, "extra": e})) for e in extras or {""}
+        ):
             out.append(req)
     return out
 

@@ -44,8 +44,9 @@ def check_queue(service: str) -> str | None:
         aws, names = router.aws(), [router.predictions_queue]
     else:
         return f"unknown service {service!r}: predict or router"
-    sqs = client("sqs", aws.model_copy(update={"max_attempts": 1, "connect_timeout_s": 2.0,
-                                               "read_timeout_s": 3.0}))
+    sqs = client(
+        "sqs", aws.model_copy(update={"max_attempts": 1, "connect_timeout_s": 2.0, "read_timeout_s": 3.0})
+    )
     try:
         for name in names:
             Queue.by_name(sqs, name)
