@@ -85,8 +85,10 @@ def iso_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def sanitize_segment(value: str) -> str:
-    """A key segment made only of letters, digits, dot, dash and underscore (slashes keep their meaning)."""
+def sanitize_segment(value: str, *, allow_slash: bool = False) -> str:
+    """A key segment of letters, digits, dot, dash and underscore; slashes split segments only if allowed."""
+    if not allow_slash:
+        value = value.replace("/", "-")
     parts = (_SEGMENT_BAD.sub("-", p).strip("-.") for p in value.split("/"))
     return "/".join(p for p in parts if p)
 
@@ -119,7 +121,7 @@ def render_key(
     safe_name = sanitize_name(name)
     path = PurePosixPath(safe_name)
     fields = {
-        "prefix": sanitize_segment(prefix),
+        "prefix": sanitize_segment(prefix, allow_slash=True),
         "line": sanitize_segment(line) or "line",
         "camera": sanitize_segment(camera) or "camera",
         "date": captured.astimezone(UTC).strftime("%Y-%m-%d"),

@@ -1,0 +1,135 @@
+"""Fixtures for the agent tests: unique JPEG bytes, an in-process agent against moto, S3 read-back helpers."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.service import Agent
+from agent.settings import AgentSettings
+from partcheck.aws import AwsConfig, client
+from partcheck.storage import ObjectStore
+
+BUCKET = "partcheck-inbound"
+_BASE: dict[int, bytes] = {}
+
+
+def jpeg_bytes(seed: int, size: int | None = None) -> bytes:
+    """A valid JPEG unique to `seed`, padded with COM segments to `size` bytes when asked."""
+    if 0 not in _BASE:
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.new("RGB", (32, 32), (120, 60, 30)).save(buf, "JPEG", quality=80)
+        _BASE[0] = buf.getvalue()
+    base = _BASE[0]
+    rng = random.Random(seed)
+    pad = max(16, (size or 0) - len(base))
+    segments = b""
+    while pad > 0:
+        n = min(pad, 65000)
+        body = rng.randbytes(max(1, n - 4))
+        segments += b"\xff\xfe" + (len(body) + 2).to_bytes(2, "big") + body
+        pad -= len(body) + 4
+    return base[:2] + segments + base[2:]
+
+
+def sha(data: bytes) -> str:
+    """Hex SHA-256."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+    """Poll until `cond()` is truthy; fail the test on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {getattr(cond, '__name__', cond)}")
+        time.sleep(interval)
+
+
+def s3_client(endpoint: str) -> Any:
+    """A plain S3 client on the endpoint."""
+    return client("s3", AwsConfig(endpoint_url=endpoint, max_attempts=1))
+
+
+def make_bucket(endpoint: str) -> None:
+    """Create the inbound bucket."""
+    s3_client(endpoint).create_bucket(
+        Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+
+
+def objects(endpoint: str) -> dict[str, tuple[bytes, dict[str, str]]]:
+    """Every object in the inbound bucket: key -> (bytes, metadata)."""
+    s3 = s3_client(endpoint)
+    out = {}
+    for info in ObjectStore(s3).list(BUCKET):
+        r = s3.get_object(Bucket=BUCKET, Key=info.key)
+        out[info.key] = (r["Body"].read(), dict(r.get("Metadata", {})))
+    return out
+
+
+def write_slowly(path: Path, data: bytes, chunks: int, pause_s: float) -> None:
+    """Write a file in chunks with pauses, like a slow camera or network copy."""
+    step = max(1, len(data) // chunks)
+    with open(path, "wb") as f:
+        for i in range(0, len(data), step):
+            f.write(data[i : i + step])
+            f.flush()
+            time.sleep(pause_s)
+
+
+def agent_settings(tmp_path: Path, endpoint: str, **overrides: Any) -> AgentSettings:
+    """Settings tuned for fast tests (short waits and backoff)."""
+    values: dict[str, Any] = {
+        "watch": tmp_path / "inbox", "state_dir": tmp_path / "state", "endpoint_url": endpoint,
+        "bucket": BUCKET, "stability_wait_s": 0.2, "scan_settle_s": 0.3, "rescan_interval_s": 1.0,
+        "backoff_base_s": 0.05, "backoff_max_s": 0.4, "open_warn_s": 1.0, "shutdown_grace_s": 2.0,
+    }  # fmt: skip
+    values.update(overrides)
+    return AgentSettings(**values)
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Path:
+    """The watched folder."""
+    path = tmp_path / "inbox"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def start_agent(moto: str, tmp_path: Path) -> Iterator[Callable[..., Agent]]:
+    """Start an in-process agent on tmp_path/inbox against the moto server; stopped after the test."""
+    make_bucket(moto)
+    agents: list[Agent] = []
+
+    def start(endpoint: str | None = None, **overrides: Any) -> Agent:
+        settings = agent_settings(tmp_path, endpoint or moto, **overrides)
+        agent = Agent(settings, ObjectStore(s3_client(endpoint or moto)))
+        agent.start_background()
+        agents.append(agent)
+        return agent
+
+    yield start
+    for agent in agents:
+        agent.shutdown()
+
+
+def env_with_creds() -> dict[str, str]:
+    """The environment for an agent subprocess (fake credentials from the root conftest)."""
+    env = dict(os.environ)
+    env.pop("PARTCHECK_AGENT_WATCH", None)
+    return env

@@ -1,0 +1,122 @@
+"""Unit tests of the pure file rules: temp names, image sniffing, keys and metadata."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from agent.files import (
+    is_temp_name,
+    iso_utc,
+    object_metadata,
+    render_key,
+    sanitize_segment,
+    sniff_image,
+    source_name_meta,
+    suffixed_name,
+)
+from agent.settings import DEFAULT_FORMATS, DEFAULT_KEY_TEMPLATE
+from partcheck.errors import InvalidKey
+from tests.agent.conftest import jpeg_bytes
+
+pytestmark = pytest.mark.unit
+
+WHEN = datetime(2026, 11, 25, 23, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("name", "temp"),
+    [("img.jpg", False), ("img.jpg.part", True), ("img.TMP", True), (".hidden.jpg", True), ("img.jpg~", True),
+     ("~$lock.jpg", True), ("img.jpg.crdownload", True), ("photo 1.jpeg", False)],
+)  # fmt: skip
+def test_temp_names(name: str, temp: bool) -> None:
+    assert is_temp_name(name) is temp
+
+
+def test_sniff_accepts_jpeg_by_content_whatever_the_name(sample_images: dict[str, list[Path]]) -> None:
+    facts = sniff_image(sample_images["ok"][0].read_bytes(), DEFAULT_FORMATS)
+    assert facts is not None
+    assert (facts.format, facts.content_type) == ("JPEG", "image/jpeg")
+
+
+@pytest.mark.parametrize("data", [b"", b"hello, not an image", b"\xff\xd8\xff", b"%PDF-1.7\n"])
+def test_sniff_rejects_non_images(data: bytes) -> None:
+    assert sniff_image(data, DEFAULT_FORMATS) is None
+
+
+def test_sniff_rejects_formats_not_asked_for() -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buf, "GIF")
+    assert sniff_image(buf.getvalue(), DEFAULT_FORMATS) is None
+    assert sniff_image(buf.getvalue(), ("GIF",)) is not None
+
+
+def test_capture_time_from_exif_with_offset() -> None:
+    img = Image.new("RGB", (8, 8))
+    exif = Image.Exif()
+    sub = exif.get_ifd(0x8769)
+    sub[36867] = "2026:01:02 03:04:05"
+    sub[36881] = "+02:00"
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", exif=exif)
+    facts = sniff_image(buf.getvalue(), DEFAULT_FORMATS)
+    assert facts is not None
+    assert facts.capture_time == datetime(2026, 1, 2, 1, 4, 5, tzinfo=UTC)
+
+
+def test_no_exif_means_no_capture_time() -> None:
+    facts = sniff_image(jpeg_bytes(1), DEFAULT_FORMATS)
+    assert facts is not None
+    assert facts.capture_time is None
+
+
+def test_default_key_and_empty_prefix() -> None:
+    key = render_key(DEFAULT_KEY_TEMPLATE, prefix="", line="line 3", camera="cam/1", captured=WHEN,
+                     name="img_0001.jpg", sha256="ab" * 32)  # fmt: skip
+    assert key == "line-3/cam-1/2026-11-25/img_0001.jpg"
+    key = render_key(DEFAULT_KEY_TEMPLATE, prefix="plant-a/hall 2", line="l3", camera="c1", captured=WHEN,
+                     name="x.jpg", sha256="ab" * 32)  # fmt: skip
+    assert key == "plant-a/hall-2/l3/c1/2026-11-25/x.jpg"
+
+
+def test_key_date_is_utc() -> None:
+    local = datetime(2026, 11, 26, 0, 30, tzinfo=timezone(timedelta(hours=2)))
+    key = render_key(DEFAULT_KEY_TEMPLATE, prefix="", line="l", camera="c", captured=local, name="a.jpg",
+                     sha256="0" * 64)  # fmt: skip
+    assert key == "l/c/2026-11-25/a.jpg"
+
+
+def test_unicode_and_spaces_kept_control_characters_replaced() -> None:
+    key = render_key(DEFAULT_KEY_TEMPLATE, prefix="", line="l", camera="c", captured=WHEN,
+                     name="Prüfung 1\tteil\\b.jpg", sha256="0" * 64)  # fmt: skip
+    assert key == "l/c/2026-11-25/Prüfung 1_teil_b.jpg"
+
+
+def test_segments_are_sanitized() -> None:
+    assert sanitize_segment("../etc//x y", allow_slash=True) == "etc/x-y"
+    assert sanitize_segment("a/b") == "a-b"
+    assert sanitize_segment("") == ""
+
+
+def test_bad_template_is_a_clear_error() -> None:
+    with pytest.raises(InvalidKey):
+        render_key("{nope}/{name}", prefix="", line="l", camera="c", captured=WHEN, name="a.jpg",
+                   sha256="0" * 64)  # fmt: skip
+
+
+def test_suffixed_name() -> None:
+    assert suffixed_name("img 1.jpg", "deadbeef" * 8) == "img 1-deadbeef.jpg"
+    assert suffixed_name("noext", "deadbeef" * 8, 4) == "noext-dead"
+
+
+def test_metadata_is_ascii_and_iso_utc() -> None:
+    meta = object_metadata(line="line 3", camera="cam-1", captured=WHEN, sha256="ab" * 32, name="Prüfung.jpg")
+    assert meta == {"line": "line-3", "camera": "cam-1", "capture-time": "2026-11-25T23:30:00.000Z",
+                    "sha256": "ab" * 32, "source-name": "Pr%C3%BCfung.jpg"}  # fmt: skip
+    assert all(v.isascii() for v in meta.values())
+    assert source_name_meta("plain name.jpg") == "plain name.jpg"
+    assert iso_utc(WHEN) == "2026-11-25T23:30:00.000Z"

@@ -1,0 +1,81 @@
+"""Unit tests of the SQLite outbox: dedupe rules, claiming, recovery after a crash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.outbox import ConflictError, Outbox
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Outbox:
+    return Outbox(tmp_path / "state" / "outbox.sqlite3")
+
+
+def test_wal_mode(outbox: Outbox) -> None:
+    with outbox._lock:
+        assert outbox._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_same_content_or_same_key_cannot_be_active_twice(outbox: Outbox) -> None:
+    outbox.add(path="/a", name="a", state="pending", sha256="s1", key="k1")
+    with pytest.raises(ConflictError):
+        outbox.add(path="/b", name="b", state="pending", sha256="s1", key="k2")
+    with pytest.raises(ConflictError):
+        outbox.add(path="/c", name="c", state="pending", sha256="s2", key="k1")
+    # Terminal rows do not count: a skipped file may share anything.
+    outbox.add(path="/d", name="d", state="duplicate", sha256="s1", key=None)
+    assert outbox.active_by_sha("s1") is not None
+    assert outbox.active_by_key("k1") is not None
+
+
+def test_claim_counts_attempts_and_recover_resets_interrupted_uploads(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    first = Outbox(path)
+    row = first.add(path="/a", name="a", state="pending", sha256="s", key="k")
+    claimed = first.claim(row.id)
+    assert claimed is not None
+    assert (claimed.state, claimed.attempts) == ("uploading", 1)
+    assert claimed.started_at is not None
+    assert first.claim(row.id) is None  # already claimed
+    first.close()
+    second = Outbox(path)  # as after a crash
+    assert second.recover() == 1
+    again = second.get(row.id)
+    assert again is not None
+    assert (again.state, again.attempts) == ("pending", 1)
+
+
+def test_claim_due_respects_retry_time(outbox: Outbox) -> None:
+    row = outbox.add(path="/a", name="a", state="pending", sha256="s", key="k", next_attempt=2000.0)
+    assert outbox.claim_due(now=1999.0) is None
+    assert outbox.next_due() == 2000.0
+    claimed = outbox.claim_due(now=2000.0)
+    assert claimed is not None
+    assert claimed.id == row.id
+    outbox.retry_later(row.id, 3000.0, "S3 down")
+    assert outbox.counts()["pending"] == 1
+    last = outbox.last_error()
+    assert last is not None
+    assert last.last_error == "S3 down"
+
+
+def test_waiting_note_is_replaced_by_the_real_record(outbox: Outbox) -> None:
+    outbox.note_waiting("/a", "a", "still being written")
+    assert outbox.counts()["waiting"] == 1
+    outbox.add(path="/a", name="a", state="pending", sha256="s", key="k")
+    assert outbox.counts()["waiting"] == 0
+    assert outbox.counts()["pending"] == 1
+
+
+def test_read_only_view(outbox: Outbox) -> None:
+    outbox.add(path="/a", name="a", state="skipped", reason="empty file (0 bytes)")
+    ro = Outbox(outbox.path, read_only=True)
+    assert ro.counts()["skipped"] == 1
+    row = ro.latest_for_path("/a")
+    assert row is not None
+    assert row.reason == "empty file (0 bytes)"

@@ -1,0 +1,48 @@
+"""Unit tests of settings precedence: CLI flags over environment over config file over defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.settings import load_settings
+from partcheck.errors import InvalidInput
+from partcheck.settings import DEFAULT_INBOUND_BUCKET, AwsSettings
+
+pytestmark = pytest.mark.unit
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PARTCHECK_AGENT_BUCKET", raising=False)
+    s = load_settings()
+    assert isinstance(s, AwsSettings)
+    assert s.bucket == DEFAULT_INBOUND_BUCKET
+    assert s.state_dir == Path(".partcheck/agent")
+    assert s.after_upload == "archive"
+    assert s.archive_path() == Path(".partcheck/agent/archive")
+
+
+def test_cli_over_env_over_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text('[agent]\nbucket = "from-file"\nline = "file-line"\ncamera = "file-cam"\n'
+                   'formats = "jpeg, png"\n')  # fmt: skip
+    monkeypatch.setenv("PARTCHECK_AGENT_LINE", "env-line")
+    monkeypatch.setenv("PARTCHECK_AGENT_CAMERA", "env-cam")
+    s = load_settings(cfg, camera="cli-cam", bucket=None)
+    assert (s.bucket, s.line, s.camera) == ("from-file", "env-line", "cli-cam")
+    assert s.formats == ("JPEG", "PNG")
+
+
+def test_bad_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text("bucket = ")
+    with pytest.raises(InvalidInput, match="not valid TOML"):
+        load_settings(cfg)
+    with pytest.raises(InvalidInput, match="cannot read"):
+        load_settings(tmp_path / "missing.toml")
+
+
+def test_template_must_name_the_file() -> None:
+    with pytest.raises(ValueError, match="key_template"):
+        load_settings(key_template="{line}/{camera}")
