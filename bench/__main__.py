@@ -25,9 +25,13 @@ def _table(name: str, result: dict[str, Any]) -> Table:
         table.add_column(col)
     for row in result["rows"]:
         met = row.get("ok")
-        table.add_row(str(row["metric"]), f"{row['value']:.4g}" if isinstance(row["value"], float) else
-                      str(row["value"]), row.get("unit", ""), str(row.get("target", "")),
-                      "" if met is None else ("yes" if met else "NO"))
+        table.add_row(
+            str(row["metric"]),
+            f"{row['value']:.4g}" if isinstance(row["value"], float) else str(row["value"]),
+            row.get("unit", ""),
+            str(row.get("target", "")),
+            "" if met is None else ("yes" if met else "NO"),
+        )
     return table
 
 
@@ -50,8 +54,11 @@ def main() -> int:
             failed.append(name)
             continue
         result["seconds"] = round(time.perf_counter() - started, 2)
-        result["machine"] = {"python": platform.python_version(), "cpus": __import__("os").cpu_count(),
-                             "platform": platform.platform()}
+        result["machine"] = {
+            "python": platform.python_version(),
+            "cpus": __import__("os").cpu_count(),
+            "platform": platform.platform(),
+        }
         result["quick"] = args.quick
         (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
         console.print(_table(name, result))

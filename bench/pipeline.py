@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-
 from partcheck.aws import AwsConfig, client
 from partcheck.stack.config import use_local_credentials
 
@@ -62,10 +61,22 @@ def run(quick: bool = False) -> dict[str, Any]:
     use_local_credentials()
     moto_port, review_port = _free_port(), _free_port()
     workdir = Path(tempfile.mkdtemp(prefix="partcheck-bench-"))
-    proc = subprocess.Popen([sys.executable, "-m", "partcheck", "up", "--moto-port", str(moto_port),
-                             "--review-port", str(review_port)], cwd=workdir, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "PARTCHECK_PREDICT_WAIT_SECONDS": "1",
-                                                             "PARTCHECK_ROUTER_WAIT_SECONDS": "1"})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "partcheck",
+            "up",
+            "--moto-port",
+            str(moto_port),
+            "--review-port",
+            str(review_port),
+        ],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PARTCHECK_PREDICT_WAIT_SECONDS": "1", "PARTCHECK_ROUTER_WAIT_SECONDS": "1"},
+    )
     try:
         endpoint = f"http://127.0.0.1:{moto_port}"
         deadline = time.monotonic() + 60
@@ -106,25 +117,67 @@ def run(quick: bool = False) -> dict[str, Any]:
     throughput = len(found) / burst_s if burst_s > 0 else 0.0
     p95 = _pct(lat, 0.95) if lat else float("nan")
     rows = [
-        {"metric": f"burst: images sorted of {n_burst}", "value": len(found), "unit": "", "target": n_burst,
-         "ok": len(found) == n_burst},
-        {"metric": "sustained throughput (burst, upload to sorted)", "value": throughput, "unit": "images/s",
-         "target": ">= 50", "ok": throughput >= 50},
+        {
+            "metric": f"burst: images sorted of {n_burst}",
+            "value": len(found),
+            "unit": "",
+            "target": n_burst,
+            "ok": len(found) == n_burst,
+        },
+        {
+            "metric": "sustained throughput (burst, upload to sorted)",
+            "value": throughput,
+            "unit": "images/s",
+            "target": ">= 50",
+            "ok": throughput >= 50,
+        },
         {"metric": "burst latency p50", "value": _pct(burst_lat, 0.5), "unit": "s", "target": "", "ok": None},
-        {"metric": f"latency p50 at {rate:.0f} images/s", "value": _pct(lat, 0.5), "unit": "s", "target": "",
-         "ok": None},
-        {"metric": f"latency p95 at {rate:.0f} images/s", "value": p95, "unit": "s", "target": "<= 1",
-         "ok": p95 <= 1.0},
-        {"metric": f"latency max at {rate:.0f} images/s", "value": max(lat) if lat else float("nan"),
-         "unit": "s", "target": "", "ok": None},
-        {"metric": f"steady: images sorted of {n_steady}", "value": len(found_steady), "unit": "",
-         "target": n_steady, "ok": len(found_steady) == n_steady},
-        {"metric": "predict time per image (decode+model), median", "value": statistics.median(predict_ms)
-         if predict_ms else float("nan"), "unit": "ms", "target": "", "ok": None},
+        {
+            "metric": f"latency p50 at {rate:.0f} images/s",
+            "value": _pct(lat, 0.5),
+            "unit": "s",
+            "target": "",
+            "ok": None,
+        },
+        {
+            "metric": f"latency p95 at {rate:.0f} images/s",
+            "value": p95,
+            "unit": "s",
+            "target": "<= 1",
+            "ok": p95 <= 1.0,
+        },
+        {
+            "metric": f"latency max at {rate:.0f} images/s",
+            "value": max(lat) if lat else float("nan"),
+            "unit": "s",
+            "target": "",
+            "ok": None,
+        },
+        {
+            "metric": f"steady: images sorted of {n_steady}",
+            "value": len(found_steady),
+            "unit": "",
+            "target": n_steady,
+            "ok": len(found_steady) == n_steady,
+        },
+        {
+            "metric": "predict time per image (decode+model), median",
+            "value": statistics.median(predict_ms) if predict_ms else float("nan"),
+            "unit": "ms",
+            "target": "",
+            "ok": None,
+        },
     ]
-    return {"title": "images through the local stack (moto, predict and router workers)", "rows": rows,
-            "raw": {"burst_latency_s": burst_lat, "steady_latency_s": lat, "predict_ms": predict_ms,
-                    "measured_at": datetime.now(UTC).isoformat()}}
+    return {
+        "title": "images through the local stack (moto, predict and router workers)",
+        "rows": rows,
+        "raw": {
+            "burst_latency_s": burst_lat,
+            "steady_latency_s": lat,
+            "predict_ms": predict_ms,
+            "measured_at": datetime.now(UTC).isoformat(),
+        },
+    }
 
 
 def _warm_up(s3: Any, body: bytes) -> None:
@@ -142,5 +195,3 @@ def _predict_ms(s3: Any, keys: list[str]) -> list[float]:
                 if "predict-ms" in meta:
                     out.append(float(meta["predict-ms"]))
     return out
-
-

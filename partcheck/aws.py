@@ -52,16 +52,33 @@ def client(service: str, aws: AwsConfig) -> Any:
         # Path-style keeps bucket names out of DNS, which the local endpoint needs.
         s3={"addressing_style": "path"} if aws.endpoint_url else None,
     )
-    return boto3.session.Session().client(service, endpoint_url=aws.endpoint_url, config=config)
+    # A fresh session per client: boto3's default session is not thread-safe to build clients from.
+    session: Any = boto3.session.Session()
+    return session.client(service, endpoint_url=aws.endpoint_url, config=config)
 
 
-_NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "404", "NotFound", "AWS.SimpleQueueService.NonExistentQueue",
-              "QueueDoesNotExist", "ResourceNotFoundException"}
+_NOT_FOUND = {
+    "NoSuchKey",
+    "NoSuchBucket",
+    "404",
+    "NotFound",
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
+    "ResourceNotFoundException",
+}
 _EXISTS = {"PreconditionFailed", "412", "ConditionalRequestConflict", "BucketAlreadyOwnedByYou"}
 _DENIED = {"AccessDenied", "403", "AccessDeniedException", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
-_INVALID = {"InvalidArgument", "InvalidRequest", "MalformedXML", "InvalidParameterValue",
-            "InvalidParameterException", "InvalidImageFormatException", "ImageTooLargeException",
-            "KeyTooLongError", "EntityTooLarge"}
+_INVALID = {
+    "InvalidArgument",
+    "InvalidRequest",
+    "MalformedXML",
+    "InvalidParameterValue",
+    "InvalidParameterException",
+    "InvalidImageFormatException",
+    "ImageTooLargeException",
+    "KeyTooLongError",
+    "EntityTooLarge",
+}
 
 
 def translate(exc: Exception, what: str) -> PartcheckError:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from partcheck.errors import PartcheckError
-
 from agent.cli import app as agent_app
 from partcheck.cost import cost
+from partcheck.errors import PartcheckError
 from partcheck.stack.cli import bootstrap, moto, serve, status, up
 from services.predict.cli import evaluate, predict, train
 from services.review.cli import users_app
 
-app = typer.Typer(help="partcheck: automated visual quality inspection.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="partcheck: automated visual quality inspection.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 app.command()(up)
 app.command()(status)
 app.command()(moto)

@@ -74,8 +74,16 @@ def handle_one(queue_url: str, body: str, handler: Handler, dead_letters: DeadLe
     return True
 
 
-def run_worker(queue: Queue, handler: Handler, dead_letters: DeadLetters, stop: threading.Event, *,
-               batch_size: int = 10, wait_s: int = 20, visibility_s: int | None = None) -> None:
+def run_worker(
+    queue: Queue,
+    handler: Handler,
+    dead_letters: DeadLetters,
+    stop: threading.Event,
+    *,
+    batch_size: int = 10,
+    wait_s: int = 20,
+    visibility_s: int | None = None,
+) -> None:
     """Long-poll `queue` until `stop` is set, deleting each message only after its work succeeded."""
     backoff = 0.5
     while not stop.is_set():
@@ -103,15 +111,17 @@ def _process(queue: Queue, message: QueueMessage, handler: Handler, dead_letters
         log.exception("unexpected error on message %s", message.message_id)
 
 
-def handle_sqs_batch(event: dict[str, Any], handler: Handler, dead_letters: DeadLetters,
-                     queue_url_of: Callable[[str], str]) -> dict[str, list[dict[str, str]]]:
+def handle_sqs_batch(
+    event: dict[str, Any], handler: Handler, dead_letters: DeadLetters, queue_url_of: Callable[[str], str]
+) -> dict[str, list[dict[str, str]]]:
     """Lambda SQS batch: report only the records that must be retried (`ReportBatchItemFailures`)."""
     failures: list[dict[str, str]] = []
     for record in event.get("Records", []):
         message_id = record.get("messageId", "")
         try:
-            done = handle_one(queue_url_of(record.get("eventSourceARN", "")), record.get("body", ""),
-                              handler, dead_letters)
+            done = handle_one(
+                queue_url_of(record.get("eventSourceARN", "")), record.get("body", ""), handler, dead_letters
+            )
         except Exception:
             log.exception("record %s failed", message_id)
             done = False
@@ -130,11 +140,12 @@ def queue_url_from_arn(sqs: SQSClient) -> Callable[[str], str]:
             if len(parts) != 6:
                 raise InvalidInput(f"not an SQS ARN: {arn!r}")
             with aws_errors(f"resolve {arn}"):
-                cache[arn] = sqs.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])["QueueUrl"]
+                cache[arn] = sqs.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])[
+                    "QueueUrl"
+                ]
         return cache[arn]
 
     return resolve
-
 
 
 def run_until_signalled(target: Callable[[threading.Event], None], grace_s: float = 5.0) -> None:

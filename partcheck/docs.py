@@ -29,6 +29,10 @@ if __name__ == "__main__":
     from services.predict.settings import PredictSettings
     from services.router.settings import RouterSettings
 
-    tables = {"stack": StackSettings, "predict": PredictSettings, "router": RouterSettings}
+    tables: dict[str, type[BaseSettings]] = {
+        "stack": StackSettings,
+        "predict": PredictSettings,
+        "router": RouterSettings,
+    }
     for name in sys.argv[1:] or list(tables):
         print(f"{settings_table(tables[name])}\n")

@@ -57,7 +57,7 @@ def relative_key(route: Route, key: str) -> str:
 
 
 def human_decided_key(unclear_key: str, label: HumanLabel) -> str:
-    """`human_decided/<dir>/<label>_<name>` for an image under `unclear/` (the original's naming, path kept)."""
+    """`human_decided/<dir>/<label>_<name>` for an `unclear/` image: the original's naming, path kept."""
     if label not in ("ok", "defect"):
         raise InvalidKey(f"label must be ok or defect, not {label!r}")
     rel = relative_key(Route.UNCLEAR, unclear_key)
@@ -70,5 +70,5 @@ DECISIONS_PREFIX = "decisions/"
 
 
 def decision_marker_key(unclear_key: str) -> str:
-    """Marker written if-absent when an unclear image is decided; the router never re-creates such an image."""
+    """Marker written if-absent on a decision; the router never re-creates an image that has one."""
     return f"{DECISIONS_PREFIX}{relative_key(Route.UNCLEAR, unclear_key)}.json"

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from partcheck.errors import InvalidInput
 from partcheck.thresholds import Thresholds, Verdict
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 Outcome = Literal["classified", "rejected"]
 
 

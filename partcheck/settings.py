@@ -38,7 +38,9 @@ class ThresholdSettings(AwsSettings):
         default=None, ge=0.5, le=1.0, description="single threshold, the original's design (e.g. 0.8)"
     )
     t_ok: float | None = Field(default=None, ge=0.5, le=1.0, description="band: minimum p_ok for `ok`")
-    t_defect: float | None = Field(default=None, ge=0.5, le=1.0, description="band: minimum p_defect for `defect`")
+    t_defect: float | None = Field(
+        default=None, ge=0.5, le=1.0, description="band: minimum p_defect for `defect`"
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> Self:

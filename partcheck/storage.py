@@ -53,25 +53,48 @@ class ObjectStore:
                 r = self._s3.head_object(Bucket=bucket, Key=key)
         except NotFound:
             return None
-        return ObjectInfo(bucket, key, r["ContentLength"], _etag(r.get("ETag")), r.get("LastModified"),
-                          dict(r.get("Metadata", {})), r.get("ContentType"))
+        return ObjectInfo(
+            bucket,
+            key,
+            r["ContentLength"],
+            _etag(r.get("ETag")),
+            r.get("LastModified"),
+            dict(r.get("Metadata", {})),
+            r.get("ContentType"),
+        )
 
     def get(self, bucket: str, key: str, max_bytes: int | None = None) -> StoredObject:
         """Read an object whole; NotFound if absent, InvalidInput if larger than `max_bytes`."""
         with aws_errors(f"get s3://{bucket}/{key}"):
             r = self._s3.get_object(Bucket=bucket, Key=key)
             size = r["ContentLength"]
-            info = ObjectInfo(bucket, key, size, _etag(r.get("ETag")), r.get("LastModified"),
-                              dict(r.get("Metadata", {})), r.get("ContentType"))
+            info = ObjectInfo(
+                bucket,
+                key,
+                size,
+                _etag(r.get("ETag")),
+                r.get("LastModified"),
+                dict(r.get("Metadata", {})),
+                r.get("ContentType"),
+            )
             if max_bytes is not None and size > max_bytes:
                 r["Body"].close()
                 raise InvalidInput(f"object is {size} bytes, over the limit of {max_bytes}")
             body = r["Body"].read()
         return StoredObject(info, body)
 
-    def put(self, bucket: str, key: str, body: bytes, *, metadata: dict[str, str] | None = None,
-            content_type: str | None = None, if_absent: bool = False, checksum_sha256: str | None = None,
-            if_match: str | None = None) -> str:
+    def put(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes,
+        *,
+        metadata: dict[str, str] | None = None,
+        content_type: str | None = None,
+        if_absent: bool = False,
+        checksum_sha256: str | None = None,
+        if_match: str | None = None,
+    ) -> str:
         """Write an object and return its ETag; AlreadyExists if the key is taken (`if_absent`) or its
         ETag is no longer `if_match` (a compare-and-swap overwrite)."""
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": body, "Metadata": metadata or {}}
@@ -129,20 +152,35 @@ class Queue:
             url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
         return cls(sqs, url)
 
-    def receive(self, max_messages: int = 10, wait_s: int = 20, visibility_s: int | None = None,
-                ) -> list[QueueMessage]:
+    def receive(
+        self,
+        max_messages: int = 10,
+        wait_s: int = 20,
+        visibility_s: int | None = None,
+    ) -> list[QueueMessage]:
         """Long-poll for up to `max_messages` messages."""
-        kwargs: dict[str, Any] = {"QueueUrl": self.url, "MaxNumberOfMessages": max_messages,
-                                  "WaitTimeSeconds": wait_s, "MessageSystemAttributeNames": ["All"]}
+        kwargs: dict[str, Any] = {
+            "QueueUrl": self.url,
+            "MaxNumberOfMessages": max_messages,
+            "WaitTimeSeconds": wait_s,
+            "MessageSystemAttributeNames": ["All"],
+        }
         if visibility_s is not None:
             kwargs["VisibilityTimeout"] = visibility_s
         with aws_errors(f"receive from {self.url}"):
             r = self._sqs.receive_message(**kwargs)
         out = []
         for m in r.get("Messages", []):
-            attrs = dict(m.get("Attributes", {}))
-            out.append(QueueMessage(m["MessageId"], m["ReceiptHandle"], m.get("Body", ""),
-                                    int(attrs.get("ApproximateReceiveCount", "1")), attrs))
+            attrs: dict[str, str] = {str(k): v for k, v in m.get("Attributes", {}).items()}
+            out.append(
+                QueueMessage(
+                    m["MessageId"],
+                    m["ReceiptHandle"],
+                    m.get("Body", ""),
+                    int(attrs.get("ApproximateReceiveCount", "1")),
+                    attrs,
+                )
+            )
         return out
 
     def delete(self, receipt_handle: str) -> None:
@@ -159,6 +197,8 @@ class Queue:
         """Visible, in-flight and delayed message counts."""
         with aws_errors(f"attributes of {self.url}"):
             a = self._sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["All"])["Attributes"]
-        return {"visible": int(a.get("ApproximateNumberOfMessages", 0)),
-                "in_flight": int(a.get("ApproximateNumberOfMessagesNotVisible", 0)),
-                "delayed": int(a.get("ApproximateNumberOfMessagesDelayed", 0))}
+        return {
+            "visible": int(a.get("ApproximateNumberOfMessages", 0)),
+            "in_flight": int(a.get("ApproximateNumberOfMessagesNotVisible", 0)),
+            "delayed": int(a.get("ApproximateNumberOfMessagesDelayed", 0)),
+        }

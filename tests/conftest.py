@@ -17,7 +17,7 @@ EVENTS = Path(__file__).parent / "events"
 # Fake credentials: no test may ever reach real AWS.
 os.environ.update(
     AWS_ACCESS_KEY_ID="testing",
-    AWS_SECRET_ACCESS_KEY="testing",  # noqa: S105
+    AWS_SECRET_ACCESS_KEY="testing",
     AWS_SESSION_TOKEN="testing",
     AWS_DEFAULT_REGION="eu-west-1",
 )

@@ -19,8 +19,9 @@ class FakeClassifier:
     name = "fake"
     version = "0"
 
-    def __init__(self, p_defect_by_sha: dict[str, float] | None = None,
-                 thresholds: Thresholds | None = None) -> None:
+    def __init__(
+        self, p_defect_by_sha: dict[str, float] | None = None, thresholds: Thresholds | None = None
+    ) -> None:
         self.table = dict(p_defect_by_sha or {})
         self.thresholds = thresholds or Thresholds.single(0.8)
         self.calls = 0
@@ -41,7 +42,15 @@ class FakeClassifier:
                 raise InvalidImage(str(exc)) from exc
             p = self.table.get(hashlib.sha256(data).hexdigest(), 0.5)
             label = self.thresholds.decide(p)
-            out.append(Prediction(label=label, confidence=max(p, 1 - p), p_defect=p, model_name=self.name,
-                                  model_version=self.version, thresholds=self.thresholds,
-                                  reason="below threshold" if label == "unclear" else None))
+            out.append(
+                Prediction(
+                    label=label,
+                    confidence=max(p, 1 - p),
+                    p_defect=p,
+                    model_name=self.name,
+                    model_version=self.version,
+                    thresholds=self.thresholds,
+                    reason="below threshold" if label == "unclear" else None,
+                )
+            )
         return out

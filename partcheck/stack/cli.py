@@ -7,7 +7,7 @@ import logging
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -30,8 +30,11 @@ def up(
     from partcheck.stack.config import StackSettings
     from partcheck.stack.up import run_stack
 
-    overrides = {k: v for k, v in {"moto_port": moto_port, "review_port": review_port,
-                                   "state_dir": state_dir}.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {"moto_port": moto_port, "review_port": review_port, "state_dir": state_dir}.items()
+        if v is not None
+    }
     settings = StackSettings(**overrides)  # type: ignore[arg-type]
     raise typer.Exit(run_stack(settings, inbox))
 
@@ -53,14 +56,20 @@ def status(
     if recorded or not os.environ.get("PARTCHECK_ENDPOINT_URL"):
         use_local_credentials()
     fields = ("inbound_bucket", "prediction_bucket", "uploads_queue", "predictions_queue", "region")
-    settings = StackSettings(state_dir=state_dir, endpoint_url=recorded.get("endpoint"),
-                             **{k: recorded[k] for k in fields if k in recorded})
+    found: dict[str, Any] = {k: recorded[k] for k in fields if k in recorded}
+    settings = StackSettings(
+        state_dir=state_dir,
+        endpoint_url=recorded.get("endpoint"),
+        **found,
+    )
     try:
-        doc = stack_status(client("s3", settings.aws()), client("sqs", settings.aws()), settings,
-                           recorded.get("review"))
+        doc = stack_status(
+            client("s3", settings.aws()), client("sqs", settings.aws()), settings, recorded.get("review")
+        )
     except PartcheckError as exc:
-        typer.echo(f"cannot read the stack at {settings.local_endpoint}: {exc}. Is `partcheck up` running?",
-                   err=True)
+        typer.echo(
+            f"cannot read the stack at {settings.local_endpoint}: {exc}. Is `partcheck up` running?", err=True
+        )
         raise typer.Exit(2) from exc
     if as_json:
         typer.echo(json.dumps(doc, indent=2))
@@ -97,8 +106,15 @@ def bootstrap() -> None:
 
     settings = StackSettings()
     resources = run_bootstrap(client("s3", settings.aws()), client("sqs", settings.aws()), settings)
-    typer.echo(json.dumps({"buckets": [settings.inbound_bucket, settings.prediction_bucket],
-                           "queues": resources.queue_urls}, indent=2))
+    typer.echo(
+        json.dumps(
+            {
+                "buckets": [settings.inbound_bucket, settings.prediction_bucket],
+                "queues": resources.queue_urls,
+            },
+            indent=2,
+        )
+    )
 
 
 class Service(StrEnum):

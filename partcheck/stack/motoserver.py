@@ -13,8 +13,14 @@ from partcheck.stack.persist import Snapshotter, save_periodically
 log = logging.getLogger(__name__)
 
 
-def serve_moto(host: str, port: int, state_dir: Path | None, region: str, snapshot_seconds: float,
-               stop: threading.Event | None = None) -> None:
+def serve_moto(
+    host: str,
+    port: int,
+    state_dir: Path | None,
+    region: str,
+    snapshot_seconds: float,
+    stop: threading.Event | None = None,
+) -> None:
     """Run moto until SIGTERM/SIGINT (or `stop`), restoring state first and saving it last."""
     from moto.server import ThreadedMotoServer
 
@@ -28,8 +34,12 @@ def serve_moto(host: str, port: int, state_dir: Path | None, region: str, snapsh
     if snapshotter:
         restored = snapshotter.restore(s3, sqs)
         log.info("restored %(objects)d objects and %(messages)d messages", restored)
-        saver = threading.Thread(target=save_periodically, args=(snapshotter, s3, stop, snapshot_seconds),
-                                 daemon=True, name="snapshot")
+        saver = threading.Thread(
+            target=save_periodically,
+            args=(snapshotter, s3, stop, snapshot_seconds),
+            daemon=True,
+            name="snapshot",
+        )
         saver.start()
     print(f"moto listening on {endpoint}", flush=True)
     stop.wait()

@@ -9,7 +9,6 @@ without receiving (and so hiding) its messages.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from partcheck.aws import aws_errors
+from partcheck.stack.bootstrap import ensure_bucket
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -29,8 +29,14 @@ log = logging.getLogger(__name__)
 
 ACCOUNT = "123456789012"  # moto's default account
 _META = "x-amz-meta-"  # moto keeps user metadata as raw header names
-_QUEUE_ATTRIBUTES = ("VisibilityTimeout", "MessageRetentionPeriod", "ReceiveMessageWaitTimeSeconds",
-                     "DelaySeconds", "Policy", "RedrivePolicy")
+_QUEUE_ATTRIBUTES = (
+    "VisibilityTimeout",
+    "MessageRetentionPeriod",
+    "ReceiveMessageWaitTimeSeconds",
+    "DelaySeconds",
+    "Policy",
+    "RedrivePolicy",
+)
 
 
 class Snapshotter:
@@ -67,24 +73,38 @@ class Snapshotter:
                         _write_atomic(self.blobs / blob, key.value)
                         self._known_blobs.add(blob)
                     raw = dict(key.metadata)
-                    objects.append({"key": key_name, "blob": blob,
-                                    "metadata": {k[len(_META):]: v for k, v in raw.items() if k.startswith(_META)},
-                                    "content_type": raw.get("content-type"),
-                                    "last_modified": key.last_modified.isoformat()})
+                    objects.append(
+                        {
+                            "key": key_name,
+                            "blob": blob,
+                            "metadata": {k[len(_META) :]: v for k, v in raw.items() if k.startswith(_META)},
+                            "content_type": raw.get("content-type"),
+                            "last_modified": key.last_modified.isoformat(),
+                        }
+                    )
                 n_objects += len(objects)
-                buckets.append({"name": name, "objects": objects,
-                                "notification": self._notification(s3, name)})
+                buckets.append(
+                    {"name": name, "objects": objects, "notification": self._notification(s3, name)}
+                )
             queues = []
             n_messages = 0
             for queue in list(sqs_backends[ACCOUNT][self.region].queues.values()):
-                messages = [{"body": m.body, "attributes": _message_attributes(m)}
-                            for m in list(queue._messages)]
+                messages = [
+                    {"body": m.body, "attributes": _message_attributes(m)} for m in list(queue._messages)
+                ]
                 n_messages += len(messages)
-                attrs = {k: v if isinstance(v, str) else json.dumps(v)
-                         for k, v in queue.attributes.items() if k in _QUEUE_ATTRIBUTES and v not in (None, "")}
+                attrs = {
+                    k: v if isinstance(v, str) else json.dumps(v)
+                    for k, v in queue.attributes.items()
+                    if k in _QUEUE_ATTRIBUTES and v not in (None, "")
+                }
                 queues.append({"name": queue.name, "attributes": attrs, "messages": messages})
-            manifest = {"saved_at": datetime.now().isoformat(), "region": self.region,
-                        "buckets": buckets, "queues": queues}
+            manifest = {
+                "saved_at": datetime.now().isoformat(),
+                "region": self.region,
+                "buckets": buckets,
+                "queues": queues,
+            }
             _write_atomic(self.manifest_path, json.dumps(manifest).encode())
             return {"objects": n_objects, "messages": n_messages}
 
@@ -105,20 +125,23 @@ class Snapshotter:
         backend = s3_backends[ACCOUNT]["global"]
         n_objects = n_messages = 0
         for bucket in manifest["buckets"]:
+            ensure_bucket(s3, bucket["name"], self.region)
             with aws_errors(f"restore bucket {bucket['name']}"):
-                with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
-                    s3.create_bucket(Bucket=bucket["name"],
-                                     CreateBucketConfiguration={"LocationConstraint": self.region})  # type: ignore[typeddict-item]
                 for obj in bucket["objects"]:
                     body = (self.blobs / obj["blob"]).read_bytes()
-                    kwargs: dict[str, Any] = {"Bucket": bucket["name"], "Key": obj["key"], "Body": body,
-                                              "Metadata": obj["metadata"]}
+                    kwargs: dict[str, Any] = {
+                        "Bucket": bucket["name"],
+                        "Key": obj["key"],
+                        "Body": body,
+                        "Metadata": obj["metadata"],
+                    }
                     if obj.get("content_type"):
                         kwargs["ContentType"] = obj["content_type"]
                     s3.put_object(**kwargs)
                     # Keep "oldest first" true across restarts.
                     backend.buckets[bucket["name"]].keys[obj["key"]].last_modified = datetime.fromisoformat(
-                        obj["last_modified"])
+                        obj["last_modified"]
+                    )
                     n_objects += 1
         self._restore_queues(sqs, manifest["queues"])
         n_messages = sum(len(q["messages"]) for q in manifest["queues"])
@@ -126,8 +149,9 @@ class Snapshotter:
         for bucket in manifest["buckets"]:
             if bucket.get("notification"):
                 with aws_errors(f"restore notification of {bucket['name']}"):
-                    s3.put_bucket_notification_configuration(Bucket=bucket["name"],
-                                                             NotificationConfiguration=bucket["notification"])
+                    s3.put_bucket_notification_configuration(
+                        Bucket=bucket["name"], NotificationConfiguration=bucket["notification"]
+                    )
         return {"objects": n_objects, "messages": n_messages}
 
     @staticmethod
@@ -140,8 +164,10 @@ class Snapshotter:
                 urls[q["name"]] = sqs.create_queue(QueueName=q["name"], Attributes=attrs)["QueueUrl"]
             for q in queues:
                 if "RedrivePolicy" in q["attributes"]:
-                    sqs.set_queue_attributes(QueueUrl=urls[q["name"]],
-                                             Attributes={"RedrivePolicy": q["attributes"]["RedrivePolicy"]})
+                    sqs.set_queue_attributes(
+                        QueueUrl=urls[q["name"]],
+                        Attributes={"RedrivePolicy": q["attributes"]["RedrivePolicy"]},
+                    )
                 for m in q["messages"]:
                     kwargs: dict[str, Any] = {"QueueUrl": urls[q["name"]], "MessageBody": m["body"]}
                     if m["attributes"]:

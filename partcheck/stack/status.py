@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 
-def stack_status(s3: S3Client, sqs: SQSClient, settings: StackSettings, review_url: str | None) -> dict[str, Any]:
+def stack_status(
+    s3: S3Client, sqs: SQSClient, settings: StackSettings, review_url: str | None
+) -> dict[str, Any]:
     """Counts per prediction-bucket prefix, inbound backlog, queue depths; the `status --json` document."""
     store = ObjectStore(s3)
     counts = {route.value: 0 for route in Route}

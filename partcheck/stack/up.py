@@ -41,8 +41,9 @@ class Child:
     def start(self) -> None:
         """Start (or restart) the process, appending to its log file."""
         self.log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the child
-        self.process = subprocess.Popen(self.argv, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            self.argv, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.started_at = time.monotonic()
 
     def stop(self, timeout: float) -> None:
@@ -93,15 +94,19 @@ def plan(settings: StackSettings, inbox: Path | None) -> list[Child]:
     use_local_credentials()
     base_env = {**os.environ, "AWS_DEFAULT_REGION": settings.region, "PYTHONUNBUFFERED": "1"}
     svc = {
-        "PARTCHECK_PREDICT_ENDPOINT_URL": endpoint, "PARTCHECK_PREDICT_REGION": settings.region,
+        "PARTCHECK_PREDICT_ENDPOINT_URL": endpoint,
+        "PARTCHECK_PREDICT_REGION": settings.region,
         "PARTCHECK_PREDICT_UPLOADS_QUEUE": settings.uploads_queue,
         "PARTCHECK_PREDICT_PREDICTIONS_QUEUE": settings.predictions_queue,
-        "PARTCHECK_ROUTER_ENDPOINT_URL": endpoint, "PARTCHECK_ROUTER_REGION": settings.region,
+        "PARTCHECK_ROUTER_ENDPOINT_URL": endpoint,
+        "PARTCHECK_ROUTER_REGION": settings.region,
         "PARTCHECK_ROUTER_PREDICTIONS_QUEUE": settings.predictions_queue,
         "PARTCHECK_ROUTER_PREDICTION_BUCKET": settings.prediction_bucket,
-        "PARTCHECK_REVIEW_ENDPOINT_URL": endpoint, "PARTCHECK_REVIEW_REGION": settings.region,
+        "PARTCHECK_REVIEW_ENDPOINT_URL": endpoint,
+        "PARTCHECK_REVIEW_REGION": settings.region,
         "PARTCHECK_REVIEW_PREDICTION_BUCKET": settings.prediction_bucket,
-        "PARTCHECK_REVIEW_HOST": settings.host, "PARTCHECK_REVIEW_PORT": str(settings.review_port),
+        "PARTCHECK_REVIEW_HOST": settings.host,
+        "PARTCHECK_REVIEW_PORT": str(settings.review_port),
         "PARTCHECK_REVIEW_USERS_FILE": str(state / "users.json"),
         "PARTCHECK_REVIEW_SESSION_SECRET": _session_secret(state),
         # Plain http on localhost: a Secure cookie would never be sent back.
@@ -109,17 +114,43 @@ def plan(settings: StackSettings, inbox: Path | None) -> list[Child]:
     }
     env = {**base_env, **svc}
     children = [
-        Child("moto", _partcheck("moto", "--host", settings.host, "--port", str(settings.moto_port),
-                                 "--state-dir", str(state / "moto")), base_env, logs / "moto.log"),
+        Child(
+            "moto",
+            _partcheck(
+                "moto",
+                "--host",
+                settings.host,
+                "--port",
+                str(settings.moto_port),
+                "--state-dir",
+                str(state / "moto"),
+            ),
+            base_env,
+            logs / "moto.log",
+        ),
         Child("router", _partcheck("serve", "router"), env, logs / "router.log"),
         Child("predict", _partcheck("serve", "predict"), env, logs / "predict.log"),
         Child("review", _partcheck("serve", "review"), env, logs / "review.log"),
     ]
     if inbox is not None:
-        children.append(Child("agent", _partcheck(
-            "agent", "--watch", str(inbox.resolve()), "--endpoint-url", endpoint,
-            "--bucket", settings.inbound_bucket, "--state-dir", str(state / "agent"),
-        ), env, logs / "agent.log"))
+        children.append(
+            Child(
+                "agent",
+                _partcheck(
+                    "agent",
+                    "--watch",
+                    str(inbox.resolve()),
+                    "--endpoint-url",
+                    endpoint,
+                    "--bucket",
+                    settings.inbound_bucket,
+                    "--state-dir",
+                    str(state / "agent"),
+                ),
+                env,
+                logs / "agent.log",
+            )
+        )
     return children
 
 
@@ -148,12 +179,21 @@ def run_stack(settings: StackSettings, inbox: Path | None) -> int:
         for child in rest:
             child.start()
         review_url = f"http://{settings.host}:{settings.review_port}"
-        (state / STACK_FILE).write_text(json.dumps({
-            "endpoint": settings.local_endpoint, "review": review_url, "region": settings.region,
-            "inbound_bucket": settings.inbound_bucket, "prediction_bucket": settings.prediction_bucket,
-            "uploads_queue": settings.uploads_queue, "predictions_queue": settings.predictions_queue,
-            "pid": os.getpid(),
-        }, indent=2))
+        (state / STACK_FILE).write_text(
+            json.dumps(
+                {
+                    "endpoint": settings.local_endpoint,
+                    "review": review_url,
+                    "region": settings.region,
+                    "inbound_bucket": settings.inbound_bucket,
+                    "prediction_bucket": settings.prediction_bucket,
+                    "uploads_queue": settings.uploads_queue,
+                    "predictions_queue": settings.predictions_queue,
+                    "pid": os.getpid(),
+                },
+                indent=2,
+            )
+        )
         _print_endpoints(settings, inbox, review_url, state)
         while not stopping:
             time.sleep(0.5)
@@ -173,8 +213,10 @@ def _restart(child: Child) -> None:
     if child.log:
         child.log.close()
     # Back off on a crash loop instead of spinning; the log says why it died.
-    delay = min(2 ** child.restarts, 30)
-    console.print(f"[yellow]{child.name} exited ({code}); restarting in {delay}s — see {child.log_path}[/yellow]")
+    delay = min(2**child.restarts, 30)
+    console.print(
+        f"[yellow]{child.name} exited ({code}); restarting in {delay}s — see {child.log_path}[/yellow]"
+    )
     time.sleep(delay)
     child.restarts += 1
     child.start()
@@ -189,8 +231,10 @@ def _print_endpoints(settings: StackSettings, inbox: Path | None, review_url: st
     table.add_row("inbox (watched)", str(inbox.resolve()) if inbox else "— (no agent)")
     table.add_row("state and logs", str(state))
     console.print(table)
-    console.print("Add an inspector: partcheck users add NAME --password-stdin   ·   "
-                  "Counts: partcheck status   ·   Stop: Ctrl-C")
+    console.print(
+        "Add an inspector: partcheck users add NAME --password-stdin   ·   "
+        "Counts: partcheck status   ·   Stop: Ctrl-C"
+    )
 
 
 def read_stack_file(state_dir: Path) -> dict[str, str]:

@@ -38,9 +38,14 @@ def runtime() -> Runtime:
     settings = PredictSettings()
     s3, sqs = client("s3", settings.aws()), client("sqs", settings.aws())
     rekognition = client("rekognition", settings.aws()) if settings.backend == "rekognition" else None
-    return Runtime(ObjectStore(s3), Queue.by_name(sqs, settings.predictions_queue),
-                   load_classifier(settings, rekognition), DeadLetters(sqs), queue_url_from_arn(sqs),
-                   settings.max_image_bytes)
+    return Runtime(
+        ObjectStore(s3),
+        Queue.by_name(sqs, settings.predictions_queue),
+        load_classifier(settings, rekognition),
+        DeadLetters(sqs),
+        queue_url_from_arn(sqs),
+        settings.max_image_bytes,
+    )
 
 
 def handle(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
@@ -51,8 +56,9 @@ def handle(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
 
     records = event.get("Records") or []
     if records and records[0].get("eventSource") == "aws:sqs":
-        return handle_sqs_batch(event, lambda body: on_event(parse_body(body)), rt.dead_letters,
-                                rt.queue_url_of)
+        return handle_sqs_batch(
+            event, lambda body: on_event(parse_body(body)), rt.dead_letters, rt.queue_url_of
+        )
     # A direct S3 invocation is retried by Lambda as a whole on error; each record is idempotent.
     on_event(event)
     return {"status": "ok", "records": len(records)}

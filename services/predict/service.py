@@ -59,35 +59,49 @@ def parse_s3_event(event: Any) -> tuple[list[Upload], list[str]]:
             continue
         obj = record["s3"]["object"]
         # Keys arrive URL-encoded with '+' for spaces.
-        uploads.append(Upload(bucket, unquote_plus(raw_key), obj.get("eTag"), obj.get("size"),
-                              record.get("eventTime")))
+        uploads.append(
+            Upload(bucket, unquote_plus(raw_key), obj.get("eTag"), obj.get("size"), record.get("eventTime"))
+        )
     return uploads, others
 
 
-def predict_upload(upload: Upload, store: ObjectStore, classifier: Classifier, max_image_bytes: int,
-                   ) -> PredictionMessage | None:
+def predict_upload(
+    upload: Upload,
+    store: ObjectStore,
+    classifier: Classifier,
+    max_image_bytes: int,
+) -> PredictionMessage | None:
     """Classify one uploaded object; None when it is already gone (a duplicate event after routing)."""
     started = time.perf_counter()
     now = datetime.now(UTC).isoformat()
-    base: dict[str, Any] = {"bucket": upload.bucket, "key": upload.key, "event_time": upload.event_time,
-                            "predicted_at": now}
+    base: dict[str, Any] = {
+        "bucket": upload.bucket,
+        "key": upload.key,
+        "event_time": upload.event_time,
+        "predicted_at": now,
+    }
     try:
         validate_relative_key(upload.key)
     except InvalidInput as exc:
         # No prefix can hold such a key safely, so it waits in the dead-letter queue; the object stays put.
         raise InvalidInput(f"s3://{upload.bucket}/{upload.key!r}: {exc}") from exc
     if upload.size is not None and upload.size > max_image_bytes:
-        return PredictionMessage(outcome="rejected", etag=upload.etag, size=upload.size,
-                                 rejection_reason=f"object is {upload.size} bytes, over the limit of "
-                                 f"{max_image_bytes}", **base)
+        return PredictionMessage(
+            outcome="rejected",
+            etag=upload.etag,
+            size=upload.size,
+            rejection_reason=f"object is {upload.size} bytes, over the limit of {max_image_bytes}",
+            **base,
+        )
     try:
         obj = store.get(upload.bucket, upload.key, max_bytes=max_image_bytes)
     except NotFound:
         log.info("s3://%s/%s is gone; already routed", upload.bucket, upload.key)
         return None
     except InvalidInput as exc:
-        return PredictionMessage(outcome="rejected", etag=upload.etag, size=upload.size,
-                                 rejection_reason=str(exc), **base)
+        return PredictionMessage(
+            outcome="rejected", etag=upload.etag, size=upload.size, rejection_reason=str(exc), **base
+        )
     fetched = time.perf_counter()
     metadata = {k: v for k, v in obj.info.metadata.items() if k in FORWARDED_METADATA}
     common = {**base, "etag": obj.info.etag, "size": obj.info.size, "metadata": metadata}
@@ -102,8 +116,9 @@ def predict_upload(upload: Upload, store: ObjectStore, classifier: Classifier, m
     return PredictionMessage(outcome="classified", prediction=prediction, timings_ms=timings, **common)
 
 
-def handle_s3_event(event: Any, store: ObjectStore, classifier: Classifier, predictions: Queue,
-                    max_image_bytes: int) -> int:
+def handle_s3_event(
+    event: Any, store: ObjectStore, classifier: Classifier, predictions: Queue, max_image_bytes: int
+) -> int:
     """Classify every upload in an S3 event and send its prediction; returns how many were sent."""
     uploads, others = parse_s3_event(event)
     sent = 0

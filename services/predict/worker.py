@@ -31,8 +31,15 @@ def run(settings: PredictSettings, stop: threading.Event, classifier: Classifier
     def handle(body: str) -> None:
         handle_s3_event(parse_body(body), store, classifier, predictions, settings.max_image_bytes)
 
-    run_worker(uploads, handle, DeadLetters(sqs), stop, batch_size=settings.batch_size,
-               wait_s=settings.wait_seconds, visibility_s=settings.visibility_timeout)
+    run_worker(
+        uploads,
+        handle,
+        DeadLetters(sqs),
+        stop,
+        batch_size=settings.batch_size,
+        wait_s=settings.wait_seconds,
+        visibility_s=settings.visibility_timeout,
+    )
 
 
 def main() -> None:

@@ -59,15 +59,17 @@ def object_metadata(message: PredictionMessage, thresholds: Thresholds | None = 
         meta["reason"] = message.rejection_reason or "unreadable"
     else:
         band = thresholds or p.thresholds
-        meta.update({
-            "model-label": p.label,
-            "confidence": f"{p.confidence:.6f}",
-            "p-defect": f"{p.p_defect:.6f}",
-            "model-name": p.model_name,
-            "model-version": p.model_version,
-            "t-ok": f"{band.t_ok:.6f}",
-            "t-defect": f"{band.t_defect:.6f}",
-        })
+        meta.update(
+            {
+                "model-label": p.label,
+                "confidence": f"{p.confidence:.6f}",
+                "p-defect": f"{p.p_defect:.6f}",
+                "model-name": p.model_name,
+                "model-version": p.model_version,
+                "t-ok": f"{band.t_ok:.6f}",
+                "t-defect": f"{band.t_defect:.6f}",
+            }
+        )
         if p.reason:
             meta["reason"] = p.reason
         if "classify" in message.timings_ms:

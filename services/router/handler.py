@@ -34,8 +34,13 @@ def runtime() -> Runtime:
     """Settings and clients, built on the first invocation and reused afterwards."""
     settings = RouterSettings()
     sqs = client("sqs", settings.aws())
-    return Runtime(ObjectStore(client("s3", settings.aws())), settings.prediction_bucket, settings.thresholds(),
-                   DeadLetters(sqs), queue_url_from_arn(sqs))
+    return Runtime(
+        ObjectStore(client("s3", settings.aws())),
+        settings.prediction_bucket,
+        settings.thresholds(),
+        DeadLetters(sqs),
+        queue_url_from_arn(sqs),
+    )
 
 
 def handle(event: dict[str, Any], rt: Runtime) -> dict[str, list[dict[str, str]]]:

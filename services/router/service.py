@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -23,8 +24,9 @@ class Moved:
     destination: str | None
 
 
-def route_message(body: str, store: ObjectStore, prediction_bucket: str,
-                  thresholds: Thresholds | None = None) -> Moved:
+def route_message(
+    body: str, store: ObjectStore, prediction_bucket: str, thresholds: Thresholds | None = None
+) -> Moved:
     """Move the message's image to its destination exactly once; idempotent under redelivery.
 
     A move is a conditional write of the destination (never overwriting) followed by a delete of the
@@ -49,18 +51,24 @@ def route_message(body: str, store: ObjectStore, prediction_bucket: str,
     content_type = source.info.content_type or "application/octet-stream"
     final = dest
     try:
-        store.put(prediction_bucket, dest, source.body, metadata=metadata, content_type=content_type,
-                  if_absent=True)
+        store.put(
+            prediction_bucket, dest, source.body, metadata=metadata, content_type=content_type, if_absent=True
+        )
     except AlreadyExists:
         existing = store.head(prediction_bucket, dest)
         if existing is None or existing.metadata.get("source-etag") != source.info.etag:
             # A different image already holds this name: keep both, under a second name.
             final = alternate_key(dest, source.info.etag)
-            try:
-                store.put(prediction_bucket, final, source.body, metadata=metadata,
-                          content_type=content_type, if_absent=True)
-            except AlreadyExists:
-                pass  # this very image was stored under the second name by an earlier attempt
+            # AlreadyExists here: this very image was stored under the second name by an earlier attempt.
+            with contextlib.suppress(AlreadyExists):
+                store.put(
+                    prediction_bucket,
+                    final,
+                    source.body,
+                    metadata=metadata,
+                    content_type=content_type,
+                    if_absent=True,
+                )
     store.delete(message.bucket, message.key)
     log.info("moved s3://%s/%s -> s3://%s/%s", message.bucket, message.key, prediction_bucket, final)
     return Moved("moved", final)
@@ -70,5 +78,7 @@ def _source_gone(message: PredictionMessage, store: ObjectStore, bucket: str, de
     if store.head(bucket, dest) is not None:
         return Moved("already-done", dest)
     # Moved elsewhere already (an earlier delivery, a later decision) or deleted by an operator.
-    log.warning("s3://%s/%s is gone and %s does not exist; nothing to move", message.bucket, message.key, dest)
+    log.warning(
+        "s3://%s/%s is gone and %s does not exist; nothing to move", message.bucket, message.key, dest
+    )
     return Moved("gone", None)

@@ -25,8 +25,15 @@ def run(settings: RouterSettings, stop: threading.Event) -> None:
     def handle(body: str) -> None:
         route_message(body, store, settings.prediction_bucket, thresholds)
 
-    run_worker(queue, handle, DeadLetters(sqs), stop, batch_size=settings.batch_size,
-               wait_s=settings.wait_seconds, visibility_s=settings.visibility_timeout)
+    run_worker(
+        queue,
+        handle,
+        DeadLetters(sqs),
+        stop,
+        batch_size=settings.batch_size,
+        wait_s=settings.wait_seconds,
+        visibility_s=settings.visibility_timeout,
+    )
 
 
 def main() -> None:

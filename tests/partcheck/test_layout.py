@@ -12,7 +12,9 @@ def test_routed_key_keeps_the_relative_path():
     )
 
 
-@pytest.mark.parametrize("bad", ["", "/abs.jpg", "a/../b.jpg", "a//b.jpg", "./a.jpg", "a\x00.jpg", "x" * 1100])
+@pytest.mark.parametrize(
+    "bad", ["", "/abs.jpg", "a/../b.jpg", "a//b.jpg", "./a.jpg", "a\x00.jpg", "x" * 1100]
+)
 def test_unsafe_keys_are_refused(bad):
     with pytest.raises(InvalidKey):
         routed_key(Route.OKAY, bad)

@@ -36,8 +36,11 @@ def stack(moto, sample_images):
     stop = threading.Event()
     common = {"endpoint_url": moto, "wait_seconds": 1, "visibility_timeout": 2}
     threads = [
-        threading.Thread(target=predict_worker.run, daemon=True,
-                         args=(PredictSettings(**common, max_image_bytes=200_000), stop, fake)),
+        threading.Thread(
+            target=predict_worker.run,
+            daemon=True,
+            args=(PredictSettings(**common, max_image_bytes=200_000), stop, fake),
+        ),
         threading.Thread(target=router_worker.run, daemon=True, args=(RouterSettings(**common), stop)),
     ]
     for t in threads:
@@ -62,11 +65,13 @@ def _where(store, bucket):
 
 
 def test_images_are_sorted_exactly_once_and_inbound_empties(stack, sample_images):
-    settings, store, _, _, fake = stack
+    settings, store, _, _, _fake = stack
     uploads = {}
     for i, path in enumerate(sample_images["defect"][:4] + sample_images["ok"][:4]):
         key = f"line-3/cam-1/2026-11-25/{i:02d} {path.name}"
-        store.put(settings.inbound_bucket, key, path.read_bytes(), metadata={"line": "line-3", "camera": "cam-1"})
+        store.put(
+            settings.inbound_bucket, key, path.read_bytes(), metadata={"line": "line-3", "camera": "cam-1"}
+        )
         uploads[key] = "defect" if "def" in path.name else "okay"
     # An image the model cannot decide on goes to unclear/.
     unknown = solid(128)
@@ -77,16 +82,23 @@ def test_images_are_sorted_exactly_once_and_inbound_empties(stack, sample_images
     assert _wait(lambda: not _where(store, settings.inbound_bucket))
     sorted_keys = _where(store, settings.prediction_bucket)
     assert sorted(sorted_keys) == sorted(f"{route}/{key}" for key, route in uploads.items())
-    meta = store.head(settings.prediction_bucket, "defect/line-3/cam-1/2026-11-25/00 "
-                      + sample_images["defect"][0].name).metadata
-    assert meta["model-label"] == "defect" and meta["line"] == "line-3"
+    meta = store.head(
+        settings.prediction_bucket, "defect/line-3/cam-1/2026-11-25/00 " + sample_images["defect"][0].name
+    ).metadata
+    assert meta["model-label"] == "defect"
+    assert meta["line"] == "line-3"
 
 
 def test_bad_inputs_end_in_rejected_with_a_reason(stack, sample_images):
     settings, store, _, _, _ = stack
     good = sample_images["ok"][0].read_bytes()
-    bad = {"empty.jpg": b"", "text.jpg": b"hello", "cut.jpg": truncated(good), "bomb.png": png_bomb(),
-           "huge.jpg": good + b"\0" * 250_000}
+    bad = {
+        "empty.jpg": b"",
+        "text.jpg": b"hello",
+        "cut.jpg": truncated(good),
+        "bomb.png": png_bomb(),
+        "huge.jpg": good + b"\0" * 250_000,
+    }
     for key, body in bad.items():
         store.put(settings.inbound_bucket, key, body)
     assert _wait(lambda: len(_where(store, settings.prediction_bucket)) == len(bad))
@@ -98,17 +110,34 @@ def test_bad_inputs_end_in_rejected_with_a_reason(stack, sample_images):
 
 
 def test_duplicate_s3_events_leave_one_object(stack, sample_images):
-    settings, store, sqs, resources, fake = stack
+    settings, store, sqs, resources, _fake = stack
     body = sample_images["defect"][1].read_bytes()
     store.put(settings.inbound_bucket, "dup.jpeg", body)
-    event = {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
-                          "s3": {"bucket": {"name": settings.inbound_bucket}, "object": {"key": "dup.jpeg"}}}]}
+    event = {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": settings.inbound_bucket}, "object": {"key": "dup.jpeg"}},
+            }
+        ]
+    }
     uploads = Queue(sqs, resources.queue_urls[settings.uploads_queue])
     for _ in range(3):
         uploads.send(json.dumps(event))
     assert _wait(lambda: "defect/dup.jpeg" in _where(store, settings.prediction_bucket))
-    assert _wait(lambda: sum(q["visible"] + q["in_flight"] for q in (
-        uploads.counts(), Queue(sqs, resources.queue_urls[settings.predictions_queue]).counts())) == 0)
+    assert _wait(
+        lambda: (
+            sum(
+                q["visible"] + q["in_flight"]
+                for q in (
+                    uploads.counts(),
+                    Queue(sqs, resources.queue_urls[settings.predictions_queue]).counts(),
+                )
+            )
+            == 0
+        )
+    )
     assert list(_where(store, settings.prediction_bucket)) == ["defect/dup.jpeg"]
 
 
@@ -116,16 +145,29 @@ def test_malformed_messages_land_in_the_dead_letter_queues_with_a_reason(stack):
     settings, _, sqs, resources, _ = stack
     Queue(sqs, resources.queue_urls[settings.uploads_queue]).send("{not json")
     Queue(sqs, resources.queue_urls[settings.predictions_queue]).send('{"schema_version": 1}')
-    unknown = {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectRemoved:Delete",
-                            "s3": {"bucket": {"name": "x"}, "object": {"key": "k"}}}]}
+    unknown = {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectRemoved:Delete",
+                "s3": {"bucket": {"name": "x"}, "object": {"key": "k"}},
+            }
+        ]
+    }
     Queue(sqs, resources.queue_urls[settings.uploads_queue]).send(json.dumps(unknown))
     reasons = []
     for name, expected in ((settings.uploads_queue, 2), (settings.predictions_queue, 1)):
         dlq = resources.queue_urls[name + DLQ_SUFFIX]
 
         def arrived(dlq=dlq, expected=expected):
-            return int(sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])[
-                "Attributes"]["ApproximateNumberOfMessages"]) >= expected
+            return (
+                int(
+                    sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])[
+                        "Attributes"
+                    ]["ApproximateNumberOfMessages"]
+                )
+                >= expected
+            )
 
         assert _wait(arrived)
         got = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, MessageAttributeNames=["All"])
@@ -142,8 +184,14 @@ def test_router_killed_between_copy_and_delete_recovers(stack, sample_images):
     etag = store.put(settings.inbound_bucket, "half.jpeg", body)
     assert _wait(lambda: "okay/half.jpeg" in _where(store, settings.prediction_bucket))
     store.put(settings.inbound_bucket, "half.jpeg", body)  # the source still there, as after the crash
-    msg = PredictionMessage(outcome="classified", bucket=settings.inbound_bucket, key="half.jpeg", etag=etag,
-                            prediction=fake.predict([body])[0], predicted_at="2026-11-25T00:00:00+00:00")
+    msg = PredictionMessage(
+        outcome="classified",
+        bucket=settings.inbound_bucket,
+        key="half.jpeg",
+        etag=etag,
+        prediction=fake.predict([body])[0],
+        predicted_at="2026-11-25T00:00:00+00:00",
+    )
     Queue(sqs, resources.queue_urls[settings.predictions_queue]).send(msg.to_json())
     assert _wait(lambda: not _where(store, settings.inbound_bucket))
     assert list(_where(store, settings.prediction_bucket)) == ["okay/half.jpeg"]

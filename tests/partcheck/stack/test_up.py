@@ -21,15 +21,31 @@ PARTCHECK = [sys.executable, "-m", "partcheck"]
 
 
 def _status(cwd: Path) -> dict:
-    out = subprocess.run([*PARTCHECK, "status", "--json"], cwd=cwd, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [*PARTCHECK, "status", "--json"], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
 
 def _start(cwd: Path, moto_port: int, review_port: int) -> subprocess.Popen[str]:
-    return subprocess.Popen([*PARTCHECK, "up", "--inbox", "inbox", "--moto-port", str(moto_port),
-                             "--review-port", str(review_port)], cwd=cwd, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "200"})
+    return subprocess.Popen(
+        [
+            *PARTCHECK,
+            "up",
+            "--inbox",
+            "inbox",
+            "--moto-port",
+            str(moto_port),
+            "--review-port",
+            str(review_port),
+        ],
+        cwd=cwd,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "COLUMNS": "200"},
+    )
 
 
 def _stop(proc: subprocess.Popen[str]) -> str:
@@ -57,7 +73,9 @@ def test_inbox_to_sorted_and_restart_keeps_everything(tmp_path, sample_images):
     proc = _start(tmp_path, moto_port, review_port)
     try:
         _wait(lambda: (tmp_path / ".partcheck" / "stack.json").exists(), 60, "the stack to start")
-        _wait(lambda: httpx.get(f"http://127.0.0.1:{review_port}/api/health").status_code == 200, 60, "review")
+        _wait(
+            lambda: httpx.get(f"http://127.0.0.1:{review_port}/api/health").status_code == 200, 60, "review"
+        )
         images = sample_images["defect"][:3] + sample_images["ok"][:3]
         for path in images:
             shutil.copy(path, tmp_path / "inbox" / path.name)
@@ -71,15 +89,21 @@ def test_inbox_to_sorted_and_restart_keeps_everything(tmp_path, sample_images):
         before = _status(tmp_path)
         assert before["rejected"] == 0
         assert before["endpoints"]["review"] == f"http://127.0.0.1:{review_port}"
-        assert set(before["queues"]) == {"partcheck-uploads", "partcheck-uploads-dlq", "partcheck-predictions",
-                                         "partcheck-predictions-dlq"}
+        assert set(before["queues"]) == {
+            "partcheck-uploads",
+            "partcheck-uploads-dlq",
+            "partcheck-predictions",
+            "partcheck-predictions-dlq",
+        }
     finally:
         out = _stop(proc)
     assert "stopped; state kept" in out
 
     proc = _start(tmp_path, moto_port, review_port)
     try:
-        _wait(lambda: httpx.get(f"http://127.0.0.1:{review_port}/api/health").status_code == 200, 60, "restart")
+        _wait(
+            lambda: httpx.get(f"http://127.0.0.1:{review_port}/api/health").status_code == 200, 60, "restart"
+        )
         after = _status(tmp_path)
         for name in ("okay", "defect", "unclear", "human_decided", "rejected", "inbound"):
             assert after[name] == before[name], name

@@ -28,8 +28,14 @@ def rt(moto, sample_images):
     fake.learn(image, 0.01)
     store = ObjectStore(s3)
     store.put(settings.inbound_bucket, "line-3/cam-1/2026-11-25/img 0001.jpeg", image)
-    runtime = Runtime(store, Queue(sqs, resources.queue_urls[settings.predictions_queue]), fake,
-                      DeadLetters(sqs), queue_url_from_arn(sqs), 10_000_000)
+    runtime = Runtime(
+        store,
+        Queue(sqs, resources.queue_urls[settings.predictions_queue]),
+        fake,
+        DeadLetters(sqs),
+        queue_url_from_arn(sqs),
+        10_000_000,
+    )
     return runtime, sqs, resources, settings
 
 
@@ -44,7 +50,8 @@ def test_sqs_wrapped_s3_events_report_only_nothing_retryable(rt):
     # The malformed record is dead-lettered with its reason, not retried.
     assert result == {"batchItemFailures": []}
     [msg] = _predictions(runtime)
-    assert msg.key == "line-3/cam-1/2026-11-25/img 0001.jpeg" and msg.prediction.label == "ok"
+    assert msg.key == "line-3/cam-1/2026-11-25/img 0001.jpeg"
+    assert msg.prediction.label == "ok"
     dlq = resources.queue_urls[settings.uploads_queue + DLQ_SUFFIX]
     parked = sqs.receive_message(QueueUrl=dlq, MessageAttributeNames=["All"])["Messages"]
     assert parked[0]["Body"] == "definitely not an S3 event"

@@ -23,7 +23,8 @@ def test_parse_s3_event_decodes_keys_and_sets_aside_other_events():
     uploads, others = parse_s3_event(_event("s3_put.json"))
     assert [u.key for u in uploads] == ["line-3/cam-1/2026-11-25/img_0001.jpg", "line 3/Käfer #1.jpg"]
     assert uploads[0].etag == "0123456789abcdef0123456789abcdef"
-    assert len(others) == 1 and "ObjectRemoved:Delete" in others[0]
+    assert len(others) == 1
+    assert "ObjectRemoved:Delete" in others[0]
 
 
 @pytest.mark.unit
@@ -32,7 +33,9 @@ def test_s3_test_event_has_no_uploads():
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("event", [[], "x", {"Records": "no"}, {"Records": [{"eventName": "ObjectCreated:Put"}]}])
+@pytest.mark.parametrize(
+    "event", [[], "x", {"Records": "no"}, {"Records": [{"eventName": "ObjectCreated:Put"}]}]
+)
 def test_malformed_events_are_invalid_input(event):
     with pytest.raises(InvalidInput):
         parse_s3_event(event)
@@ -52,10 +55,19 @@ def env(moto, sample_images):
 
 def _put_event(store, key, body, metadata=None):
     store.put("pc-in", key, body, metadata=metadata or {})
-    return {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
-                         "eventTime": "2026-11-25T08:00:00Z",
-                         "s3": {"bucket": {"name": "pc-in"}, "object": {"key": key.replace(" ", "+"),
-                                                                        "size": len(body)}}}]}
+    return {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "eventTime": "2026-11-25T08:00:00Z",
+                "s3": {
+                    "bucket": {"name": "pc-in"},
+                    "object": {"key": key.replace(" ", "+"), "size": len(body)},
+                },
+            }
+        ]
+    }
 
 
 def _sent(queue):
@@ -70,17 +82,22 @@ def test_classifies_and_forwards_upload_metadata(env):
     [msg] = _sent(queue)
     assert msg.outcome == "classified"
     assert msg.key == "line 3/cam 1/a b.jpeg"
-    assert msg.prediction.label == "defect" and msg.prediction.p_defect == pytest.approx(0.99)
+    assert msg.prediction.label == "defect"
+    assert msg.prediction.p_defect == pytest.approx(0.99)
     assert msg.metadata == {"line": "3", "camera": "1"}
-    assert msg.etag and msg.size == len(defect)
+    assert msg.etag
+    assert msg.size == len(defect)
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize(("body", "reason"), [
-    (b"", "empty object"),
-    (b"this is not an image", "not a usable image"),
-    (png_bomb(), "not a usable image"),
-])
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"", "empty object"),
+        (b"this is not an image", "not a usable image"),
+        (png_bomb(), "not a usable image"),
+    ],
+)
 def test_bad_images_become_rejected_messages(env, body, reason):
     store, queue, fake, _ = env
     handle_s3_event(_put_event(store, "bad.bin", body), store, fake, queue, 10_000_000)
@@ -102,7 +119,8 @@ def test_object_over_the_size_limit_is_rejected_without_download(env):
     store, queue, fake, defect = env
     handle_s3_event(_put_event(store, "big.jpg", defect), store, fake, queue, max_image_bytes=1000)
     [msg] = _sent(queue)
-    assert msg.outcome == "rejected" and "over the limit" in msg.rejection_reason
+    assert msg.outcome == "rejected"
+    assert "over the limit" in msg.rejection_reason
     assert fake.calls == 0
 
 
@@ -119,8 +137,13 @@ def test_object_already_gone_sends_nothing(env):
 def test_unknown_event_type_is_invalid_after_handling_the_uploads(env):
     store, queue, fake, defect = env
     event = _put_event(store, "ok.jpg", defect)
-    event["Records"].append({"eventSource": "aws:s3", "eventName": "ObjectRestore:Completed",
-                             "s3": {"bucket": {"name": "pc-in"}, "object": {"key": "x.jpg"}}})
+    event["Records"].append(
+        {
+            "eventSource": "aws:s3",
+            "eventName": "ObjectRestore:Completed",
+            "s3": {"bucket": {"name": "pc-in"}, "object": {"key": "x.jpg"}},
+        }
+    )
     with pytest.raises(InvalidInput, match="ObjectRestore"):
         handle_s3_event(event, store, fake, queue, 10_000_000)
     assert len(_sent(queue)) == 1

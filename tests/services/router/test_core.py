@@ -9,17 +9,27 @@ BAND = Thresholds.single(0.8)
 
 
 def _p(label, p_defect, reason=None):
-    return Prediction(label=label, confidence=max(p_defect, 1 - p_defect), p_defect=p_defect, model_name="m",
-                      model_version="7", thresholds=BAND, reason=reason)
+    return Prediction(
+        label=label,
+        confidence=max(p_defect, 1 - p_defect),
+        p_defect=p_defect,
+        model_name="m",
+        model_version="7",
+        thresholds=BAND,
+        reason=reason,
+    )
 
 
-@pytest.mark.parametrize(("prediction", "expected"), [
-    (_p("ok", 0.01), "okay/a/b.jpg"),
-    (_p("defect", 0.99), "defect/a/b.jpg"),
-    (_p("unclear", 0.5), "unclear/a/b.jpg"),
-    (_p("unclear", 0.01, reason="blank frame"), "unclear/a/b.jpg"),
-    (None, "rejected/a/b.jpg"),
-])
+@pytest.mark.parametrize(
+    ("prediction", "expected"),
+    [
+        (_p("ok", 0.01), "okay/a/b.jpg"),
+        (_p("defect", 0.99), "defect/a/b.jpg"),
+        (_p("unclear", 0.5), "unclear/a/b.jpg"),
+        (_p("unclear", 0.01, reason="blank frame"), "unclear/a/b.jpg"),
+        (None, "rejected/a/b.jpg"),
+    ],
+)
 def test_destination_key(prediction, expected):
     assert destination_key("a/b.jpg", prediction) == expected
 
@@ -41,12 +51,20 @@ def test_alternate_key_keeps_extension():
 
 
 def test_metadata_is_ascii_and_carries_the_verdict():
-    msg = PredictionMessage(outcome="classified", bucket="in", key="l/Käfer.jpg", etag="e1",
-                            prediction=_p("defect", 0.93), metadata={"line": "l", "camera": "c1"},
-                            predicted_at="2026-11-25T00:00:00+00:00", event_time="2026-11-25T00:00:00Z")
+    msg = PredictionMessage(
+        outcome="classified",
+        bucket="in",
+        key="l/Käfer.jpg",
+        etag="e1",
+        prediction=_p("defect", 0.93),
+        metadata={"line": "l", "camera": "c1"},
+        predicted_at="2026-11-25T00:00:00+00:00",
+        event_time="2026-11-25T00:00:00Z",
+    )
     meta = object_metadata(msg)
     assert meta["model-label"] == "defect"
     assert float(meta["confidence"]) == pytest.approx(0.93)
-    assert meta["line"] == "l" and meta["camera"] == "c1"
+    assert meta["line"] == "l"
+    assert meta["camera"] == "c1"
     assert meta["source-key"] == "l/K%C3%A4fer.jpg"
     assert all(v.isascii() for v in meta.values())

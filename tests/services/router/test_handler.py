@@ -27,8 +27,14 @@ def test_batch_routes_good_records_and_dead_letters_poison(moto, sample_images):
     fake = FakeClassifier()
     fake.learn(image, 0.97)
     etag = store.put(settings.inbound_bucket, "a/b.jpeg", image)
-    good = PredictionMessage(outcome="classified", bucket=settings.inbound_bucket, key="a/b.jpeg", etag=etag,
-                             prediction=fake.predict([image])[0], predicted_at="2026-11-25T00:00:00+00:00")
+    good = PredictionMessage(
+        outcome="classified",
+        bucket=settings.inbound_bucket,
+        key="a/b.jpeg",
+        etag=etag,
+        prediction=fake.predict([image])[0],
+        predicted_at="2026-11-25T00:00:00+00:00",
+    )
     event = json.loads((EVENTS / "sqs_batch_predictions.json").read_text())
     event["Records"][0]["body"] = good.to_json()
     runtime = Runtime(store, settings.prediction_bucket, None, DeadLetters(sqs), queue_url_from_arn(sqs))
@@ -43,4 +49,6 @@ def test_batch_routes_good_records_and_dead_letters_poison(moto, sample_images):
     store.put(settings.inbound_bucket, "a/b.jpeg", image)
     event["Records"] = event["Records"][:1]
     broken = Runtime(store, "no-such-bucket", None, DeadLetters(sqs), queue_url_from_arn(sqs))
-    assert handle(event, broken) == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert handle(event, broken) == {
+        "batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]
+    }

@@ -24,13 +24,28 @@ def store(moto):
 
 def _body(store, key, label="defect", p=0.97, data=b"image-bytes", outcome="classified"):
     etag = store.put(IN, key, data, metadata={"line": "3", "camera": "c1"})
-    prediction = None if outcome == "rejected" else Prediction(
-        label=label, confidence=max(p, 1 - p), p_defect=p, model_name="m", model_version="1",
-        thresholds=Thresholds.single())
-    return PredictionMessage(outcome=outcome, bucket=IN, key=key, etag=etag, prediction=prediction,
-                             rejection_reason="not an image" if outcome == "rejected" else None,
-                             metadata={"line": "3", "camera": "c1"},
-                             predicted_at="2026-11-25T00:00:00+00:00").to_json()
+    prediction = (
+        None
+        if outcome == "rejected"
+        else Prediction(
+            label=label,
+            confidence=max(p, 1 - p),
+            p_defect=p,
+            model_name="m",
+            model_version="1",
+            thresholds=Thresholds.single(),
+        )
+    )
+    return PredictionMessage(
+        outcome=outcome,
+        bucket=IN,
+        key=key,
+        etag=etag,
+        prediction=prediction,
+        rejection_reason="not an image" if outcome == "rejected" else None,
+        metadata={"line": "3", "camera": "c1"},
+        predicted_at="2026-11-25T00:00:00+00:00",
+    ).to_json()
 
 
 def _keys(store, bucket):
