@@ -58,6 +58,7 @@ class Prices(BaseModel):
     ebs_gp3_usd_per_gb_month: float = Field(ge=0)
     cloudwatch: CloudWatchPrices
     ecr_storage_usd_per_gb_month: float = Field(ge=0)
+    xray_traces_recorded_usd_per_million: float = Field(ge=0)
     rekognition_custom_labels_usd_per_inference_hour: float = Field(ge=0)
 
 
@@ -104,8 +105,8 @@ class Usage:
     original_lambda_seconds: float = 1.0
     ebs_root_gb: float = 8.0
     alarms: int = 4  # template: two DLQ-depth alarms and two function-error alarms
-    # An SQS event source mapping keeps this many long-polling (20 s) receivers running when idle.
-    sqs_idle_pollers: int = 5
+    # Each SQS event source mapping keeps about five long-polling (20 s) receivers running when idle.
+    sqs_idle_pollers: int = 10  # two mappings: uploads -> predict, predictions -> router
     sqs_long_poll_seconds: float = 20.0
     ecr_images_gb: float = 0.5  # predict and router images together
     log_kb_per_invocation: float = 1.0
@@ -291,6 +292,14 @@ def estimate(scenario: Scenario, prices: Prices, usage: Usage | None = None) -> 
             invocations * u.log_kb_per_invocation / (1024 * 1024),
             "GB",
             p.cloudwatch.logs_ingestion_usd_per_gb,
+        ),
+        LineItem(
+            "partcheck",
+            "X-Ray",
+            "traces (tracing is active; every invocation at low rates)",
+            invocations / 1e6,
+            "1M traces",
+            p.xray_traces_recorded_usd_per_million,
         ),
         LineItem(
             "partcheck",

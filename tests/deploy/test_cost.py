@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,15 @@ def test_bad_prices_file_fails_clearly(tmp_path: Path) -> None:
 def test_scenario_rejects_nonsense() -> None:
     with pytest.raises(InvalidInput, match="image size"):
         Scenario(image_kb=0)
+
+
+def test_results_table_in_the_docs_is_current() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "cost.md").read_text()
+    rows = re.findall(
+        r"^\| ([\d,]+) images/day, 1 MiB, 5 % unclear.*?\| ([\d,.]+) USD \| ([\d,.]+) USD \|", doc, re.M
+    )
+    assert len(rows) == 3
+    for images, ours, original in rows:
+        est = estimate(Scenario(images_per_day=float(images.replace(",", ""))), load_prices())
+        assert f"{est.total('partcheck'):,.2f}" == ours, "docs/cost.md is stale"
+        assert f"{est.total('original'):,.2f}" == original, "docs/cost.md is stale"
