@@ -1,0 +1,170 @@
+"""Integration tests of the agent as a real process and of S3 going away: SIGKILL, SIGTERM, an outage."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from agent.cli import app
+from agent.outbox import Outbox
+from agent.service import Agent
+from tests.agent.conftest import (
+    BUCKET,
+    env_with_creds,
+    jpeg_bytes,
+    make_bucket,
+    objects,
+    s3_client,
+    sha,
+    wait_for,
+)
+from tests.conftest import ROOT, free_port
+
+pytestmark = pytest.mark.integration
+
+PARTCHECK = Path(sys.executable).parent / "partcheck"
+
+
+def _spawn(cmd: list[str], inbox: Path, state: Path, endpoint: str, log: Path) -> subprocess.Popen[bytes]:
+    env = env_with_creds() | {
+        "PARTCHECK_AGENT_BACKOFF_MAX_S": "0.5",
+        "PARTCHECK_AGENT_BACKOFF_BASE_S": "0.05",
+    }
+    args = [*cmd, "--watch", str(inbox), "--endpoint-url", endpoint, "--state-dir", str(state),
+            "--rescan-interval", "1", "--log-format", "json", "--no-status-line"]  # fmt: skip
+    with open(log, "ab") as err:
+        return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+
+
+def _count(endpoint: str) -> int:
+    return int(s3_client(endpoint).list_objects_v2(Bucket=BUCKET).get("KeyCount", 0))
+
+
+def _done(state: Path) -> int:
+    path = state / "outbox.sqlite3"
+    if not path.exists():
+        return 0
+    ob = Outbox(path, read_only=True)
+    try:
+        return ob.counts()["done"]
+    finally:
+        ob.close()
+
+
+def test_sigkill_mid_run_then_restart_loses_nothing_and_duplicates_nothing(moto: str, tmp_path: Path) -> None:
+    make_bucket(moto)
+    inbox, state, log = tmp_path / "inbox", tmp_path / "state", tmp_path / "agent.log"
+    inbox.mkdir()
+    payloads = {f"k{i:03d}.jpg": jpeg_bytes(100 + i, 30_000) for i in range(80)}
+    for name in list(payloads)[:60]:
+        (inbox / name).write_bytes(payloads[name])
+
+    first = _spawn([sys.executable, "-m", "agent"], inbox, state, moto, log)
+    try:
+        wait_for(lambda: _count(moto) >= 10, timeout=30, interval=0.01)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    assert first.returncode == -signal.SIGKILL
+    at_kill = _count(moto)
+    assert at_kill < 60, "the kill came after the work was done; the test proved nothing"
+    print(f"objects in S3 at SIGKILL: {at_kill} of 60")
+    for name in list(payloads)[60:]:  # arrive while the agent is down
+        (inbox / name).write_bytes(payloads[name])
+
+    second = _spawn([str(PARTCHECK), "agent"], inbox, state, moto, log)
+    try:
+        wait_for(lambda: _done(state) == 80, timeout=60, interval=0.2)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        rc = second.wait(timeout=10)
+    assert rc == 0
+
+    stored = objects(moto)
+    assert len(stored) == 80
+    by_name = {k.rsplit("/", 1)[-1]: body for k, (body, _m) in stored.items()}
+    assert by_name == payloads
+    assert len({sha(b) for b in by_name.values()}) == 80
+    assert not any(inbox.iterdir())  # every file archived after its upload
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    assert any(entry["event"] == "agent stopped" for entry in lines)
+    assert sum(1 for e in lines if e["event"] == "agent started") == 2
+
+    result = CliRunner().invoke(app, ["status", "--state-dir", str(state), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["counts"]["done"] == 80
+    assert doc["counts"]["pending"] == doc["counts"]["uploading"] == 0
+    assert doc["oldest_pending"] is None
+
+
+def test_sigterm_stops_within_seconds_while_s3_is_unreachable(tmp_path: Path) -> None:
+    inbox, state, log = tmp_path / "inbox", tmp_path / "state", tmp_path / "agent.log"
+    inbox.mkdir()
+    for i in range(5):
+        (inbox / f"t{i}.jpg").write_bytes(jpeg_bytes(300 + i))
+    dead = f"http://127.0.0.1:{free_port()}"
+    proc = _spawn([sys.executable, "-m", "agent"], inbox, state, dead, log)
+    try:
+        wait_for(lambda: "upload failed; will retry" in log.read_text(), timeout=30, interval=0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=8)
+    assert rc == 0
+    ob = Outbox(state / "outbox.sqlite3", read_only=True)
+    assert ob.counts()["pending"] == 5  # all durable, none lost, none done
+    ob.close()
+    status = CliRunner().invoke(app, ["status", "--state-dir", str(state)])
+    assert "pending 5" in status.output
+    assert "Could not connect" in status.output
+
+
+def test_s3_down_mid_run_then_back_with_a_new_server(start_agent: Callable[..., Agent], inbox: Path) -> None:
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    httpx.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
+    make_bucket(endpoint)
+    agent = start_agent(endpoint=endpoint)
+    payloads = {f"o{i:03d}.jpg": jpeg_bytes(200 + i, 20_000) for i in range(60)}
+    names = list(payloads)
+    for name in names[:30]:
+        (inbox / name).write_bytes(payloads[name])
+    wait_for(lambda: agent.outbox.counts()["done"] >= 10, timeout=30, interval=0.01)
+    server.stop()
+    for name in names[30:]:
+        (inbox / name).write_bytes(payloads[name])
+    wait_for(lambda: agent.live.backing_off_until > 0, timeout=10)
+    wait_for(lambda: agent.outbox.counts()["pending"] + agent.outbox.counts()["done"] >= 56, timeout=20)
+    done_before = {r.name for r in agent.outbox.rows("done")}  # stable: nothing succeeds while S3 is down
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        # moto keeps state per process, not per server: reset it so the new server starts empty.
+        httpx.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
+        make_bucket(endpoint)
+        wait_for(lambda: agent.outbox.counts()["done"] == 60, timeout=30)
+        stored = objects(endpoint)
+    finally:
+        server.stop()
+    # what was confirmed before the outage is gone with the old server; everything else is on the new one
+    new = {k.rsplit("/", 1)[-1]: body for k, (body, _m) in stored.items()}
+    done_before_new_server = {n for n in payloads if n not in new}
+    assert done_before_new_server <= done_before
+    assert len(done_before_new_server) + len(new) == 60
+    assert all(new[n] == payloads[n] for n in new)
+    assert all(r.attempts >= 1 for r in agent.outbox.rows("done"))
+    assert max(r.attempts for r in agent.outbox.rows("done")) >= 2  # some really were retried
+    assert os.environ.get("PARTCHECK_AGENT_WATCH") is None
