@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import ROOT, free_port
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext, Page
+    from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize
 
 BUCKET = "e2e-predictions"
 PASSWORD = "correct horse battery"
@@ -33,8 +33,8 @@ CHROMIUM_ARGS = [
     "--disable-quic",
     "--no-first-run",
 ]
-DESKTOP = {"width": 1366, "height": 768}
-TABLET = {"width": 820, "height": 1180}
+DESKTOP: ViewportSize = {"width": 1366, "height": 768}
+TABLET: ViewportSize = {"width": 820, "height": 1180}
 
 
 def _missing(what: str, how: str) -> None:
@@ -142,7 +142,9 @@ def review_url(moto: str, s3: Any, built_page: Path, tmp_path: Path) -> Iterator
     from services.review.settings import ReviewSettings
     from services.review.users import UserStore
 
-    users = UserStore(tmp_path / "users.json", hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    # Cheap argon2 parameters: the tests exercise the page, not the hash's cost.
+    fast = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    users = UserStore(tmp_path / "users.json", hasher=fast)
     users.add("alice", PASSWORD)
     users.add("bob", PASSWORD)
     settings = ReviewSettings(

@@ -22,7 +22,7 @@ from tests.e2e.conftest import (
 )
 
 if TYPE_CHECKING:
-    from playwright.sync_api import BrowserContext, Page
+    from playwright.sync_api import BrowserContext, Locator, Page
 
 pytestmark = pytest.mark.e2e
 
@@ -36,9 +36,9 @@ def expect(target: Any) -> Any:
     return pw_expect(target)
 
 
-def current_name(page: Page) -> str:
-    """Name of the image on screen."""
-    return page.get_by_role("region", name="Image details").get_by_role("heading").inner_text()
+def heading(page: Page) -> Locator:
+    """The heading naming the image on screen."""
+    return page.get_by_role("region", name="Image details").get_by_role("heading")
 
 
 def wait_for_image(page: Page) -> None:
@@ -52,8 +52,7 @@ def wait_for_image(page: Page) -> None:
 def audit_records(s3: Any) -> list[dict[str, Any]]:
     """Every audit record in the bucket."""
     return [
-        json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
-        for key in list_keys(s3, "audit/")
+        json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()) for key in list_keys(s3, "audit/")
     ]
 
 
@@ -90,13 +89,14 @@ def test_decide_three_images_with_the_keyboard_only(
     # Everything needed to decide fits a 1366x768 screen without scrolling.
     for button in ("Mark OK (O)", "Mark defect (D)", "Undo last decision (U)"):
         box = page.get_by_role("button", name=button).bounding_box()
-        assert box is not None and box["y"] + box["height"] <= DESKTOP["height"], button
+        assert box is not None, button
+        assert box["y"] + box["height"] <= DESKTOP["height"], button
     page.screenshot(path=artifacts / "review-1366x768.png")
 
     decided: dict[str, str] = {}
     for n, key in enumerate(["o", "d", "o"]):
         item = seeded[n]
-        expect(page.get_by_role("region", name="Image details").get_by_role("heading")).to_have_text(item.name)
+        expect(heading(page)).to_have_text(item.name)
         expect(page.get_by_text("Claimed by you")).to_be_visible()
         page.keyboard.press(key)
         expect(remaining).to_have_text(str(3 - n))
@@ -105,7 +105,7 @@ def test_decide_three_images_with_the_keyboard_only(
             expect(page.get_by_text(f"{item.name} marked OK.")).to_be_visible()
             page.screenshot(path=artifacts / "review-undo-toast-1366x768.png")
 
-    assert current_name(page) == seeded[3].name
+    expect(heading(page)).to_have_text(seeded[3].name)
     # They left the queue...
     queue = ctx.request.get(f"{review_url}/api/queue").json()
     assert queue["total"] == 1
@@ -143,7 +143,7 @@ def test_undo_with_the_keyboard_puts_the_image_back(
 
     expect(remaining).to_have_text("2")
     expect(page.get_by_test_id("status")).to_have_text(f"Undone: {seeded[0].name} is back in the queue.")
-    expect(page.get_by_role("region", name="Image details").get_by_role("heading")).to_have_text(seeded[0].name)
+    expect(heading(page)).to_have_text(seeded[0].name)
     expect(page.get_by_text("Claimed by you")).to_be_visible()
     assert list_keys(s3, "unclear/") == sorted(s.key for s in seeded)
     assert list_keys(s3, "human_decided/") == []
@@ -181,7 +181,8 @@ def test_two_inspectors_race_for_one_image_and_exactly_one_wins(
     message = pages[loser].locator(".notice-warning")
     expect(message).to_contain_text(f"{only.name}: claimed by {winner} until")
     expect(message).to_contain_text("Moved on to the next image.")
-    expect(pages[loser].get_by_text("Nothing waiting")).to_be_visible()
+    expect(pages[loser].get_by_text("Nothing waiting for you")).to_be_visible()
+    expect(pages[loser].get_by_text("claimed by other inspectors")).to_be_visible()
     pages[loser].screenshot(path=artifacts / "race-loser.png")
 
     pages[winner].keyboard.press("o")
@@ -189,7 +190,8 @@ def test_two_inspectors_race_for_one_image_and_exactly_one_wins(
     pages[winner].screenshot(path=artifacts / "race-winner.png")
 
     # The loser's late decision is refused and overwrites nothing.
-    late = api_post(contexts[loser], review_url, f"/api/items/{encode_id(only.key)}/decision", {"label": "defect"})
+    decision_path = f"/api/items/{encode_id(only.key)}/decision"
+    late = api_post(contexts[loser], review_url, decision_path, {"label": "defect"})
     assert late.status == 409
     assert f"already decided by {winner} as ok" in late.json()["detail"]
     assert list_keys(s3, "human_decided/") == [human_decided_key(only.key, "ok")]
@@ -227,13 +229,14 @@ def test_tablet_layout_and_touch_buttons(
         "Zoom in (Z)",
     ):
         box = page.get_by_role("button", name=name).bounding_box()
-        assert box is not None and box["height"] >= 44 and box["width"] >= 44, name
+        assert box is not None, name
+        assert min(box["height"], box["width"]) >= 44, name
 
     page.get_by_role("button", name="Zoom in (Z)").tap()
     expect(page.get_by_test_id("loupe")).to_have_attribute("data-scale", "2.50")
     page.get_by_role("button", name="Zoom off (Z)").tap()
     page.get_by_role("button", name="Next image (Right arrow or N)").tap()
-    expect(page.get_by_role("region", name="Image details").get_by_role("heading")).to_have_text(seeded[1].name)
+    expect(heading(page)).to_have_text(seeded[1].name)
     expect(page.get_by_text("Claimed by you")).to_be_visible()
     page.get_by_role("button", name="Mark defect (D)").tap()
     expect(page.get_by_test_id("remaining")).to_have_text("2")
@@ -265,7 +268,9 @@ def test_history_and_dashboard_show_the_decisions(
     expect(rows.nth(1)).to_contain_text("Defect")
     expect(rows.nth(1)).to_contain_text("porosity near the rim")
     expect(rows.nth(2)).to_contain_text(seeded[0].name)
-    page.wait_for_function("() => [...document.querySelectorAll('img.thumb')].every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('img.thumb')].every(i => i.complete && i.naturalWidth > 0)"
+    )
     page.screenshot(path=artifacts / "history-1366x768.png")
 
     page.get_by_label("Label").select_option("ok")

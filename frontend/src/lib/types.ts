@@ -58,6 +58,8 @@ export interface HistoryEntry {
   note: string | null;
   inspector: string;
   decided_at: string;
+  /** When this record's action happened (the undo's own time for an undo). */
+  at?: string;
   model_label: ModelLabel | null;
   confidence: number | null;
   model_version: string | null;

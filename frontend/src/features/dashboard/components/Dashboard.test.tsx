@@ -5,6 +5,7 @@ import { ApiError } from "../../../lib/api";
 import type { Stats } from "../../../lib/types";
 import * as statsApi from "../api/stats";
 import { Dashboard } from "./Dashboard";
+import { niceMax } from "./ThroughputChart";
 
 vi.mock("../api/stats", () => ({ fetchStats: vi.fn() }));
 const api = vi.mocked(statsApi);
@@ -65,5 +66,16 @@ describe("Dashboard", () => {
     api.fetchStats.mockRejectedValue(new ApiError(503, "storage unavailable: timeout"));
     render(<Dashboard />);
     expect(await screen.findByRole("alert")).toHaveTextContent("Could not load the figures: storage unavailable: timeout");
+  });
+});
+
+describe("niceMax", () => {
+  it("rounds up to an axis maximum with a whole-number midpoint", () => {
+    expect(niceMax(0)).toBe(4);
+    expect(niceMax(3)).toBe(4);
+    expect(niceMax(5)).toBe(10);
+    expect(niceMax(40)).toBe(40);
+    expect(niceMax(41)).toBe(100);
+    expect(niceMax(150)).toBe(200);
   });
 });

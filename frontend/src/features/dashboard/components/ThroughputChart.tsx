@@ -13,12 +13,13 @@ function hourLabel(iso: string): string {
   return Number.isNaN(t.getTime()) ? "" : String(t.getHours()).padStart(2, "0");
 }
 
-// A "nice" axis maximum (1, 2, 5 × 10^n) so grid lines land on round numbers.
-function niceMax(value: number): number {
-  if (value <= 5) return 5;
+// A round axis maximum (2, 4 or 10 × 10^n, at least 4) whose half is a whole number too.
+export function niceMax(value: number): number {
+  if (value <= 4) return 4;
   const power = 10 ** Math.floor(Math.log10(value));
-  const step = [1, 2, 5, 10].find((m) => m * power >= value) ?? 10;
-  return step * power;
+  const step = [1, 2, 4, 10].find((m) => m * power >= value) ?? 10;
+  const max = step * power;
+  return max % 2 === 0 ? max : max * 2;
 }
 
 /** Decisions per hour over the last 24 hours as a plain SVG bar chart. */

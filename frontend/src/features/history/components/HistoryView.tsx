@@ -36,7 +36,7 @@ function Row({ entry }: { entry: HistoryEntry }) {
         />
       </td>
       <td>
-        <time dateTime={entry.decided_at}>{when(entry.decided_at)}</time>
+        <time dateTime={entry.at ?? entry.decided_at}>{when(entry.at ?? entry.decided_at)}</time>
       </td>
       <td title={entry.key}>{fileName(entry.key)}</td>
       <td>

@@ -218,7 +218,7 @@ describe("ReviewScreen", () => {
   it("lists the shortcuts on screen", async () => {
     await ready();
     const list = screen.getByRole("region", { name: "Keyboard" });
-    for (const label of ["Mark OK", "Mark defect", "Next image", "Previous image", "Undo last decision", "Zoom in / out"]) {
+    for (const label of ["Mark OK", "Mark defect", "Next image", "Previous image", "Undo decision", "Zoom in / out", "Pan"]) {
       expect(within(list).getByText(label)).toBeInTheDocument();
     }
   });
@@ -226,7 +226,8 @@ describe("ReviewScreen", () => {
   it("says so when nothing is waiting", async () => {
     api.fetchQueue.mockResolvedValue({ items: [], next_cursor: null, total: 0 });
     render(<ReviewScreen />);
-    expect(await screen.findByText("Nothing waiting")).toBeInTheDocument();
+    expect(await screen.findByText("Nothing waiting for you")).toBeInTheDocument();
+    expect(screen.getByText(/Every unclear image has a decision/)).toBeInTheDocument();
     expect(screen.getByTestId("remaining")).toHaveTextContent("0");
   });
 });

@@ -99,10 +99,12 @@ export function ReviewScreen() {
               <p>Loading the queue…</p>
             ) : (
               <div>
-                <p className="stage-empty-title">Nothing waiting</p>
+                <p className="stage-empty-title">Nothing waiting for you</p>
                 <p className="muted">
-                  Every unclear image has a decision. New ones show up here on their own (checked every{" "}
-                  {Math.round(config().queuePollMs / 1000)} s).
+                  {queue.total
+                    ? "The images still waiting are claimed by other inspectors."
+                    : "Every unclear image has a decision."}{" "}
+                  New ones show up here on their own (checked every {Math.round(config().queuePollMs / 1000)} s).
                 </p>
                 <button type="button" className="btn" onClick={() => void queue.reload()}>
                   Check now
@@ -225,12 +227,12 @@ export function ReviewScreen() {
 
         <label className="field note">
           <span>
-            Note <span className="muted">(optional, saved with the decision; Esc to leave the field)</span>
+            Note <span className="muted">(optional; Esc leaves the field)</span>
           </span>
           <textarea
             value={note}
             maxLength={500}
-            rows={2}
+            rows={1}
             onChange={(e) => setNote(e.target.value)}
             onKeyDown={(e) => {
               if (e.key === "Escape") e.currentTarget.blur();

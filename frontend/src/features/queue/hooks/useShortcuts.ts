@@ -27,11 +27,11 @@ export const SHORTCUT_HELP: ShortcutHelp[] = [
   { keys: ["D"], label: "Mark defect" },
   { keys: ["→", "N"], label: "Next image" },
   { keys: ["←", "P"], label: "Previous image" },
-  { keys: ["U"], label: "Undo last decision" },
+  { keys: ["U"], label: "Undo decision" },
   { keys: ["Z"], label: "Zoom in / out" },
   { keys: ["+", "−"], label: "Zoom step" },
-  { keys: ["Shift + arrows"], label: "Pan zoomed image" },
   { keys: ["0"], label: "Reset zoom" },
+  { keys: ["Shift+←↑↓→"], label: "Pan" },
 ];
 
 // Decisions must not fire twice from a held key.
