@@ -175,9 +175,9 @@ def test_predict_image_has_no_torch_and_lambda_commands_match_the_template() -> 
     for service in ("predict", "router"):
         dockerfile = (ROOT / "services" / service / "Dockerfile").read_text()
         handler = f"services.{service}.handler.lambda_handler"
-        assert f'CMD ["python", "-m", "awslambdaric", "{handler}"]' in dockerfile
+        assert f'CMD ["/opt/venv/bin/python", "-m", "awslambdaric", "{handler}"]' in dockerfile
         config = template[f"{service.capitalize()}Function"]["Properties"]["ImageConfig"]
-        assert config == {"EntryPoint": ["python", "-m", "awslambdaric"], "Command": [handler]}
+        assert config == {"EntryPoint": ["/opt/venv/bin/python", "-m", "awslambdaric"], "Command": [handler]}
         assert importlib.util.find_spec(f"services.{service}.handler") is not None
 
 
@@ -280,7 +280,7 @@ class LocalStack:
         words = [self.rewrite(name, w) for w in command]
         if words[0] == "partcheck":
             return [sys.executable, "-m", "partcheck", *words[1:]]
-        if words[0] == "python":
+        if words[0] in {"python", "/opt/venv/bin/python"}:
             return [sys.executable, *words[1:]]
         return words
 

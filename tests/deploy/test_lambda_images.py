@@ -98,11 +98,11 @@ class RuntimeApi:
 
 
 def image_command(service: str) -> list[str]:
-    """The CMD of a service's Dockerfile, with the image's python replaced by this one."""
+    """The CMD of a service's Dockerfile, with the image's venv python replaced by this one."""
     text = (ROOT / "services" / service / "Dockerfile").read_text()
     (line,) = [line for line in text.splitlines() if line.startswith("CMD ")]
     argv: list[str] = json.loads(line[4:])
-    assert argv[:3] == ["python", "-m", "awslambdaric"]
+    assert argv[:3] == ["/opt/venv/bin/python", "-m", "awslambdaric"]
     return [sys.executable, *argv[1:]]
 
 
