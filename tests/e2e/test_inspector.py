@@ -75,6 +75,9 @@ def test_decide_three_images_with_the_keyboard_only(
     requested: list[str] = []
     page.on("request", lambda r: requested.append(r.url))
 
+    page.goto(review_url)
+    page.get_by_label("User name").wait_for()
+    page.screenshot(path=artifacts / "login-1366x768.png")
     login_with_keyboard(page, review_url, "alice")
 
     remaining = page.get_by_test_id("remaining")
@@ -234,6 +237,7 @@ def test_tablet_layout_and_touch_buttons(
 
     page.get_by_role("button", name="Zoom in (Z)").tap()
     expect(page.get_by_test_id("loupe")).to_have_attribute("data-scale", "2.50")
+    page.screenshot(path=artifacts / "review-tablet-zoomed.png")
     page.get_by_role("button", name="Zoom off (Z)").tap()
     page.get_by_role("button", name="Next image (Right arrow or N)").tap()
     expect(heading(page)).to_have_text(seeded[1].name)
