@@ -30,7 +30,6 @@ from partcheck.layout import (
 )
 
 CLAIMS_PREFIX = "claims/"
-UNDO_PREFIX = "undo/"
 MAX_ID_CHARS = 1500
 MAX_NOTE_CHARS = 500
 # S3 caps user metadata at 2 KB in all; the note is cut in metadata (the audit record keeps it whole).
@@ -299,11 +298,6 @@ def decision_keys(unclear_key: str, label: HumanLabel) -> DecisionKeys:
     )
 
 
-def undo_pointer_key(inspector: str) -> str:
-    """Where an inspector's last decision is remembered (quoted so any name is one safe segment)."""
-    return f"{UNDO_PREFIX}{quote(inspector, safe='')}.json"
-
-
 def marker_record(
     keys: DecisionKeys,
     label: HumanLabel,
@@ -335,11 +329,11 @@ def already_decided(marker: Mapping[str, Any] | None) -> str:
     return f"already decided by {marker.get('inspector', 'someone')} as {marker.get('label', '?')}"
 
 
-def undo_refusal(pointer: Mapping[str, Any] | None, now: datetime, undo_seconds: int) -> str | None:
-    """Why an undo is refused, or None when the pointer is within the window."""
-    if not pointer:
+def undo_refusal(last: Mapping[str, Any] | None, now: datetime, undo_seconds: int) -> str | None:
+    """Why an undo is refused, or None when the inspector's last action is a decision within the window."""
+    if not last or last.get("action") != "decision":
         return "nothing to undo"
-    decided = parse_iso(pointer.get("decided_at"))
+    decided = parse_iso(last.get("decided_at"))
     if decided is None:
         return "nothing to undo"
     if now - decided > timedelta(seconds=undo_seconds):

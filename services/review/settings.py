@@ -41,7 +41,7 @@ class ReviewSettings(AwsSettings):
     alb_arn: str | None = Field(default=None, description="expected `signer` of the ALB's OIDC token")
     alb_key_url: str = Field(default=ALB_KEY_URL, description="ALB public key URL template ({region}, {kid})")
     oidc_username_claim: str = Field(default="email", description="claim of the OIDC token used as name")
-    queue_refresh_seconds: float = Field(default=2.0, ge=0, description="age at which the queue is re-listed")
+    queue_refresh_seconds: float = Field(default=5.0, ge=0, description="age at which the queue is re-listed")
     stats_cache_seconds: float = Field(default=10.0, ge=0, description="age at which stats are recomputed")
     history_days: int = Field(default=7, ge=1, le=366, description="days of audit log the history reads")
     max_image_bytes: int = Field(default=25 * 1024 * 1024, gt=0, description="largest image served")

@@ -6,6 +6,7 @@ audit/); what this process caches (listings, metadata per ETag, audit records) i
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import threading
@@ -29,6 +30,7 @@ T = TypeVar("T")
 _MAX_META_CACHE = 50_000
 _MAX_AUDIT_CACHE = 100_000
 _CLAIMS_TTL_S = 1.0
+_PREFETCH = 10
 _JSON = "application/json"
 
 
@@ -61,10 +63,12 @@ class Image:
     etag: str
 
 
-def _listing(store: ObjectStore, bucket: str, prefix: str) -> list[ObjectInfo]:
+def _listing(
+    store: ObjectStore, bucket: str, prefix: str, start_after: str | None = None
+) -> list[ObjectInfo]:
     """A whole listing; a missing bucket is a configuration fault (503), not a missing item (404)."""
     try:
-        return list(store.list(bucket, prefix))
+        return list(store.list(bucket, prefix, start_after))
     except NotFound as exc:
         raise StorageUnavailable(f"bucket {bucket} does not exist or cannot be listed ({exc})") from exc
 
@@ -197,7 +201,7 @@ class ReviewStore:
         bucket: str,
         audit_bucket: str,
         *,
-        queue_max_age_s: float = 2.0,
+        queue_max_age_s: float = 5.0,
         stats_max_age_s: float = 10.0,
         max_image_bytes: int = 25 * 1024 * 1024,
         workers: int = 8,
@@ -291,6 +295,16 @@ class ReviewStore:
             self._claims = (time.monotonic(), out)
         return {k: c for k, c in out.items() if c.live(now)}
 
+    def _claim_changed(self, unclear_key: str, claim: Claim | None) -> None:
+        with self._lock:
+            if self._claims is None:
+                return
+            at, claims = self._claims
+            claims = {k: c for k, c in claims.items() if k != unclear_key}
+            if claim is not None:
+                claims[unclear_key] = claim
+            self._claims = (at, claims)
+
     def _item(self, info: ObjectInfo, claim: Claim | None) -> dict[str, Any]:
         item = core.item_fields(info.key, info.metadata, info.last_modified or datetime.now(UTC))
         item["claimed_by"] = claim.inspector if claim else None
@@ -304,6 +318,11 @@ class ReviewStore:
         claims_f = self.executor.submit(self.claims, now)
         infos = list(self.executor.map(self._head_cached, page))
         claims = claims_f.result()
+        if page:
+            # Items slide into the page as others are decided: have their metadata ready by then.
+            end = bisect.bisect_right(entries, page[-1])
+            for entry in entries[end : end + _PREFETCH]:
+                self.executor.submit(self._head_cached, entry)
         items = [self._item(info, claims.get(info.key)) for info in infos if info is not None]
         return {"items": items, "next_cursor": next_cursor, "total": len(entries)}
 
@@ -338,12 +357,15 @@ class ReviewStore:
 
     def claim(self, unclear_key: str, inspector: str, now: datetime, seconds: int) -> Claim:
         """Hold an item for `seconds`; ConflictError when another inspector holds a live claim."""
-        if self.store.head(self.bucket, unclear_key) is None:
-            raise self._gone(unclear_key)
         key = core.claim_key(unclear_key)
+        head_f = self.executor.submit(self.store.head, self.bucket, unclear_key)
+        found = self._get_json(self.bucket, key)
+        if head_f.result() is None:
+            raise self._gone(unclear_key)
         mine = Claim(inspector, now + timedelta(seconds=seconds))
-        for _ in range(3):
-            found = self._get_json(self.bucket, key)
+        for attempt in range(3):
+            if attempt:
+                found = self._get_json(self.bucket, key)
             try:
                 if found is None:
                     self.store.put(self.bucket, key, mine.to_json(), content_type=_JSON, if_absent=True)
@@ -355,8 +377,7 @@ class ReviewStore:
                     self.store.put(self.bucket, key, mine.to_json(), content_type=_JSON, if_match=found[1])
             except (AlreadyExists, NotFound):
                 continue
-            with self._lock:
-                self._claims = None
+            self._claim_changed(unclear_key, mine)
             return mine
         raise ConflictError("the claim changed hands while taking it; try again")
 
@@ -371,9 +392,13 @@ class ReviewStore:
         now: datetime,
         undo_seconds: int,
     ) -> Decision:
-        """Move an image to human_decided/ exactly once: the decision marker is the race guard."""
+        """Move an image to human_decided/ exactly once: the decision marker is the race guard.
+
+        Requests are few on purpose (GET, marker PUT, decided PUT, then audit PUT and DELETE side by
+        side): claims are advisory and read from the shared listing, the marker decides.
+        """
         keys = core.decision_keys(unclear_key, label)
-        claim_f = self.executor.submit(self._get_json, self.bucket, keys.claim_key)
+        claims_f = self.executor.submit(self.claims, now)
         try:
             obj = self.store.get(self.bucket, unclear_key, max_bytes=self.max_image_bytes)
         except NotFound:
@@ -381,8 +406,7 @@ class ReviewStore:
             if marker:
                 raise ConflictError(core.already_decided(marker)) from None
             raise Gone(f"no image {unclear_key} in unclear/") from None
-        found_claim = claim_f.result()
-        claim = Claim.from_dict(found_claim[0]) if found_claim else None
+        claim = claims_f.result().get(unclear_key)
         if claim and core.claim_outcome(claim, inspector, now) == "conflict":
             raise ConflictError(core.claim_conflict(claim))
         audit_key = core.audit_key(now, uuid.uuid4().hex)
@@ -408,15 +432,15 @@ class ReviewStore:
         except PartcheckError:
             self.store.delete(self.bucket, keys.marker_key)
             raise
-        pointer = {"marker_key": keys.marker_key, "key": unclear_key, "decided_at": core.iso(now)}
         record = core.audit_record("decision", marker, now, inspector)
+        with self._lock:
+            self._audit[audit_key] = record
         steps: list[Future[Any]] = [
             self.executor.submit(self._put_json, self.audit_bucket, audit_key, record, if_absent=True),
             self.executor.submit(self.store.delete, self.bucket, unclear_key),
-            self.executor.submit(self._put_json, self.bucket, core.undo_pointer_key(inspector), pointer),
         ]
-        if found_claim:
-            steps.append(self.executor.submit(self.store.delete, self.bucket, keys.claim_key))
+        # A claim left behind would only sit in claims/; nobody waits for its removal.
+        self.executor.submit(self._quietly, self.store.delete, self.bucket, keys.claim_key)
         for f in steps:
             # The decision has taken effect; a failed side step is logged, the marker keeps every detail.
             try:
@@ -424,22 +448,42 @@ class ReviewStore:
             except PartcheckError as exc:
                 log.error("decision on %s: follow-up step failed: %s", unclear_key, exc)
         self.index.removed(unclear_key)
-        with self._lock:
-            self._audit[audit_key] = record
-            self._claims = None
+        self._claim_changed(unclear_key, None)
         return Decision(
             unclear_key, label, keys.decided_key, inspector, now, now + timedelta(seconds=undo_seconds)
         )
 
+    @staticmethod
+    def _quietly(fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            fn(*args)
+        except PartcheckError as exc:
+            log.warning("background step failed: %s", exc)
+
+    def _last_action(self, inspector: str, now: datetime, undo_seconds: int) -> dict[str, Any] | None:
+        """The inspector's newest audit record within the undo window (plus slack for clock skew)."""
+        since = now - timedelta(seconds=undo_seconds + 5)
+        keys: list[str] = []
+        for day in sorted({since.date(), now.date()}):
+            prefix = core.audit_day_prefix(datetime(day.year, day.month, day.day, tzinfo=UTC))
+            after = core.audit_key(since, "") if day == since.date() else None
+            keys += [o.key for o in _listing(self.store, self.audit_bucket, prefix, after)]
+        keys.sort(reverse=True)
+        for record in self.executor.map(self._record, keys):
+            if record and record.get("inspector") == inspector:
+                return record
+        return None
+
     def undo(self, inspector: str, now: datetime, undo_seconds: int) -> str:
-        """Put the inspector's last decision back into unclear/ (within the window); returns the key."""
-        pointer_key = core.undo_pointer_key(inspector)
-        found = self._get_json(self.bucket, pointer_key)
-        pointer = found[0] if found else None
-        refusal = core.undo_refusal(pointer, now, undo_seconds)
-        if refusal or pointer is None:
+        """Put the inspector's last decision back into unclear/ (within the window); returns the key.
+
+        The last decision is found in the audit log's last seconds, so undo works on any instance.
+        """
+        last = self._last_action(inspector, now, undo_seconds)
+        refusal = core.undo_refusal(last, now, undo_seconds)
+        if refusal or last is None:
             raise ConflictError(refusal or "nothing to undo")
-        unclear_key = str(pointer.get("key", ""))
+        unclear_key = str(last.get("key", ""))
         try:
             keys = core.decision_keys(unclear_key, "ok")
         except InvalidKey:
@@ -448,7 +492,7 @@ class ReviewStore:
         if (
             not marker
             or marker.get("inspector") != inspector
-            or marker.get("decided_at") != pointer.get("decided_at")
+            or marker.get("decided_at") != last.get("decided_at")
         ):
             raise ConflictError("nothing to undo: the decision was already undone or replaced")
         decided_key = str(marker["decided_key"])
@@ -459,7 +503,7 @@ class ReviewStore:
             raise ConflictError(f"nothing to undo: {decided_key} is gone") from None
         original = {k: str(v) for k, v in (marker.get("original_metadata") or {}).items()}
         try:
-            self.store.put(
+            etag = self.store.put(
                 self.bucket,
                 unclear_key,
                 obj.body,
@@ -471,19 +515,16 @@ class ReviewStore:
             raise ConflictError(f"nothing to undo: {unclear_key} is already back") from None
         audit_key = core.audit_key(now, uuid.uuid4().hex)
         record = core.audit_record("undo", marker, now, inspector)
-        self._put_json(self.audit_bucket, audit_key, record, if_absent=True)
-        for key in (decided_key, keys.marker_key, pointer_key):
-            self.store.delete(self.bucket, key)
-        restored = self.store.head(self.bucket, unclear_key)
-        self.index.restored(
-            Listed(
-                restored.last_modified if restored and restored.last_modified else now,
-                unclear_key,
-                restored.etag if restored else "",
-            )
-        )
         with self._lock:
             self._audit[audit_key] = record
+        steps: list[Future[Any]] = [
+            self.executor.submit(self._put_json, self.audit_bucket, audit_key, record, if_absent=True),
+            self.executor.submit(self.store.delete, self.bucket, decided_key),
+            self.executor.submit(self.store.delete, self.bucket, keys.marker_key),
+        ]
+        for f in steps:
+            f.result()
+        self.index.restored(Listed(now, unclear_key, etag))
         return unclear_key
 
     # --- audit log ---------------------------------------------------------------------------------

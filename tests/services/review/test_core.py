@@ -145,10 +145,11 @@ def test_audit_key_sorts_and_parses() -> None:
 
 
 def test_undo_refusal() -> None:
-    p = {"decided_at": core.iso(T0)}
-    assert core.undo_refusal(p, T0 + timedelta(seconds=29), 30) is None
-    assert "window" in (core.undo_refusal(p, T0 + timedelta(seconds=31), 30) or "")
+    last = {"action": "decision", "decided_at": core.iso(T0)}
+    assert core.undo_refusal(last, T0 + timedelta(seconds=29), 30) is None
+    assert "window" in (core.undo_refusal(last, T0 + timedelta(seconds=31), 30) or "")
     assert core.undo_refusal(None, T0, 30) == "nothing to undo"
+    assert core.undo_refusal({**last, "action": "undo"}, T0, 30) == "nothing to undo"
 
 
 def test_hourly_throughput_has_24_hours() -> None:
