@@ -400,3 +400,28 @@ def test_every_compose_command_runs_locally_and_sorts_an_image(
         assert proc.process is not None
         assert proc.process.poll() is None, f"{name} died\n{stack.logs()}"
         assert proc.healthy(), f"{name} unhealthy\n{stack.logs()}"
+
+
+@pytest.mark.integration
+def test_health_checks_fail_when_their_service_is_unreachable(moto: str) -> None:
+    check = [sys.executable, str(ROOT / "deploy" / "healthcheck.py")]
+    env = {**os.environ, "PARTCHECK_ROUTER_ENDPOINT_URL": moto, "PARTCHECK_PREDICT_ENDPOINT_URL": moto}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*check, *args], env=env, capture_output=True, text=True, timeout=60)
+
+    closed = run("http", f"http://127.0.0.1:{free_port()}/api/health")
+    assert closed.returncode == 1
+    assert "unhealthy" in closed.stderr
+    assert run("http", f"{moto}/moto-api/").returncode == 0
+    no_queue = run("queue", "router")
+    assert no_queue.returncode == 1
+    assert "partcheck-predictions" in no_queue.stderr
+    sqs = boto3.session.Session(region_name="eu-west-1").client("sqs", endpoint_url=moto)
+    sqs.create_queue(QueueName="partcheck-predictions")
+    assert run("queue", "router").returncode == 0
+    assert run("queue", "predict").returncode == 1  # its uploads queue is still missing
+    sqs.create_queue(QueueName="partcheck-uploads")
+    assert run("queue", "predict").returncode == 0
+    assert run("queue", "review").returncode == 1
+    assert run("bogus").returncode == 2
