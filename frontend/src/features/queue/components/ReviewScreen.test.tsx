@@ -200,6 +200,33 @@ describe("ReviewScreen", () => {
     expect(loupe).toHaveAttribute("data-scale", "1.00");
   });
 
+  it("zooms in steps, pans with shift and the arrows, and resets with 0", async () => {
+    const user = userEvent.setup();
+    await ready();
+    const loupe = screen.getByTestId("loupe");
+    // jsdom does no layout; give the frame a size so the pan limits are real.
+    Object.defineProperty(loupe, "clientWidth", { value: 800 });
+    Object.defineProperty(loupe, "clientHeight", { value: 600 });
+    const image = within(loupe).getByRole("img");
+
+    await user.keyboard("+");
+    expect(loupe).toHaveAttribute("data-scale", "1.25");
+    await user.keyboard("-");
+    expect(loupe).toHaveAttribute("data-scale", "1.00");
+
+    await user.keyboard("z");
+    // Zoomed 2.5x about the centre: the image's left edge sits at 400 - 400 * 2.5 = -600.
+    expect(image.style.transform).toBe("translate(-600px, -450px) scale(2.5)");
+    await user.keyboard("{Shift>}{ArrowLeft}{/Shift}");
+    expect(image.style.transform).toBe("translate(-540px, -450px) scale(2.5)");
+    await user.keyboard("{Shift>}{ArrowDown}{/Shift}");
+    expect(image.style.transform).toBe("translate(-540px, -510px) scale(2.5)");
+    expect(shownImage()).toBe("Part image img_1.jpeg");
+
+    await user.keyboard("0");
+    expect(image.style.transform).toBe("translate(0px, 0px) scale(1)");
+  });
+
   it("has a button for every keyboard action", async () => {
     const user = userEvent.setup();
     await ready();
