@@ -160,17 +160,21 @@ class Outbox:
         reason: str | None = None,
         duplicate_of: int | None = None,
         next_attempt: float = 0.0,
+        claim: bool = False,
     ) -> Row:
-        """Record a file; ConflictError if its content or key is already active."""
+        """Record a file (with `claim`, straight as uploading); ConflictError if content or key is active."""
         now = time.time()
+        if claim:
+            state = "uploading"
         with self._lock:
             # A newer record replaces a "still being written" note for the same path.
             self._db.execute("DELETE FROM files WHERE path=? AND state='waiting'", (path,))
             try:
-                cur = self._db.execute(
+                r = self._db.execute(
                     "INSERT INTO files (path, name, size, mtime_ns, sha256, key, capture_time, content_type,"
-                    " state, reason, duplicate_of, next_attempt, created_at, updated_at)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " state, reason, duplicate_of, next_attempt, created_at, updated_at, attempts,"
+                    " started_at)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING *",
                     (
                         path,
                         name,
@@ -186,13 +190,15 @@ class Outbox:
                         next_attempt,
                         now,
                         now,
+                        1 if claim else 0,
+                        now if claim else None,
                     ),
                 )
+                inserted = r.fetchone()
+                r.close()
             except sqlite3.IntegrityError as exc:
                 raise ConflictError(str(exc)) from exc
-            row = self.get(int(cur.lastrowid or 0))
-        assert row is not None
-        return row
+        return Row(**dict(inserted))
 
     def note_waiting(self, path: str, name: str, reason: str) -> None:
         """Record that a file is still being written (shown by `status`), replaced once it is processed."""
@@ -213,12 +219,14 @@ class Outbox:
         """Move one pending row to uploading, counting the attempt before it is made."""
         now = time.time()
         with self._lock:
-            n = self._db.execute(
+            cur = self._db.execute(
                 "UPDATE files SET state='uploading', attempts=attempts+1, started_at=COALESCE(started_at, ?),"
-                " updated_at=? WHERE id=? AND state='pending'",
+                " updated_at=? WHERE id=? AND state='pending' RETURNING *",
                 (now, now, row_id),
-            ).rowcount
-            return self.get(row_id) if n else None
+            )
+            r = cur.fetchone()
+            cur.close()
+        return Row(**dict(r)) if r else None
 
     def claim_due(self, now: float | None = None) -> Row | None:
         """Claim the pending row whose retry time came first, if any is due."""

@@ -11,7 +11,7 @@ import stat
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from agent.tracker import Tracker
 from partcheck.errors import InvalidInput, PartcheckError
 from partcheck.storage import ObjectStore
 
-INFO, WARNING, ERROR = logging.INFO, logging.WARNING, logging.ERROR
+DEBUG, INFO, WARNING, ERROR = logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR
 TICK_S = 0.05
 _TERMINAL_SAME = ("done", "duplicate", "skipped", "pending", "uploading")
 
@@ -259,9 +259,13 @@ class Agent:
 
     def on_closed(self, path: str) -> None:
         """A file was closed after writing: hand it on at once (latency matters here)."""
-        if self.wanted(path):
+        if not self.wanted(path):
+            return
+        if self.tracker.close_events:
             self.tracker.closed(path)
             self._tick_ready()
+        else:
+            self.tracker.modified(path)
 
     def on_moved(self, src: str, dest: str) -> None:
         """A rename: the old name is gone, the new one (e.g. `x.jpg.part` -> `x.jpg`) is finished."""
@@ -449,18 +453,17 @@ class Agent:
                     capture_time=iso_utc(captured),
                     content_type=facts.content_type,
                     next_attempt=self._gate_until,
+                    claim=self._gate_open(),
                 )
                 break
             except ConflictError:
                 continue  # another worker recorded the same content or key a moment ago: decide again
         else:
             raise PartcheckError(f"could not record {path}: outbox conflicts kept happening")
-        emit(INFO, "queued", path=path, key=key, sha256=sha, bytes=st.st_size)
+        emit(DEBUG, "queued", path=path, key=key, sha256=sha, bytes=st.st_size)
         self.metrics.ready_delay.observe(time.monotonic() - ready_at)
-        if self._gate_open():
-            claimed = self.outbox.claim(row.id)
-            if claimed is not None:
-                self._put(claimed, data)
+        if row.state == "uploading":
+            self._put(row, data)
 
     def _retry(self, row: Row) -> None:
         """A pending row whose time came: re-read the file, check it is the same content, upload."""
@@ -559,11 +562,9 @@ class Agent:
             )
         finally:
             self.live.uploading -= 1
-        done = self.outbox.get(row.id)
-        if done is not None:
-            self._dispose(done)
-            for dup in self.outbox.duplicates_of(row.id):
-                self._dispose(dup)
+        self._dispose(replace(row, state="done"))
+        for dup in self.outbox.duplicates_of(row.id):
+            self._dispose(dup)
 
     def _backoff(self, row: Row, error: str, *, gate: bool) -> None:
         """Retry later with exponential backoff and jitter; transient S3 errors pause every upload."""
