@@ -27,7 +27,8 @@ export function Toast({ message, expiresAt, actionLabel, actionHint, onAction, o
   }, [remaining, onExpire]);
 
   return (
-    <div className="toast" role="status">
+    // Not a live region: the screen's own status line already announces what happened.
+    <div className="toast" role="group" aria-label={message}>
       <span className="toast-message">{message}</span>
       <button type="button" className="btn btn-toast" onClick={onAction} aria-keyshortcuts={actionHint}>
         {actionLabel}

@@ -105,6 +105,8 @@ describe("ReviewScreen", () => {
     await waitFor(() => expect(shownImage()).toBe("Part image img_2.jpeg"));
     await user.keyboard("p");
     await waitFor(() => expect(shownImage()).toBe("Part image img_1.jpeg"));
+    // Coming back re-claims: the first claim may have lapsed meanwhile.
+    await waitFor(() => expect(api.claimItem.mock.calls.map((c) => c[0])).toEqual(["id1", "id2", "id3", "id2", "id1"]));
     expect(api.decideItem).not.toHaveBeenCalled();
   });
 

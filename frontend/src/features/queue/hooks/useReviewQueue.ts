@@ -255,10 +255,10 @@ export function useReviewQueue(): ReviewQueue {
     }
   }, []);
 
-  // Opening an item claims it.
+  // Opening an item claims it; coming back to one re-claims it, since the old claim may have lapsed.
   useEffect(() => {
-    if (!current || stateRef.current.claims[current.id] !== undefined) return;
-    void claim(current, false);
+    if (!current) return;
+    void claim(current, stateRef.current.claims[current.id] === "held");
     // Keyed on the id alone: a new object for the same item must not claim it twice.
   }, [currentId]);
 
