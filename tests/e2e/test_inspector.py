@@ -291,3 +291,36 @@ def test_history_and_dashboard_show_the_decisions(
 
     page.set_viewport_size(TABLET)
     page.screenshot(path=artifacts / "dashboard-tablet-820x1180.png", full_page=True)
+
+
+def test_loupe_zooms_with_the_wheel_and_pans_with_a_drag(
+    review_url: str,
+    seed_unclear: Callable[[int], list[Seeded]],
+    new_context: Callable[..., BrowserContext],
+    artifacts: Path,
+) -> None:
+    seed_unclear(1)
+    page = new_context().new_page()
+    login_with_keyboard(page, review_url, "alice")
+    expect(page.get_by_text("Claimed by you")).to_be_visible()
+    wait_for_image(page)
+    loupe = page.get_by_test_id("loupe")
+    box = loupe.bounding_box()
+    assert box is not None
+    centre_x, centre_y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+    page.mouse.move(centre_x, centre_y)
+    page.mouse.wheel(0, -400)
+    page.wait_for_function("() => Number(document.querySelector('.loupe').dataset.scale) > 1.5")
+    image = page.locator(".loupe-image")
+    before = image.evaluate("img => img.style.transform")
+
+    page.mouse.down()
+    page.mouse.move(centre_x + 80, centre_y + 40, steps=5)
+    page.mouse.up()
+    after = image.evaluate("img => img.style.transform")
+    assert after != before
+    page.screenshot(path=artifacts / "review-loupe-1366x768.png")
+
+    page.keyboard.press("0")
+    expect(loupe).to_have_attribute("data-scale", "1.00")
