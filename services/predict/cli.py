@@ -1,18 +1,147 @@
-"""`partcheck predict`, `train` and `evaluate`."""
+"""`partcheck predict`, `train` and `evaluate` (heavy imports stay inside the commands)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
-
-def predict() -> None:
-    """Classify local image files with the configured model."""
-    raise typer.Exit("not implemented yet")
+DEFAULT_DATA = Path("../shared/data/casting/train")
 
 
-def train() -> None:
-    """Train the defect classifier from scratch and export it to ONNX."""
-    raise typer.Exit("not implemented yet")
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
 
 
-def evaluate() -> None:
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="image files (JPEG, PNG, BMP, TIFF)")],
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+    model: Annotated[Path | None, typer.Option(help="ONNX model (default: the configured one)")] = None,
+) -> None:
+    """Classify local image files with the configured model, with no AWS involved."""
+    from partcheck.errors import InvalidImage, ModelError, PartcheckError
+    from services.predict.backends import load_classifier
+    from services.predict.settings import PredictSettings
+
+    try:
+        settings = PredictSettings()
+        if model is not None:
+            settings = settings.model_copy(update={"model_path": model})
+        if settings.backend != "onnx":
+            raise _fail("`partcheck predict` runs the local ONNX model; unset PARTCHECK_PREDICT_BACKEND")
+        classifier = load_classifier(settings)
+    except (ModelError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    failures = 0
+    for path in images:
+        result: dict[str, object] = {"file": str(path)}
+        try:
+            data = path.read_bytes()
+            if len(data) > settings.max_image_bytes:
+                raise InvalidImage(f"{len(data)} bytes is over the limit of {settings.max_image_bytes}")
+            prediction = classifier.predict([data])[0]
+            result.update(prediction.model_dump(mode="json"))
+        except (OSError, PartcheckError) as exc:
+            failures += 1
+            result.update({"label": "rejected", "error": str(exc)})
+        if as_json:
+            typer.echo(json.dumps(result))
+        elif "error" in result:
+            typer.echo(f"{path}: rejected: {result['error']}")
+        else:
+            extra = f"  ({result['reason']})" if result.get("reason") else ""
+            typer.echo(
+                f"{path}: {result['label']}  confidence {result['confidence']:.3f}  "
+                f"p_defect {result['p_defect']:.3f}{extra}"
+            )
+    if failures:
+        raise typer.Exit(1)
+
+
+def train(
+    data: Annotated[Path, typer.Option(help="folder with def_front/ and ok_front/")] = DEFAULT_DATA,
+    out: Annotated[Path, typer.Option(help="where the ONNX file and its card go")] = Path("models"),
+    epochs: Annotated[int, typer.Option(min=1)] = 14,
+    size: Annotated[int, typer.Option(min=32, max=512, help="input side in pixels")] = 128,
+    batch_size: Annotated[int, typer.Option(min=2)] = 64,
+    seed: Annotated[int, typer.Option()] = 0,
+    threads: Annotated[int, typer.Option(min=1)] = 2,
+    val_fraction: Annotated[float, typer.Option(min=0.05, max=0.5)] = 0.2,
+    limit: Annotated[int | None, typer.Option(help="at most this many images per class (smoke runs)")] = None,
+    max_escapes: Annotated[int, typer.Option(min=0, help="escapes allowed on validation")] = 0,
+    margin: Annotated[float, typer.Option(min=0.0, help="threshold safety margin in logits")] = 0.5,
+) -> None:
+    """Train the defect classifier from scratch and export it to ONNX with its model card."""
+    try:
+        from services.predict.train.trainer import TrainConfig
+        from services.predict.train.trainer import train as run_training
+    except ImportError as exc:
+        raise _fail(f"training needs the train extra (pip install -e '.[train]'): {exc}") from exc
+    from partcheck.errors import InvalidInput
+
+    cfg = TrainConfig(
+        data_dir=data,
+        out_dir=out,
+        epochs=epochs,
+        size=size,
+        batch_size=batch_size,
+        seed=seed,
+        threads=threads,
+        val_fraction=val_fraction,
+        limit=limit,
+        max_escapes=max_escapes,
+        margin=margin,
+    )
+    try:
+        card = run_training(cfg)
+    except (InvalidInput, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(
+        json.dumps(
+            {
+                "model": str(out / card["file"]),
+                "version": card["version"],
+                "thresholds": card["thresholds"],
+                "metrics": card["metrics"],
+            },
+            indent=2,
+        )
+    )
+
+
+def evaluate(
+    data: Annotated[Path, typer.Option(help="folder with def_front/ and ok_front/")],
+    model: Annotated[Path | None, typer.Option(help="ONNX model (default: the configured one)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    report: Annotated[Path | None, typer.Option(help="write PNG plots and a markdown summary here")] = None,
+) -> None:
     """Evaluate a model on a folder laid out as def_front/ and ok_front/."""
-    raise typer.Exit("not implemented yet")
+    from partcheck.errors import InvalidInput, ModelError
+    from services.predict.backends import load_classifier
+    from services.predict.onnx_backend import OnnxClassifier
+    from services.predict.settings import PredictSettings
+    from services.predict.train.evaluate import evaluate_folder, format_text
+
+    try:
+        settings = PredictSettings()
+        if model is not None:
+            settings = settings.model_copy(update={"model_path": model})
+        classifier = load_classifier(settings.model_copy(update={"backend": "onnx"}))
+        assert isinstance(classifier, OnnxClassifier)
+        result = evaluate_folder(classifier, data)
+    except (ModelError, InvalidInput, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    if report is not None:
+        try:
+            from services.predict.train.report import write_report
+        except ImportError as exc:
+            raise _fail(f"--report needs matplotlib (the train extra): {exc}") from exc
+        write_report(result, report)
+    if as_json:
+        typer.echo(json.dumps(result.summary()))
+    else:
+        sys.stdout.write(format_text(result))

@@ -1,0 +1,144 @@
+"""The original system's classifier: Amazon Rekognition Custom Labels, behind the same `Classifier` protocol.
+
+`detect_custom_labels(ProjectVersionArn=..., MinConfidence=0)` so every label comes back with its score;
+the original labels map `def_front` -> defect and `ok_front` -> ok; Confidence is converted from
+Rekognition's 0-100 to 0-1 (the original compared 0-100 to a 0-1 threshold, so `unclear` almost never
+fired). An empty answer or only unknown labels give `unclear` with the reason.
+
+Images are decoded locally first: corrupt bytes raise InvalidImage without a paid API call, and the same
+quality checks as the ONNX backend keep blank or badly exposed frames from getting a verdict. Formats
+Rekognition does not take (BMP, TIFF) are re-encoded as PNG. `predict_many` returns one
+`Prediction | InvalidImage` per image; `predict` raises InvalidImage as the ONNX backend does.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from partcheck.aws import aws_errors
+from partcheck.errors import InvalidImage, InvalidInput
+from partcheck.messages import Prediction
+from partcheck.thresholds import Thresholds
+from services.predict import quality
+from services.predict.preprocess import decode, to_array
+
+if TYPE_CHECKING:
+    from mypy_boto3_rekognition import RekognitionClient
+
+LABELS = {"def_front": "defect", "ok_front": "ok"}
+# Rekognition's limit for image bytes sent inline.
+MAX_BYTES = 5 * 1024 * 1024
+QUALITY_SIZE = 128
+
+
+class RekognitionClassifier:
+    """Rekognition Custom Labels model version, called once per image."""
+
+    name = "rekognition-custom-labels"
+
+    def __init__(self, client: RekognitionClient, project_version_arn: str, thresholds: Thresholds) -> None:
+        self._client = client
+        self._arn = project_version_arn
+        self.thresholds = thresholds
+        # The ARN's last path element is the version name, e.g. .../version/partcheck.2024-01-01/123.
+        parts = project_version_arn.split("/")
+        self.version = parts[-2] if len(parts) >= 2 else project_version_arn
+        self._limits = quality.QualityLimits()
+
+    def predict(self, images: Sequence[bytes]) -> list[Prediction]:
+        """Classify a batch; raises InvalidImage if any member cannot be decoded."""
+        results = self.predict_many(images)
+        bad = [(i, r) for i, r in enumerate(results) if isinstance(r, InvalidImage)]
+        if bad:
+            if len(results) == 1:
+                raise bad[0][1]
+            raise InvalidImage("; ".join(f"image {i}: {exc}" for i, exc in bad))
+        return [r for r in results if isinstance(r, Prediction)]
+
+    def predict_many(self, images: Sequence[bytes]) -> list[Prediction | InvalidImage]:
+        """One Prediction or InvalidImage per image, in order."""
+        out: list[Prediction | InvalidImage] = []
+        for data in images:
+            try:
+                out.append(self._one(data))
+            except InvalidImage as exc:
+                out.append(exc)
+        return out
+
+    def _one(self, data: bytes) -> Prediction:
+        t0 = time.perf_counter()
+        decoded = decode(data, QUALITY_SIZE)
+        reason = quality.check(to_array(decoded.image, QUALITY_SIZE), self._limits)
+        t1 = time.perf_counter()
+        timings = {"preprocess": (t1 - t0) * 1000}
+        if reason is not None:
+            return self._prediction("unclear", 0.5, 0.5, timings, reason)
+        payload = data if decoded.format in ("JPEG", "PNG") else _as_png(decoded.image)
+        if len(payload) > MAX_BYTES:
+            raise InvalidImage(f"image of {len(payload)} bytes is over Rekognition's {MAX_BYTES}-byte limit")
+        try:
+            with aws_errors("rekognition detect_custom_labels"):
+                response = self._client.detect_custom_labels(
+                    ProjectVersionArn=self._arn, Image={"Bytes": payload}, MinConfidence=0
+                )
+        except InvalidInput as exc:
+            if "Image" in str(exc):
+                raise InvalidImage(str(exc)) from exc
+            raise
+        timings["inference"] = (time.perf_counter() - t1) * 1000
+        scores: dict[str, float] = {}
+        unknown: list[str] = []
+        for item in response.get("CustomLabels", []):
+            name, conf = item.get("Name", ""), float(item.get("Confidence", 0.0)) / 100.0
+            if name in LABELS:
+                scores[LABELS[name]] = max(scores.get(LABELS[name], 0.0), min(max(conf, 0.0), 1.0))
+            else:
+                unknown.append(name)
+        if not scores:
+            why = f"unknown labels only: {sorted(set(unknown))}" if unknown else "no label returned"
+            return self._prediction("unclear", 0.5, 0.5, timings, f"Rekognition: {why}")
+        if "defect" in scores and "ok" in scores and scores["defect"] + scores["ok"] > 0:
+            p_defect = scores["defect"] / (scores["defect"] + scores["ok"])
+        elif "defect" in scores:
+            p_defect = scores["defect"]
+        else:
+            p_defect = 1.0 - scores["ok"]
+        label = self.thresholds.decide(p_defect)
+        confidence = max(p_defect, 1.0 - p_defect)
+        reason = None
+        if label == "unclear":
+            reason = f"below threshold: confidence {confidence:.3f} under the band {self.thresholds}"
+        return self._prediction(label, confidence, p_defect, timings, reason)
+
+    def _prediction(
+        self,
+        label: str,
+        confidence: float,
+        p_defect: float,
+        timings: dict[str, float],
+        reason: str | None,
+    ) -> Prediction:
+        return Prediction.model_validate(
+            {
+                "label": label,
+                "confidence": confidence,
+                "p_defect": p_defect,
+                "model_name": self.name,
+                "model_version": self.version,
+                "thresholds": self.thresholds,
+                "reason": reason,
+                "timings_ms": {k: round(v, 3) for k, v in timings.items()},
+            }
+        )
+
+
+def _as_png(image: object) -> bytes:
+    from PIL import Image
+
+    assert isinstance(image, Image.Image)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()

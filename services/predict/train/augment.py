@@ -1,0 +1,107 @@
+"""Batch augmentations on (B, 1, S, S) tensors in 0-1, chosen for top-view round parts and other cameras.
+
+Geometry: any rotation angle plus flips (a casting has no preferred orientation), the part filling 70-115 %
+of the frame (background filled in), a shift of up to 8 % (another camera frames differently).
+Photometry: brightness, contrast,
+gamma, Gaussian blur, sensor noise and a resolution loss (a larger or worse camera downsized).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Ranges of every augmentation; `none()` turns them all off."""
+
+    scale: tuple[float, float] = (0.7, 1.15)
+    shift: float = 0.08
+    brightness: float = 0.15
+    contrast: tuple[float, float] = (0.6, 1.4)
+    gamma: tuple[float, float] = (0.6, 1.6)
+    blur_p: float = 0.3
+    blur_sigma: tuple[float, float] = (0.3, 1.3)
+    noise_p: float = 0.3
+    noise_sigma: float = 0.03
+    lowres_p: float = 0.15
+
+
+def _uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Tensor:
+    return torch.rand(n, generator=gen) * (high - low) + low
+
+
+def geometric(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
+    """Random rotation, flip, scale (zoom out pads with the reflected background) and shift."""
+    n = x.shape[0]
+    angle = torch.rand(n, generator=gen) * 2 * math.pi
+    # theta maps output to input coordinates: a factor s > 1 there shows the part smaller (zoomed out).
+    inv_scale = 1.0 / _uniform(n, *cfg.scale, gen)
+    flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    cos, sin = torch.cos(angle) * inv_scale, torch.sin(angle) * inv_scale
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = cos * flip
+    theta[:, 0, 1] = -sin
+    theta[:, 1, 0] = sin * flip
+    theta[:, 1, 1] = cos
+    theta[:, :, 2] = (torch.rand(n, 2, generator=gen) * 2 - 1) * cfg.shift * 2
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    # Zoomed-out frames show plain background around the part, as a wider camera would, not mirrored parts.
+    bg = border_median(x)
+    return F.grid_sample(x - bg, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + bg
+
+
+def border_median(x: torch.Tensor) -> torch.Tensor:
+    """Per-image median of the outermost pixel ring, (B, 1, 1, 1): the background level."""
+    ring = torch.cat([x[:, :, 0, :], x[:, :, -1, :], x[:, :, :, 0], x[:, :, :, -1]], dim=-1)
+    return ring.flatten(1).median(dim=1).values.view(-1, 1, 1, 1)
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Per-image separable Gaussian blur with a 7-tap kernel."""
+    taps = torch.arange(-3, 4, dtype=x.dtype)
+    k = torch.exp(-(taps[None, :] ** 2) / (2 * sigma[:, None] ** 2))
+    k = k / k.sum(dim=1, keepdim=True)
+    n = x.shape[0]
+    # Grouped convolution: one kernel per image in the batch.
+    xs = x.reshape(1, n, *x.shape[2:])
+    xs = F.conv2d(F.pad(xs, (3, 3, 0, 0), mode="reflect"), k[:, None, None, :], groups=n)
+    xs = F.conv2d(F.pad(xs, (0, 0, 3, 3), mode="reflect"), k[:, None, :, None], groups=n)
+    return xs.reshape(x.shape)
+
+
+def photometric(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
+    """Brightness, contrast, gamma, blur, noise and resolution loss, clipped to 0-1."""
+    n = x.shape[0]
+    size = x.shape[-1]
+    blur = torch.rand(n, generator=gen) < cfg.blur_p
+    if blur.any():
+        sigma = _uniform(int(blur.sum()), *cfg.blur_sigma, gen)
+        x = x.clone()
+        x[blur] = _gaussian_blur(x[blur], sigma)
+    low = torch.rand(n, generator=gen) < cfg.lowres_p
+    if low.any():
+        small = int(size * 0.5)
+        down = F.interpolate(x[low], size=(small, small), mode="area")
+        x = x.clone()
+        x[low] = F.interpolate(down, size=(size, size), mode="bilinear", align_corners=False)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    contrast = _uniform(n, *cfg.contrast, gen).view(n, 1, 1, 1)
+    bright = _uniform(n, -cfg.brightness, cfg.brightness, gen).view(n, 1, 1, 1)
+    x = ((x - mean) * contrast + mean + bright).clamp(0.0, 1.0)
+    gamma = torch.exp(_uniform(n, math.log(cfg.gamma[0]), math.log(cfg.gamma[1]), gen)).view(n, 1, 1, 1)
+    x = x.clamp_min(1e-6) ** gamma
+    noisy = (torch.rand(n, generator=gen) < cfg.noise_p).view(n, 1, 1, 1).to(x.dtype)
+    x = x + noisy * torch.randn(x.shape, generator=gen) * cfg.noise_sigma * torch.rand(
+        n, 1, 1, 1, generator=gen
+    )
+    return x.clamp(0.0, 1.0)
+
+
+def augment(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
+    """Geometry, then photometry; both are random per image and reproducible through `gen`."""
+    return photometric(geometric(x, cfg, gen), cfg, gen)

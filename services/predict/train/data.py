@@ -1,0 +1,81 @@
+"""The labelled folder layout (def_front/, ok_front/), the deterministic split and the decoded-image cache."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from partcheck.errors import InvalidInput
+from services.predict.preprocess import preprocess
+
+# Folder names of the original data set and of the held-out set; label index 1 = defect.
+CLASS_DIRS = {"ok_front": 0, "def_front": 1}
+LABELS = ("ok", "defect")
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
+
+
+@dataclass(frozen=True)
+class Item:
+    """One labelled image file."""
+
+    path: Path
+    label: int
+
+
+def list_items(data_dir: Path) -> list[Item]:
+    """Every image under def_front/ and ok_front/, sorted by path; refuses a folder without that layout."""
+    if not data_dir.is_dir():
+        raise InvalidInput(f"{data_dir} is not a directory")
+    missing = [name for name in CLASS_DIRS if not (data_dir / name).is_dir()]
+    if len(missing) == len(CLASS_DIRS):
+        raise InvalidInput(f"{data_dir} has neither def_front/ nor ok_front/")
+    items = [
+        Item(path, label)
+        for name, label in CLASS_DIRS.items()
+        if (data_dir / name).is_dir()
+        for path in sorted((data_dir / name).iterdir())
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+    ]
+    if not items:
+        raise InvalidInput(f"no images under {data_dir}/def_front or {data_dir}/ok_front")
+    return items
+
+
+def is_validation(path: Path, fraction: float) -> bool:
+    """Deterministic split by a hash of the file name: stable across machines, runs and folder moves."""
+    digest = hashlib.sha256(path.name.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def split(items: list[Item], fraction: float) -> tuple[list[Item], list[Item]]:
+    """(train, validation) by file-name hash."""
+    train = [it for it in items if not is_validation(it.path, fraction)]
+    val = [it for it in items if is_validation(it.path, fraction)]
+    return train, val
+
+
+def data_hash(items: list[Item]) -> str:
+    """sha256 over every (class folder, file name, content digest) in order: identifies the training data."""
+    h = hashlib.sha256()
+    for it in items:
+        h.update(f"{it.path.parent.name}/{it.path.name}\0".encode())
+        h.update(hashlib.sha256(it.path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def load_arrays(
+    items: list[Item], size: int, progress: Callable[[int], None] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images through the shared `preprocess` as uint8 (N, size, size) plus labels (N,)."""
+    images = np.empty((len(items), size, size), dtype=np.uint8)
+    labels = np.empty(len(items), dtype=np.int64)
+    for i, it in enumerate(items):
+        images[i] = np.round(preprocess(it.path.read_bytes(), size) * 255.0).astype(np.uint8)
+        labels[i] = it.label
+        if progress is not None:
+            progress(1)
+    return images, labels

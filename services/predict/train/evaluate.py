@@ -1,0 +1,148 @@
+"""`partcheck evaluate`: a model on a def_front/ + ok_front/ folder, through the same path as production.
+
+Every image goes through `OnnxClassifier.predict_many` one at a time (bytes -> verdict, so the latency is
+what a worker sees). Metrics:
+- `accuracy`, `precision`, `recall`, `f1` (defect is positive): the model's top label without abstaining;
+  an image with no model output (rejected, or refused by the quality checks) counts as wrong;
+- `escapes` (defect called ok), `false_rejects` (ok called defect), `unclear`, `rejected` at the thresholds;
+- `decided_accuracy`: accuracy among images that got ok/defect;
+- `confusion`: rows = truth (ok, defect), columns = verdict (ok, defect, unclear, rejected).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from partcheck.errors import InvalidImage
+from services.predict.onnx_backend import OnnxClassifier
+from services.predict.train.calibrate import ece, reliability, risk_coverage
+from services.predict.train.data import LABELS, list_items
+
+VERDICTS = ("ok", "defect", "unclear", "rejected")
+
+
+@dataclass
+class Row:
+    """One evaluated image."""
+
+    path: str
+    truth: int
+    verdict: str
+    p_defect: float | None
+    ood_score: float | None
+    reason: str | None
+    latency_ms: float
+
+
+@dataclass
+class EvalResult:
+    """All rows plus the model identity; `summary()` computes the metrics."""
+
+    model_name: str
+    model_version: str
+    thresholds: dict[str, float]
+    data_dir: str
+    rows: list[Row] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """The metrics as one JSON-able dict (keys documented in the module docstring)."""
+        n = len(self.rows)
+        truth = np.array([r.truth for r in self.rows], dtype=np.int64)
+        verdict = np.array([r.verdict for r in self.rows])
+        has_p = np.array([r.p_defect is not None for r in self.rows], dtype=bool)
+        p = np.array([r.p_defect if r.p_defect is not None else 0.5 for r in self.rows], dtype=np.float64)
+        top = np.where(has_p, (p >= 0.5).astype(np.int64), -1)
+        correct = top == truth
+        tp = int(((top == 1) & (truth == 1)).sum())
+        fp = int(((top == 1) & (truth == 0)).sum())
+        fn = int(((top != 1) & (truth == 1)).sum())
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        decided = (verdict == "ok") | (verdict == "defect")
+        decided_correct = ((verdict == "ok") & (truth == 0)) | ((verdict == "defect") & (truth == 1))
+        confusion = [[int(((truth == t) & (verdict == v)).sum()) for v in VERDICTS] for t in (0, 1)]
+        latencies = np.array([r.latency_ms for r in self.rows]) if n else np.zeros(1)
+        return {
+            "model": self.model_name,
+            "model_version": self.model_version,
+            "data": self.data_dir,
+            "n": n,
+            "n_ok": int((truth == 0).sum()),
+            "n_defect": int((truth == 1).sum()),
+            "accuracy": float(correct.mean()) if n else 0.0,
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "escapes": int(((verdict == "ok") & (truth == 1)).sum()),
+            "false_rejects": int(((verdict == "defect") & (truth == 0)).sum()),
+            "unclear": int((verdict == "unclear").sum()),
+            "unclear_rate": float((verdict == "unclear").mean()) if n else 0.0,
+            "rejected": int((verdict == "rejected").sum()),
+            "decided": int(decided.sum()),
+            "decided_accuracy": float(decided_correct.sum() / decided.sum()) if decided.any() else 0.0,
+            "confusion": {"rows": list(LABELS), "columns": list(VERDICTS), "counts": confusion},
+            "ece": ece(p[has_p], truth[has_p]) if has_p.any() else None,
+            "thresholds": self.thresholds,
+            "latency_ms_p50": float(np.percentile(latencies, 50)),
+            "latency_ms_p95": float(np.percentile(latencies, 95)),
+        }
+
+    def curves(self) -> dict[str, Any]:
+        """Reliability bins and the risk-coverage sweep, over images with a model output."""
+        rows = [r for r in self.rows if r.p_defect is not None]
+        p = np.array([r.p_defect for r in rows], dtype=np.float64)
+        t = np.array([r.truth for r in rows], dtype=np.int64)
+        return {"reliability": reliability(p, t), "risk_coverage": risk_coverage(p, t)}
+
+
+def evaluate_folder(classifier: OnnxClassifier, data_dir: Path) -> EvalResult:
+    """Classify every image under data_dir/def_front and data_dir/ok_front, one at a time."""
+    items = list_items(data_dir)
+    result = EvalResult(
+        classifier.name, classifier.version, classifier.thresholds.model_dump(), str(data_dir)
+    )
+    for it in items:
+        data = it.path.read_bytes()
+        t0 = time.perf_counter()
+        out = classifier.predict_many([data])[0]
+        latency = (time.perf_counter() - t0) * 1000
+        if isinstance(out, InvalidImage):
+            result.rows.append(Row(str(it.path), it.label, "rejected", None, None, str(out), latency))
+        else:
+            model_p = out.p_defect if out.reason is None or not _quality_reason(out.reason) else None
+            result.rows.append(
+                Row(str(it.path), it.label, out.label, model_p, out.ood_score, out.reason, latency)
+            )
+    return result
+
+
+def _quality_reason(reason: str) -> bool:
+    """Quality-check refusals carry no model output (p_defect is a placeholder 0.5)."""
+    return not reason.startswith(("below threshold", "out of distribution"))
+
+
+def format_text(result: EvalResult) -> str:
+    """Human-readable summary for the terminal."""
+    s = result.summary()
+    c = s["confusion"]["counts"]
+    lines = [
+        f"model {s['model']} {s['model_version']} on {s['data']}: {s['n']} images "
+        f"({s['n_ok']} ok, {s['n_defect']} defect)",
+        f"accuracy (top label, no abstaining) {s['accuracy']:.4%}   precision {s['precision']:.4f}  "
+        f"recall {s['recall']:.4f}  F1 {s['f1']:.4f}",
+        f"thresholds t_ok {s['thresholds']['t_ok']:.4f}  t_defect {s['thresholds']['t_defect']:.4f}",
+        f"escapes {s['escapes']}   false rejects {s['false_rejects']}   unclear {s['unclear']} "
+        f"({s['unclear_rate']:.2%})   rejected {s['rejected']}   "
+        f"decided accuracy {s['decided_accuracy']:.4%}",
+        "confusion (rows truth; columns ok / defect / unclear / rejected):",
+        f"  ok      {c[0][0]:6d} {c[0][1]:6d} {c[0][2]:6d} {c[0][3]:6d}",
+        f"  defect  {c[1][0]:6d} {c[1][1]:6d} {c[1][2]:6d} {c[1][3]:6d}",
+        f"latency per image p50 {s['latency_ms_p50']:.2f} ms  p95 {s['latency_ms_p95']:.2f} ms",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,49 @@
+"""ONNX export with a dynamic batch axis, and the torch/onnxruntime agreement check."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from services.predict.train.model import Exported
+
+# Export and the graph's opset; onnxruntime >= 1.18 runs it.
+OPSET = 17
+TOLERANCE = 1e-3
+
+
+def export_onnx(model: Exported, size: int, path: Path, sample: np.ndarray) -> float:
+    """Write the model to `path` and return the max |torch - onnxruntime| over `sample` (uint8 NxSxS)."""
+    import onnx
+    import onnxruntime as ort
+
+    model.eval()
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of dynamo, which needs onnxscript; it still works.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (torch.zeros(1, 1, size, size),),
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["image"],
+            output_names=["logits", "ood"],
+            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}, "ood": {0: "batch"}},
+        )
+    onnx.checker.check_model(onnx.load(str(path)))
+    x = sample.astype(np.float32)[:, None] / np.float32(255.0)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    ort_logits, ort_ood = session.run(None, {"image": x})
+    with torch.no_grad():
+        t_logits, t_ood = model(torch.from_numpy(x))
+    diff = max(
+        float(np.abs(ort_logits - t_logits.numpy()).max()),
+        float(np.abs(ort_ood - t_ood.numpy()).max() / max(float(t_ood.abs().max()), 1.0)),
+    )
+    if diff > TOLERANCE:
+        raise RuntimeError(f"ONNX and torch disagree by {diff:.2e} (> {TOLERANCE})")
+    return diff

@@ -1,0 +1,87 @@
+"""A small CNN for 1-channel part photos, trained from scratch; exported to ONNX with its OOD head."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class Standardize(nn.Module):
+    """Per-image zero mean, unit variance: exposure and contrast of the camera stop mattering."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        std = x.std(dim=(1, 2, 3), keepdim=True)
+        return (x - mean) / (std + 0.02)
+
+
+class PartNet(nn.Module):
+    """Stride-2 conv stages, global average pooling, a feature vector and a 2-way linear head."""
+
+    def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 96, 128), double: bool = True) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [Standardize()]
+        c_in = 1
+        for i, w in enumerate(widths):
+            layers.append(_block(c_in, w, 2))
+            if double and i > 0:
+                layers.append(_block(w, w, 1))
+            c_in = w
+        self.body = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(0.2)
+        self.head = nn.Linear(c_in, 2)
+        self.feature_dim = c_in
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features (after pooling), used by the OOD score."""
+        return torch.flatten(self.pool(self.body(x)), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits [ok, defect]."""
+        logits: torch.Tensor = self.head(self.dropout(self.features(x)))
+        return logits
+
+
+class Exported(nn.Module):
+    """What goes into the ONNX file: logits plus a Mahalanobis OOD score on the penultimate features.
+
+    The OOD score is the squared distance to the nearest class mean under the shared covariance of the
+    training features, divided by the feature dimension (so ~1 means typical).
+    """
+
+    means: torch.Tensor
+    precision: torch.Tensor
+
+    def __init__(self, net: PartNet, means: torch.Tensor, precision: torch.Tensor) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("means", means.clone())
+        self.register_buffer("precision", precision.clone())
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits [B, 2], ood [B])."""
+        f = self.net.features(x)
+        logits = self.net.head(f)
+        diff = f[:, None, :] - self.means[None, :, :]
+        d2 = (diff @ self.precision * diff).sum(dim=-1) / f.shape[1]
+        return logits, d2.min(dim=1).values
+
+
+def fit_mahalanobis(features: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class means and the shrunk inverse of the shared within-class covariance."""
+    means = torch.stack([features[labels == c].mean(dim=0) for c in (0, 1)])
+    centred = features - means[labels]
+    cov = centred.T @ centred / max(len(features) - 2, 1)
+    # Shrinkage keeps the inverse stable where a few feature channels are nearly constant.
+    shrink = 0.05 * torch.trace(cov) / cov.shape[0]
+    precision = torch.linalg.inv(cov + shrink * torch.eye(cov.shape[0]))
+    return means, precision

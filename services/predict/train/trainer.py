@@ -1,0 +1,361 @@
+"""`partcheck train`: data split, training loop, calibration, OOD fit, thresholds, ONNX export and card."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from services.predict import quality
+from services.predict.train import calibrate, data
+from services.predict.train.augment import AugmentConfig, augment
+from services.predict.train.model import Exported, PartNet, fit_mahalanobis
+
+MODEL_NAME = "partcheck-defect"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run; recorded in the model card."""
+
+    data_dir: Path
+    out_dir: Path
+    size: int = 128
+    epochs: int = 14
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    val_fraction: float = 0.2
+    seed: int = 0
+    threads: int = 2
+    widths: tuple[int, ...] = (8, 16, 32, 64, 128)
+    limit: int | None = None
+    # Operating point: escapes and false rejects allowed on validation, and the safety margin in logits.
+    max_escapes: int = 0
+    max_false_rejects: int = 0
+    margin: float = 0.5
+    # OOD threshold: this quantile of in-distribution validation scores (plain and re-framed) x `ood_factor`.
+    ood_quantile: float = 0.999
+    ood_factor: float = 1.5
+    name: str = MODEL_NAME
+    command: str = field(default_factory=lambda: shlex.join(["partcheck", *sys.argv[1:]]))
+
+
+def _seed_everything(seed: int) -> torch.Generator:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def _batches(n: int, batch_size: int, gen: torch.Generator | None) -> list[torch.Tensor]:
+    order = torch.randperm(n, generator=gen) if gen is not None else torch.arange(n)
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+@torch.no_grad()
+def _infer(net: torch.nn.Module, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and penultimate features for uint8 images, in eval mode."""
+    net.eval()
+    logits, feats = [], []
+    for idx in _batches(len(images), batch_size, None):
+        x = torch.from_numpy(images[idx.numpy()]).float().div_(255.0).unsqueeze(1)
+        f = net.features(x)  # type: ignore[operator]
+        feats.append(f)
+        logits.append(net.head(f))  # type: ignore[operator]
+    return torch.cat(logits).numpy(), torch.cat(feats).numpy()
+
+
+@torch.no_grad()
+def recompute_bn(net: torch.nn.Module, images: np.ndarray, batch_size: int = 256) -> None:
+    """BatchNorm statistics from clean (unaugmented) images: what the model sees at inference.
+
+    Running statistics collected during training describe augmented batches and lag the weights (and the EMA
+    copy has none of its own), which made eval-mode accuracy far worse than train-mode accuracy.
+    """
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over all batches
+    net.train()
+    for idx in _batches(len(images), batch_size, None):
+        net(torch.from_numpy(images[idx.numpy()]).float().div_(255.0).unsqueeze(1))
+    for bn in bns:
+        bn.momentum = 0.1
+    net.eval()
+
+
+def _subset(items: list[data.Item], limit: int | None) -> list[data.Item]:
+    if limit is None:
+        return items
+    out: list[data.Item] = []
+    for label in (0, 1):
+        out.extend([it for it in items if it.label == label][:limit])
+    return out
+
+
+def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
+    """Train, calibrate, choose the operating point, export ONNX + card into cfg.out_dir; return the card."""
+    console = console or Console(stderr=True)
+    started = time.perf_counter()
+    torch.set_num_threads(cfg.threads)
+    gen = _seed_everything(cfg.seed)
+    items = _subset(data.list_items(cfg.data_dir), cfg.limit)
+    train_items, val_items = data.split(items, cfg.val_fraction)
+    if not train_items or not val_items or len({it.label for it in val_items}) < 2:
+        raise ValueError("the split left a side empty or validation without both classes; add data")
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    with progress:
+        task = progress.add_task("hash + decode", total=len(items) * 2)
+        digest = data.data_hash(items)
+        progress.advance(task, len(items))
+        x_train, y_train = data.load_arrays(train_items, cfg.size, lambda k: progress.advance(task, k))
+        x_val, y_val = data.load_arrays(val_items, cfg.size, lambda k: progress.advance(task, k))
+    console.print(
+        f"train {len(train_items)} ({int(y_train.sum())} defect), val {len(val_items)} "
+        f"({int(y_val.sum())} defect), size {cfg.size}, data sha256 {digest[:12]}"
+    )
+
+    net = PartNet(cfg.widths)
+    ema = torch.optim.swa_utils.AveragedModel(
+        net,
+        multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.995),  # type: ignore[no-untyped-call]
+        use_buffers=False,
+    )
+    steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.2
+    )
+    aug = AugmentConfig()
+    history: list[dict[str, float]] = []
+    x_train_t = torch.from_numpy(x_train)
+    y_train_t = torch.from_numpy(y_train)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[stats]}"),
+        console=console,
+    )
+    with progress:
+        task = progress.add_task("epoch 1", total=cfg.epochs * steps_per_epoch, stats="")
+        for epoch in range(1, cfg.epochs + 1):
+            net.train()
+            total, count = 0.0, 0
+            for idx in _batches(len(x_train), cfg.batch_size, gen):
+                x = augment(x_train_t[idx].float().div_(255.0).unsqueeze(1), aug, gen)
+                loss = F.cross_entropy(net(x), y_train_t[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()  # type: ignore[no-untyped-call]
+                opt.step()
+                sched.step()
+                ema.update_parameters(net)
+                total += float(loss.detach()) * len(idx)
+                count += len(idx)
+                progress.update(task, advance=1, stats=f"loss {total / count:.4f}")
+            bn_sample = (
+                x_train
+                if epoch == cfg.epochs
+                else x_train[torch.randperm(len(x_train), generator=gen)[:1536].numpy()]
+            )
+            recompute_bn(ema.module, bn_sample)
+            val_logits, _ = _infer(ema.module, x_val)
+            val_acc = float(((val_logits[:, 1] > val_logits[:, 0]).astype(np.int64) == y_val).mean())
+            val_nll = calibrate.nll(val_logits, y_val, 1.0)
+            history.append(
+                {"epoch": epoch, "train_loss": total / count, "val_accuracy": val_acc, "val_nll": val_nll}
+            )
+            progress.update(
+                task,
+                description=f"epoch {epoch}/{cfg.epochs}",
+                stats=f"loss {total / count:.4f}  val acc {val_acc:.4f}  val nll {val_nll:.4f}",
+            )
+            console.print(
+                f"epoch {epoch:2d}  loss {total / count:.4f}  val acc {val_acc:.4f}  "
+                f"val nll {val_nll:.4f}  {time.perf_counter() - started:.0f}s"
+            )
+    train_seconds = time.perf_counter() - started
+    final = ema.module
+    assert isinstance(final, PartNet)
+    final.eval()
+    return _finish(
+        cfg,
+        final,
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        val_items,
+        train_items,
+        digest,
+        history,
+        train_seconds,
+        console,
+    )
+
+
+def _finish(
+    cfg: TrainConfig,
+    net: PartNet,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    val_items: list[data.Item],
+    train_items: list[data.Item],
+    digest: str,
+    history: list[dict[str, float]],
+    train_seconds: float,
+    console: Console,
+) -> dict[str, Any]:
+    """Calibration, OOD fit, thresholds, export, ONNX check, card."""
+    from services.predict.train import export
+    from services.predict.train.variants import VARIANTS, reframe
+
+    _, train_feats = _infer(net, x_train)
+    means, precision = fit_mahalanobis(torch.from_numpy(train_feats), torch.from_numpy(y_train))
+    exported = Exported(net, means, precision).eval()
+
+    val_logits, val_ood = _run_exported(exported, x_val)
+    temperature = calibrate.fit_temperature(val_logits, y_val)
+    p_raw = calibrate.softmax_defect(val_logits, 1.0)
+    p_val = calibrate.softmax_defect(val_logits, temperature)
+    ece_before, ece_after = calibrate.ece(p_raw, y_val), calibrate.ece(p_val, y_val)
+    console.print(f"temperature {temperature:.3f}; ECE {ece_before:.4f} -> {ece_after:.4f}")
+
+    # Re-framed copies of the validation photos through the shared preprocessing (bytes in, like a camera).
+    from services.predict.preprocess import preprocess
+
+    var_arrays: dict[str, np.ndarray] = {}
+    for v in VARIANTS:
+        var_arrays[v.name] = np.stack(
+            [
+                np.round(preprocess(reframe(it.path.read_bytes(), v, seed=i), cfg.size) * 255).astype(
+                    np.uint8
+                )
+                for i, it in enumerate(val_items)
+            ]
+        )
+    var_out = {name: _run_exported(exported, arr) for name, arr in var_arrays.items()}
+
+    ood_ref = np.concatenate([val_ood, *[o for _, o in var_out.values()]])
+    ood_threshold = float(np.quantile(ood_ref, cfg.ood_quantile) * cfg.ood_factor)
+
+    sharp = np.array(
+        [
+            quality.sharpness(a.astype(np.float32) / 255)
+            for a in [*x_val, *np.concatenate(list(var_arrays.values()))]
+        ]
+    )
+    limits = quality.QualityLimits(min_sharpness=float(np.quantile(sharp, 0.001) * 0.5))
+
+    op = calibrate.choose_thresholds(p_val, y_val, cfg.max_escapes, cfg.max_false_rejects, cfg.margin)
+    console.print(
+        f"operating point t_ok {op.t_ok:.4f} t_defect {op.t_defect:.4f}: escapes {op.escapes}, "
+        f"false rejects {op.false_rejects}, unclear {op.unclear}/{op.n}"
+    )
+
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = cfg.out_dir / f"{cfg.name}.onnx"
+    max_diff = export.export_onnx(exported, cfg.size, onnx_path, x_val[:64])
+    console.print(
+        f"ONNX written: {onnx_path} ({onnx_path.stat().st_size / 1024:.0f} KiB); "
+        f"max |torch - onnxruntime| {max_diff:.2e}"
+    )
+    sha = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+    created = datetime.now(UTC)
+    card: dict[str, Any] = {
+        "name": cfg.name,
+        "version": f"{created:%Y.%m.%d}-{sha[:8]}",
+        "created_at": created.isoformat(timespec="seconds"),
+        "file": onnx_path.name,
+        "sha256": sha,
+        "size_bytes": onnx_path.stat().st_size,
+        "input": {
+            "name": "image",
+            "shape": [None, 1, cfg.size, cfg.size],
+            "dtype": "float32",
+            "size": cfg.size,
+            "preprocessing": "services.predict.preprocess.preprocess: decode (JPEG DCT draft), "
+            "EXIF orientation, "
+            "luminance, centre square crop, antialiased bilinear resize, 0-1; per-image "
+            "standardisation inside the graph",
+        },
+        "outputs": {
+            "logits": "[B, 2] = [ok, defect], divide by temperature before softmax",
+            "ood": "[B] Mahalanobis distance / feature dim to the nearest class mean",
+        },
+        "labels": list(data.LABELS),
+        "temperature": temperature,
+        "thresholds": {"t_ok": op.t_ok, "t_defect": op.t_defect},
+        "ood": {
+            "threshold": ood_threshold,
+            "method": "mahalanobis",
+            "quantile": cfg.ood_quantile,
+            "factor": cfg.ood_factor,
+        },
+        "quality": limits.to_dict(),
+        "training": {
+            "data_dir": str(cfg.data_dir),
+            "data_sha256": digest,
+            "counts": {"train": _counts(y_train), "validation": _counts(y_val)},
+            "split": f"sha256(file name) < {cfg.val_fraction} -> validation",
+            "config": {
+                k: (str(v) if isinstance(v, Path) else v)
+                for k, v in asdict(cfg).items()
+                if k not in ("command",)
+            },
+            "history": history,
+            "seconds": round(train_seconds, 1),
+            "torch": torch.__version__,
+        },
+        "metrics": {
+            "validation": {
+                "ece_before": ece_before,
+                "ece_after": ece_after,
+                "accuracy_argmax": float(((p_val >= 0.5).astype(np.int64) == y_val).mean()),
+                "operating_point": asdict(op),
+                "onnx_max_abs_diff": max_diff,
+            },
+        },
+        "command": cfg.command,
+    }
+    card_path = cfg.out_dir / f"{cfg.name}.card.json"
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    console.print(f"card written: {card_path}")
+    return card
+
+
+def _counts(labels: np.ndarray) -> dict[str, int]:
+    return {"ok": int((labels == 0).sum()), "defect": int((labels == 1).sum())}
+
+
+@torch.no_grad()
+def _run_exported(model: Exported, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    logits, ood = [], []
+    for idx in _batches(len(images), 256, None):
+        x = torch.from_numpy(images[idx.numpy()]).float().div_(255.0).unsqueeze(1)
+        lg, od = model(x)
+        logits.append(lg)
+        ood.append(od)
+    return torch.cat(logits).numpy(), torch.cat(ood).numpy()

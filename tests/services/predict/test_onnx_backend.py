@@ -1,0 +1,143 @@
+"""The ONNX backend with a tiny model of known behaviour: verdicts, card checks, batches, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from partcheck.errors import InvalidImage, ModelError
+from partcheck.thresholds import Thresholds
+from services.predict.backends import load_classifier
+from services.predict.core import classify
+from services.predict.onnx_backend import OnnxClassifier, card_path_for
+from services.predict.settings import PredictSettings
+from tests.images import png_bomb, solid, truncated
+from tests.services.predict import tiny_model
+
+pytestmark = pytest.mark.unit
+
+
+def _textured(mean: int) -> bytes:
+    """A usable frame (contrast, sharp edges) with a chosen mean brightness."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(mean)
+    arr = np.clip(mean + rng.normal(0, 25, (128, 128)), 0, 255).astype(np.uint8)
+    arr[::16] = np.clip(mean + 50, 0, 255)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    return tiny_model.build(tmp_path)
+
+
+def test_known_verdicts(tiny: Path) -> None:
+    clf = OnnxClassifier(tiny)
+    bright, dark, middle = clf.predict([_textured(170), _textured(80), _textured(128)])
+    assert bright.label == "defect"
+    assert bright.p_defect > 0.8
+    assert dark.label == "ok"
+    assert dark.p_defect < 0.2
+    assert middle.label == "unclear"
+    assert (middle.reason or "").startswith("below threshold")
+    for p in (bright, dark, middle):
+        assert (p.model_name, p.model_version) == ("tiny", "test-1")
+        assert p.confidence == pytest.approx(max(p.p_defect, 1 - p.p_defect))
+        assert {"preprocess", "quality", "inference"} <= set(p.timings_ms)
+        assert p.ood_score == pytest.approx(1.0)
+
+
+def test_classify_uses_the_protocol(tiny: Path) -> None:
+    assert classify(_textured(170), OnnxClassifier(tiny)).label == "defect"
+
+
+def test_blank_and_badly_exposed_frames_get_no_verdict(tiny: Path) -> None:
+    clf = OnnxClassifier(tiny)
+    for data, words in [(solid(255), "over-exposed"), (solid(0), "under-exposed"), (solid(128), "blank")]:
+        (p,) = clf.predict([data])
+        assert p.label == "unclear"
+        assert words in (p.reason or "")
+
+
+def test_out_of_distribution_goes_to_unclear(tmp_path: Path) -> None:
+    clf = OnnxClassifier(tiny_model.build(tmp_path, ood_value=9.0, ood_threshold=5.0))
+    (p,) = clf.predict([_textured(170)])
+    assert p.label == "unclear"
+    assert (p.reason or "").startswith("out of distribution")
+    assert p.ood_score == pytest.approx(9.0)
+
+
+def test_predict_many_isolates_bad_images(tiny: Path, sample_images: dict[str, list[Path]]) -> None:
+    good = _textured(170)
+    jpeg = sample_images["ok"][0].read_bytes()
+    out = OnnxClassifier(tiny).predict_many([good, b"", png_bomb(), truncated(jpeg), b"not an image", good])
+    assert [type(o).__name__ for o in out] == [
+        "Prediction",
+        "InvalidImage",
+        "InvalidImage",
+        "InvalidImage",
+        "InvalidImage",
+        "Prediction",
+    ]
+
+
+def test_predict_raises_for_a_single_bad_image(tiny: Path) -> None:
+    with pytest.raises(InvalidImage, match="0 bytes"):
+        OnnxClassifier(tiny).predict([b""])
+
+
+def test_predict_names_the_bad_members_of_a_batch(tiny: Path) -> None:
+    with pytest.raises(InvalidImage, match="image 1"):
+        OnnxClassifier(tiny).predict([_textured(170), b""])
+
+
+def test_threshold_override_beats_the_card(tiny: Path) -> None:
+    strict = OnnxClassifier(tiny, thresholds=Thresholds(t_ok=0.5, t_defect=0.999999))
+    (p,) = strict.predict([_textured(170)])
+    assert p.label == "unclear"
+    assert p.thresholds.t_defect == 0.999999
+
+
+def test_tampered_model_is_refused(tiny: Path) -> None:
+    tiny.write_bytes(tiny.read_bytes() + b"\0")
+    with pytest.raises(ModelError, match="does not match its card"):
+        OnnxClassifier(tiny)
+
+
+def test_missing_model_and_missing_card_are_clear_errors(tiny: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="not found"):
+        OnnxClassifier(tmp_path / "absent.onnx")
+    card_path_for(tiny).unlink()
+    with pytest.raises(ModelError, match=r"card .* not found"):
+        OnnxClassifier(tiny)
+
+
+def test_malformed_card_is_refused(tiny: Path) -> None:
+    card = card_path_for(tiny)
+    data = json.loads(card.read_text())
+    del data["thresholds"]
+    card.write_text(json.dumps(data))
+    with pytest.raises(ModelError, match="malformed"):
+        OnnxClassifier(tiny)
+
+
+def test_load_classifier_reads_settings(tiny: Path) -> None:
+    clf = load_classifier(PredictSettings(model_path=tiny, threshold=0.9))
+    assert clf.name == "tiny"
+    assert clf.thresholds == Thresholds.single(0.9)
+    assert load_classifier(PredictSettings(model_path=tiny)).thresholds == Thresholds(t_ok=0.8, t_defect=0.8)
+
+
+def test_load_classifier_rekognition_needs_arn_and_client() -> None:
+    with pytest.raises(ModelError, match="ARN"):
+        load_classifier(PredictSettings(backend="rekognition"))
+    with pytest.raises(ModelError, match="client"):
+        load_classifier(PredictSettings(backend="rekognition", rekognition_project_version_arn="arn:x"))
