@@ -7,6 +7,7 @@ audit/); what this process caches (listings, metadata per ETag, audit records) i
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
 import logging
 import threading
@@ -115,7 +116,9 @@ class Refreshing(Generic[T]):
             value, at = self._value, self._at
             stale = value is not None and time.monotonic() - at > self.max_age_s
             if stale and (self._pending is None or self._pending.done()):
-                self._pending = self._executor.submit(self._run)
+                # While shutting down the executor refuses work; the current value will do.
+                with contextlib.suppress(RuntimeError):
+                    self._pending = self._executor.submit(self._run)
         if value is None:
             computed = self._compute()
             with self._lock:
@@ -123,21 +126,10 @@ class Refreshing(Generic[T]):
             return computed
         return value
 
-    def update(self, change: Callable[[T], T]) -> None:
-        """Apply a local change to the current value, if there is one."""
-        with self._lock:
-            if self._value is not None:
-                self._value = change(self._value)
-
-    def invalidate(self) -> None:
-        """Forget the value so the next reader recomputes it."""
-        with self._lock:
-            self._value = None
-
 
 class QueueIndex:
     """The unclear/ listing, ordered oldest first, re-listed in the background; this process's own
-    decisions and undos apply at once, also to a listing that was already under way."""
+    decisions and undos show at once, also over a listing that was already under way."""
 
     def __init__(
         self, store: ObjectStore, bucket: str, max_age_s: float, executor: ThreadPoolExecutor
@@ -147,41 +139,37 @@ class QueueIndex:
         self._lock = threading.Lock()
         self._seq = 0
         self._changes: list[tuple[int, str, Listed | None]] = []
-        self._cached: Refreshing[list[Listed]] = Refreshing(self._list, max_age_s, executor)
+        self._cached: Refreshing[tuple[int, list[Listed]]] = Refreshing(self._list, max_age_s, executor)
 
-    def _list(self) -> list[Listed]:
+    def _list(self) -> tuple[int, list[Listed]]:
         with self._lock:
             started = self._seq
         now = datetime.now(UTC)
-        listed = {
-            o.key: Listed(o.last_modified or now, o.key, o.etag)
+        listed = [
+            Listed(o.last_modified or now, o.key, o.etag)
             for o in _listing(self._store, self._bucket, Route.UNCLEAR.prefix)
-        }
-        with self._lock:
-            for seq, key, entry in self._changes:
-                if seq > started:
-                    if entry is None:
-                        listed.pop(key, None)
-                    else:
-                        listed[key] = entry
-            # Changes this listing has seen are in S3 now; later listings need only the newer ones.
-            self._changes = [c for c in self._changes if c[0] > started]
-        return core.order_queue(listed.values())
+        ]
+        return started, core.order_queue(listed)
 
     def entries(self) -> list[Listed]:
         """Every waiting image, oldest first."""
-        return self._cached.get()
+        started, ordered = self._cached.get()
+        with self._lock:
+            # Changes older than the listing are in it already; the newer ones are laid over it.
+            self._changes = [c for c in self._changes if c[0] > started]
+            pending = {key: entry for _, key, entry in self._changes}
+        if not pending:
+            return ordered
+        out = [e for e in ordered if e.key not in pending]
+        for entry in pending.values():
+            if entry is not None:
+                bisect.insort(out, entry)
+        return out
 
     def _change(self, key: str, entry: Listed | None) -> None:
         with self._lock:
             self._seq += 1
             self._changes.append((self._seq, key, entry))
-
-        def apply(current: list[Listed]) -> list[Listed]:
-            kept = [e for e in current if e.key != key]
-            return core.order_queue([*kept, entry]) if entry is not None else kept
-
-        self._cached.update(apply)
 
     def removed(self, key: str) -> None:
         """This process moved `key` out of unclear/."""
