@@ -23,6 +23,8 @@ export default defineConfig({
     setupFiles: ["./src/test/setup.ts"],
     include: ["src/**/*.test.{ts,tsx}"],
     css: false,
+    // CI machines are shared and slow; the tests wait for state, never for a fixed time.
+    testTimeout: 20_000,
     clearMocks: true,
     restoreMocks: true,
   },
