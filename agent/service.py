@@ -99,7 +99,8 @@ class Agent:
         self._watch_id: tuple[int, int] | None = None
         self._workers: list[threading.Thread] = []
         self._main: threading.Thread | None = None
-        self._next_rescan = 0.0
+        self._scan_request = threading.Event()
+        self._settled: dict[str, tuple[int, int]] = {}  # path -> identity known to need nothing more
         self._counts_at = 0.0
 
     # ---- lifecycle -------------------------------------------------------------------------------------
@@ -125,6 +126,9 @@ class Agent:
             interrupted_uploads=recovered,
             pending=self.live.counts["pending"],
         )
+        scanner = threading.Thread(target=self._scanner, name="scanner", daemon=True)
+        scanner.start()
+        self._workers.append(scanner)
         for i in range(self.s.workers):
             t = threading.Thread(target=self._worker, name=f"upload-{i}", daemon=True)
             t.start()
@@ -151,6 +155,7 @@ class Agent:
     def shutdown(self) -> None:
         """Stop watching, let uploads in flight finish within the grace period, and close the outbox."""
         self._stop.set()
+        self._scan_request.set()
         if self._main is not None:
             self._main.join(timeout=5)
         self._stop_observer()
@@ -173,9 +178,6 @@ class Agent:
             if now - last_check >= 1.0 or self._observer is None:
                 last_check = now
                 self._check_watch_folder()
-            if self.live.watch_present and now >= self._next_rescan:
-                self._next_rescan = now + self.s.rescan_interval_s
-                self.scan()
             self._tick()
             if now - self._counts_at >= 1.0:
                 self._counts_at = now
@@ -218,7 +220,7 @@ class Agent:
             self._watch_id = ident
             self.live.watch_present = True
             self.metrics.watch_up.set(1)
-            self._next_rescan = 0.0  # catch whatever arrived while nobody watched
+            self._scan_request.set()  # catch whatever arrived while nobody watched
 
     def _start_observer(self) -> None:
         from agent.watch import make_observer
@@ -294,6 +296,16 @@ class Agent:
 
     # ---- scans -------------------------------------------------------------------------------------------
 
+    def _scanner(self) -> None:
+        """Scans run in their own thread so a big folder never delays the finished-file decisions."""
+        while not self._stop.is_set():
+            self._scan_request.wait(timeout=self.s.rescan_interval_s)
+            self._scan_request.clear()
+            if self._stop.is_set():
+                return
+            if self.live.watch_present:
+                self._guard(self.scan)
+
     def scan(self) -> int:
         """Walk the folder for files events missed (start-up, lost events, after-upload actions not done)."""
         added = 0
@@ -306,6 +318,8 @@ class Agent:
                 try:
                     st = os.lstat(path)
                 except OSError:
+                    continue
+                if self._settled.get(path) == (st.st_size, st.st_mtime_ns):
                     continue
                 row = self.outbox.latest_for_path(path)
                 if row is not None and (row.size, row.mtime_ns) == (st.st_size, st.st_mtime_ns):
@@ -640,6 +654,8 @@ class Agent:
         ):
             return
         self.outbox.add(path=path, name=name, state=state, size=size, mtime_ns=mtime, reason=reason)
+        if state == "skipped" and size is not None and mtime is not None:
+            self._settled[path] = (size, mtime)
         emit(WARNING if state == "skipped" else ERROR, f"file {state}", path=path, reason=reason)
         self.metrics.files.labels(state).inc()
 
@@ -668,6 +684,8 @@ class Agent:
             return
         if how is not None:
             self.outbox.disposed(row.id, how)
+            if how == "kept":
+                self._settled[row.path] = (row.size, row.mtime_ns)
 
 
 def _with_suffix(key: str, sha: str, length: int) -> str:

@@ -97,6 +97,8 @@ class Tracker:
             cand.finished = False
             if self.close_events:
                 cand.wrote = True
+            else:
+                self._observe(path, cand)  # the stability clock restarts at the last write seen
 
     def closed(self, path: str) -> None:
         """The writer closed the file (inotify IN_CLOSE_WRITE): finished now."""
@@ -135,6 +137,16 @@ class Tracker:
                     continue
                 if cand.wrote and now - cand.observed_at < self.open_warn_s:
                     continue  # waiting for the close-write event; no need to stat
+                wait = self.stability_s if cand.origin == "event" else self.scan_settle_s
+                old_enough = cand.observed is not None and wall - cand.observed[1] / 1e9 >= wait
+                if (
+                    not cand.wrote
+                    and now - cand.observed_at < wait
+                    and not old_enough
+                    and now - cand.first_seen < self.open_warn_s
+                ):
+                    continue  # too early to decide: a stat now could not make it ready
+                before = cand.observed
                 self._observe(path, cand)
                 if cand.observed is None:
                     out.vanished.append(path)
@@ -151,9 +163,7 @@ class Tracker:
                         cand.warned = True
                         out.long_open.append((path, now - cand.first_seen))
                     continue
-                wait = self.stability_s if cand.origin == "event" else self.scan_settle_s
-                age = wall - cand.observed[1] / 1e9
-                if quiet >= wait or (age >= 0 and age >= wait and quiet > 0):
+                if cand.observed == before and (quiet >= wait or old_enough):
                     out.ready.append(path)
                     del self._c[path]
                 elif now - cand.first_seen >= self.open_warn_s and not cand.warned:

@@ -1,7 +1,7 @@
 """Agent benchmark: 100 KB files into a moto server; files/s and close-to-upload-start delay (p50/p95).
 
 Two phases per finished-file mode: a burst (every file written at once: throughput) and a paced stream
-(20 files/s, a fast camera: the delay a file sees when the agent is not busy with a backlog). Modes: the default
+(20 files/s, a fast camera: the delay a file sees when the agent has no backlog). Modes: the default
 (inotify close-after-write events) and stability only (size+mtime unchanged for the default stability wait),
 which is what Windows, macOS and `--poll` rely on.
 """
@@ -51,6 +51,22 @@ def _jpeg(seed: int, size: int) -> bytes:
     return base[:2] + segments + base[2:]
 
 
+def _cpu_s(pid: int) -> float:
+    """User+system CPU seconds of a process (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _load() -> float:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except OSError:
+        return float("nan")
+
+
 def _wait_port(port: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -80,7 +96,7 @@ def _outbox_rows(state: Path) -> dict[str, tuple[float | None, float | None, str
 
 
 def _run_mode(
-    endpoint: str, work: Path, mode: str, burst_n: int, paced_n: int, env: dict[str, str]
+    endpoint: str, work: Path, mode: str, burst_n: int, paced_n: int, env: dict[str, str], moto_pid: int
 ) -> dict[str, Any]:
     inbox, state = work / f"inbox-{mode}", work / f"state-{mode}"
     inbox.mkdir()
@@ -106,10 +122,14 @@ def _run_mode(
                 f.write(payloads[i])
             closed[str(path)] = time.time()
 
+        cpu0 = (_cpu_s(agent.pid), _cpu_s(moto_pid))
+        load0 = _load()
         for i in range(burst_n):
             write(i, "burst")
         burst_written = time.time()
         _wait_done(state, set(closed), timeout=120 + burst_n / 10)
+        cpu1 = (_cpu_s(agent.pid), _cpu_s(moto_pid))
+        load1 = _load()
         paced: list[str] = []
         next_at = time.monotonic()
         for i in range(burst_n, burst_n + paced_n):
@@ -138,6 +158,9 @@ def _run_mode(
         "uploaded": sum(1 for p in closed if rows.get(p, (None, None, ""))[2] == "done"),
         "burst_files_per_s": burst_n / (last_upload - first_close),
         "burst_write_s": burst_written - first_close,
+        "agent_cpu_ms_per_file": (cpu1[0] - cpu0[0]) / burst_n * 1000,
+        "moto_cpu_ms_per_file": (cpu1[1] - cpu0[1]) / burst_n * 1000,
+        "load_average": [load0, load1],
         "burst_delay_ms": {"p50": _pct(delays_burst, 0.5), "p95": _pct(delays_burst, 0.95)},
         "paced_delay_ms": {"p50": _pct(delays_paced, 0.5), "p95": _pct(delays_paced, 0.95),
                            "max": max(delays_paced, default=float("nan")),
@@ -174,12 +197,13 @@ def run(quick: bool) -> dict[str, Any]:
     try:
         _wait_port(port)
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="eu-west-1",
-                          aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+                          aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
                           config=Config(s3={"addressing_style": "path"}))  # fmt: skip
         s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
         with tempfile.TemporaryDirectory(prefix="partcheck-bench-agent-") as tmp:
             for mode in ("native", "stability"):
-                results.append(_run_mode(endpoint, Path(tmp), mode, burst_n, paced_n, env))
+                results.append(_run_mode(endpoint, Path(tmp), mode, burst_n, paced_n, env, moto.pid))
     finally:
         moto.terminate()
         moto.wait(timeout=10)
@@ -196,9 +220,15 @@ def run(quick: bool) -> dict[str, Any]:
             {"metric": f"{label}: close->upload p95, paced {PACE_PER_S:.0f}/s",
              "value": round(r["paced_delay_ms"]["p95"], 1), "unit": "ms", "target": "<= 500",
              "ok": r["paced_delay_ms"]["p95"] <= 500},
+            {"metric": f"{label}: CPU per file, agent / moto (burst)",
+             "value": f"{r['agent_cpu_ms_per_file']:.1f} / {r['moto_cpu_ms_per_file']:.1f}", "unit": "ms",
+             "target": "", "ok": None},
             {"metric": f"{label}: close->upload p50/p95, burst (queueing included)",
              "value": f"{r['burst_delay_ms']['p50']:.0f}/{r['burst_delay_ms']['p95']:.0f}", "unit": "ms",
              "target": "", "ok": None},
         ]  # fmt: skip
+    load = max(max(r["load_average"]) for r in results)
+    rows.append({"metric": "1-min load average during the bursts (2 cores)", "value": load, "unit": "",
+                 "target": "", "ok": None})  # fmt: skip
     return {"title": f"edge upload agent, {SIZE // 1024} KB files into moto (own process)", "rows": rows,
             "runs": results}  # fmt: skip

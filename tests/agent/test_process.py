@@ -128,7 +128,9 @@ def test_sigterm_stops_within_seconds_while_s3_is_unreachable(tmp_path: Path) ->
     assert "Could not connect" in status.output
 
 
-def test_s3_down_mid_run_then_back_with_a_new_server(start_agent: Callable[..., Agent], inbox: Path) -> None:
+def test_s3_down_mid_run_then_back_with_a_new_server(
+    start_agent: Callable[..., Agent], inbox: Path, moto: str
+) -> None:
     from moto.server import ThreadedMotoServer
 
     port = free_port()
@@ -149,12 +151,13 @@ def test_s3_down_mid_run_then_back_with_a_new_server(start_agent: Callable[..., 
     wait_for(lambda: agent.live.backing_off_until > 0, timeout=10)
     wait_for(lambda: agent.outbox.counts()["pending"] + agent.outbox.counts()["done"] >= 56, timeout=20)
     done_before = {r.name for r in agent.outbox.rows("done")}  # stable: nothing succeeds while S3 is down
+    # moto keeps state per process, not per server: empty it (through the session server) and recreate the
+    # bucket before the new server opens the port, so nothing lands in between.
+    httpx.post(f"{moto}/moto-api/reset", timeout=10).raise_for_status()
+    make_bucket(moto)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
-        # moto keeps state per process, not per server: reset it so the new server starts empty.
-        httpx.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
-        make_bucket(endpoint)
         wait_for(lambda: agent.outbox.counts()["done"] == 60, timeout=30)
         stored = objects(endpoint)
     finally:
