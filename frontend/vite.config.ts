@@ -23,7 +23,7 @@ export default defineConfig({
     setupFiles: ["./src/test/setup.ts"],
     include: ["src/**/*.test.{ts,tsx}"],
     css: false,
-    // CI machines are shared and slow; the tests wait for state, never for a fixed time.
+    // CI machines are shared and slow: generous limits, so only a real hang fails a test.
     testTimeout: 20_000,
     clearMocks: true,
     restoreMocks: true,
