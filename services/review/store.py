@@ -89,8 +89,14 @@ def _sniff(body: bytes) -> str | None:
 
 
 class Refreshing(Generic[T]):
-    """A value recomputed in the background once older than `max_age_s`; readers never wait for a refresh
-    except the very first one (stale-while-revalidate)."""
+    """A value recomputed in the background once older than its maximum age; readers never wait for a
+    refresh except the very first one (stale-while-revalidate).
+
+    The maximum age is at least `DUTY` times the last computation's duration, so an expensive listing
+    (10,000 keys from a slow endpoint) never keeps the storage busy more than a tenth of the time.
+    """
+
+    DUTY = 10.0
 
     def __init__(self, compute: Callable[[], T], max_age_s: float, executor: ThreadPoolExecutor) -> None:
         self._compute = compute
@@ -98,29 +104,42 @@ class Refreshing(Generic[T]):
         self._executor = executor
         self._value: T | None = None
         self._at = 0.0
+        self._took = 0.0
         self._pending: Future[None] | None = None
         self._lock = threading.Lock()
 
+    def _timed(self) -> T:
+        started = time.monotonic()
+        value = self._compute()
+        with self._lock:
+            self._took = time.monotonic() - started
+        return value
+
     def _run(self) -> None:
         try:
-            value = self._compute()
+            value = self._timed()
         except PartcheckError as exc:
             log.warning("background refresh failed: %s", exc)
             return
         with self._lock:
             self._value, self._at = value, time.monotonic()
 
+    @property
+    def effective_max_age_s(self) -> float:
+        """How old the value may grow before a refresh starts."""
+        return max(self.max_age_s, self.DUTY * self._took)
+
     def get(self) -> T:
         """The current value, computing it now only if there is none yet."""
         with self._lock:
             value, at = self._value, self._at
-            stale = value is not None and time.monotonic() - at > self.max_age_s
+            stale = value is not None and time.monotonic() - at > self.effective_max_age_s
             if stale and (self._pending is None or self._pending.done()):
                 # While shutting down the executor refuses work; the current value will do.
                 with contextlib.suppress(RuntimeError):
                     self._pending = self._executor.submit(self._run)
         if value is None:
-            computed = self._compute()
+            computed = self._timed()
             with self._lock:
                 self._value, self._at = computed, time.monotonic()
             return computed
