@@ -189,24 +189,25 @@ def run(quick: bool) -> dict[str, Any]:
     env.setdefault("AWS_ACCESS_KEY_ID", "bench")
     env.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     env.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
-    port = _free_port()
-    moto = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    endpoint = f"http://127.0.0.1:{port}"
     results = []
-    try:
-        _wait_port(port)
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="eu-west-1",
-                          aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                          aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-                          config=Config(s3={"addressing_style": "path"}))  # fmt: skip
-        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
-        with tempfile.TemporaryDirectory(prefix="partcheck-bench-agent-") as tmp:
-            for mode in ("native", "stability"):
+    with tempfile.TemporaryDirectory(prefix="partcheck-bench-agent-") as tmp:
+        for mode in ("native", "stability"):
+            # A fresh moto per mode: its per-request cost grows with the objects it holds.
+            port = _free_port()
+            moto = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+            endpoint = f"http://127.0.0.1:{port}"
+            try:
+                _wait_port(port)
+                s3 = boto3.client("s3", endpoint_url=endpoint, region_name="eu-west-1",
+                                  aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                                  aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+                                  config=Config(s3={"addressing_style": "path"}))  # fmt: skip
+                s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
                 results.append(_run_mode(endpoint, Path(tmp), mode, burst_n, paced_n, env, moto.pid))
-    finally:
-        moto.terminate()
-        moto.wait(timeout=10)
+            finally:
+                moto.terminate()
+                moto.wait(timeout=10)
     rows: list[dict[str, Any]] = []
     for r in results:
         label = "close events" if r["mode"] == "native" else "stability wait only"
