@@ -88,6 +88,8 @@ def _run(settings: Any) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    if hasattr(signal, "SIGBREAK"):  # Windows service wrappers stop a console program with Ctrl+Break
+        signal.signal(signal.SIGBREAK, _stop)
     show_line = settings.status_line if settings.status_line is not None else tty
     if not show_line:
         agent.run()

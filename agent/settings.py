@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from partcheck.errors import InvalidInput
 from partcheck.settings import DEFAULT_INBOUND_BUCKET, AwsSettings
@@ -49,7 +55,7 @@ class AgentSettings(AwsSettings):
     max_file_bytes: int = Field(
         default=20 * 1024 * 1024, gt=0, description="larger files are skipped (predict rejects them anyway)"
     )
-    formats: tuple[str, ...] = Field(
+    formats: Annotated[tuple[str, ...], NoDecode] = Field(
         default=DEFAULT_FORMATS, description="accepted image formats (by content)"
     )
     workers: int = Field(default=4, ge=1, le=64, description="parallel uploads")

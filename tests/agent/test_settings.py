@@ -46,3 +46,11 @@ def test_bad_config_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_template_must_name_the_file() -> None:
     with pytest.raises(ValueError, match="key_template"):
         load_settings(key_template="{line}/{camera}")
+
+
+def test_formats_from_the_environment_as_a_comma_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARTCHECK_AGENT_FORMATS", "jpeg, png")
+    monkeypatch.setenv("PARTCHECK_AGENT_POLL", "true")
+    s = load_settings()
+    assert s.formats == ("JPEG", "PNG")
+    assert s.poll is True
