@@ -52,6 +52,7 @@ def test_own_changes_show_at_once_and_survive_a_listing_under_way() -> None:
     # A slow re-listing starts, sees "a" still there, and the decision on "a" lands meanwhile.
     store.gate = threading.Event()
     store.listing.clear()
+    time.sleep(0.05)  # older than ten times the (instant) first listing took
     index.entries()  # stale: triggers the background listing
     assert store.listing.wait(5)
     del store.objects["unclear/a"]
