@@ -65,8 +65,8 @@ def predict(
 def train(
     data: Annotated[Path, typer.Option(help="folder with def_front/ and ok_front/")] = DEFAULT_DATA,
     out: Annotated[Path, typer.Option(help="where the ONNX file and its card go")] = Path("models"),
-    epochs: Annotated[int, typer.Option(min=1)] = 14,
-    size: Annotated[int, typer.Option(min=32, max=512, help="input side in pixels")] = 128,
+    epochs: Annotated[int, typer.Option(min=1)] = 10,
+    size: Annotated[int, typer.Option(min=32, max=512, help="input side in pixels")] = 96,
     batch_size: Annotated[int, typer.Option(min=2)] = 64,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int, typer.Option(min=1)] = 2,
@@ -74,6 +74,7 @@ def train(
     limit: Annotated[int | None, typer.Option(help="at most this many images per class (smoke runs)")] = None,
     max_escapes: Annotated[int, typer.Option(min=0, help="escapes allowed on validation")] = 0,
     margin: Annotated[float, typer.Option(min=0.0, help="threshold safety margin in logits")] = 0.5,
+    skip_checks: Annotated[bool, typer.Option(help="skip the post-export checks (smoke runs)")] = False,
 ) -> None:
     """Train the defect classifier from scratch and export it to ONNX with its model card."""
     try:
@@ -100,6 +101,13 @@ def train(
         card = run_training(cfg)
     except (InvalidInput, ValueError) as exc:
         raise _fail(str(exc)) from exc
+    if not skip_checks:
+        from services.predict.train.validate import validate_model
+
+        typer.echo(
+            "checking the exported model on validation, re-framed copies and synthetic OOD...", err=True
+        )
+        card["metrics"].update(validate_model(out / card["file"], data, val_fraction))
     typer.echo(
         json.dumps(
             {

@@ -26,13 +26,14 @@ class Standardize(nn.Module):
 class PartNet(nn.Module):
     """Stride-2 conv stages, global average pooling, a feature vector and a 2-way linear head."""
 
-    def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 96, 128), double: bool = True) -> None:
+    def __init__(self, widths: tuple[int, ...] = (8, 16, 32, 64, 128), double_from: int = 1) -> None:
         super().__init__()
         layers: list[nn.Module] = [Standardize()]
         c_in = 1
         for i, w in enumerate(widths):
             layers.append(_block(c_in, w, 2))
-            if double and i > 0:
+            # A second conv only on the small late maps: depth where it is cheap.
+            if i >= double_from:
                 layers.append(_block(w, w, 1))
             c_in = w
         self.body = nn.Sequential(*layers)

@@ -33,8 +33,8 @@ class TrainConfig:
 
     data_dir: Path
     out_dir: Path
-    size: int = 128
-    epochs: int = 14
+    size: int = 96
+    epochs: int = 10
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 5e-4
@@ -42,6 +42,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     widths: tuple[int, ...] = (8, 16, 32, 64, 128)
+    double_from: int = 1
     limit: int | None = None
     # Operating point: escapes and false rejects allowed on validation, and the safety margin in logits.
     max_escapes: int = 0
@@ -110,6 +111,7 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
     """Train, calibrate, choose the operating point, export ONNX + card into cfg.out_dir; return the card."""
     console = console or Console(stderr=True)
     started = time.perf_counter()
+    cpu_started = time.process_time()
     torch.set_num_threads(cfg.threads)
     gen = _seed_everything(cfg.seed)
     items = _subset(data.list_items(cfg.data_dir), cfg.limit)
@@ -134,7 +136,7 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
         f"({int(y_val.sum())} defect), size {cfg.size}, data sha256 {digest[:12]}"
     )
 
-    net = PartNet(cfg.widths)
+    net = PartNet(cfg.widths, cfg.double_from)
     ema = torch.optim.swa_utils.AveragedModel(
         net,
         multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.995),  # type: ignore[no-untyped-call]
@@ -195,6 +197,7 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
                 f"val nll {val_nll:.4f}  {time.perf_counter() - started:.0f}s"
             )
     train_seconds = time.perf_counter() - started
+    console.print(f"training took {train_seconds:.0f} s wall, {time.process_time() - cpu_started:.0f} s CPU")
     final = ema.module
     assert isinstance(final, PartNet)
     final.eval()
@@ -327,6 +330,7 @@ def _finish(
             },
             "history": history,
             "seconds": round(train_seconds, 1),
+            "cpu_seconds": round(time.process_time(), 1),
             "torch": torch.__version__,
         },
         "metrics": {

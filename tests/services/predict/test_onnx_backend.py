@@ -15,23 +15,9 @@ from services.predict.onnx_backend import OnnxClassifier, card_path_for
 from services.predict.settings import PredictSettings
 from tests.images import png_bomb, solid, truncated
 from tests.services.predict import tiny_model
+from tests.services.predict.tiny_model import textured
 
 pytestmark = pytest.mark.unit
-
-
-def _textured(mean: int) -> bytes:
-    """A usable frame (contrast, sharp edges) with a chosen mean brightness."""
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(mean)
-    arr = np.clip(mean + rng.normal(0, 25, (128, 128)), 0, 255).astype(np.uint8)
-    arr[::16] = np.clip(mean + 50, 0, 255)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, "PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture
@@ -41,7 +27,7 @@ def tiny(tmp_path: Path) -> Path:
 
 def test_known_verdicts(tiny: Path) -> None:
     clf = OnnxClassifier(tiny)
-    bright, dark, middle = clf.predict([_textured(170), _textured(80), _textured(128)])
+    bright, dark, middle = clf.predict([textured(170), textured(80), textured(128)])
     assert bright.label == "defect"
     assert bright.p_defect > 0.8
     assert dark.label == "ok"
@@ -56,7 +42,7 @@ def test_known_verdicts(tiny: Path) -> None:
 
 
 def test_classify_uses_the_protocol(tiny: Path) -> None:
-    assert classify(_textured(170), OnnxClassifier(tiny)).label == "defect"
+    assert classify(textured(170), OnnxClassifier(tiny)).label == "defect"
 
 
 def test_blank_and_badly_exposed_frames_get_no_verdict(tiny: Path) -> None:
@@ -69,14 +55,14 @@ def test_blank_and_badly_exposed_frames_get_no_verdict(tiny: Path) -> None:
 
 def test_out_of_distribution_goes_to_unclear(tmp_path: Path) -> None:
     clf = OnnxClassifier(tiny_model.build(tmp_path, ood_value=9.0, ood_threshold=5.0))
-    (p,) = clf.predict([_textured(170)])
+    (p,) = clf.predict([textured(170)])
     assert p.label == "unclear"
     assert (p.reason or "").startswith("out of distribution")
     assert p.ood_score == pytest.approx(9.0)
 
 
 def test_predict_many_isolates_bad_images(tiny: Path, sample_images: dict[str, list[Path]]) -> None:
-    good = _textured(170)
+    good = textured(170)
     jpeg = sample_images["ok"][0].read_bytes()
     out = OnnxClassifier(tiny).predict_many([good, b"", png_bomb(), truncated(jpeg), b"not an image", good])
     assert [type(o).__name__ for o in out] == [
@@ -96,12 +82,12 @@ def test_predict_raises_for_a_single_bad_image(tiny: Path) -> None:
 
 def test_predict_names_the_bad_members_of_a_batch(tiny: Path) -> None:
     with pytest.raises(InvalidImage, match="image 1"):
-        OnnxClassifier(tiny).predict([_textured(170), b""])
+        OnnxClassifier(tiny).predict([textured(170), b""])
 
 
 def test_threshold_override_beats_the_card(tiny: Path) -> None:
     strict = OnnxClassifier(tiny, thresholds=Thresholds(t_ok=0.5, t_defect=0.999999))
-    (p,) = strict.predict([_textured(170)])
+    (p,) = strict.predict([textured(170)])
     assert p.label == "unclear"
     assert p.thresholds.t_defect == 0.999999
 

@@ -76,3 +76,17 @@ def build(
     }
     (directory / f"{name}.card.json").write_text(json.dumps(card))
     return path
+
+
+def textured(mean: int, seed: int = 0) -> bytes:
+    """A usable frame (contrast, sharp lines) with a chosen mean brightness: tiny's verdict follows it."""
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(seed * 1000 + mean)
+    arr = np.clip(mean + rng.normal(0, 25, (128, 128)), 0, 255).astype(np.uint8)
+    arr[::16] = np.clip(mean + 50, 0, 255)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG")
+    return buf.getvalue()

@@ -1,0 +1,80 @@
+"""`partcheck evaluate`'s counts on a tiny labelled folder whose right answers are known."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.predict.onnx_backend import OnnxClassifier
+from services.predict.train.evaluate import evaluate_folder, format_text
+from tests.services.predict import tiny_model
+from tests.services.predict.tiny_model import textured
+
+pytestmark = pytest.mark.unit
+
+
+def make_folder(root: Path) -> Path:
+    """tiny says defect for bright, ok for dark, unclear for middle grey frames."""
+    (root / "def_front").mkdir(parents=True)
+    (root / "ok_front").mkdir()
+    for i in range(5):
+        (root / "def_front" / f"bright_{i}.png").write_bytes(textured(170, i))
+    for i in range(4):
+        (root / "ok_front" / f"dark_{i}.png").write_bytes(textured(80, i))
+    (root / "def_front" / "escape.png").write_bytes(textured(80, 9))  # a defect tiny calls ok
+    (root / "ok_front" / "false_reject.png").write_bytes(textured(170, 9))
+    (root / "ok_front" / "middle.png").write_bytes(textured(128, 9))  # p_defect ~0.5: unclear
+    (root / "ok_front" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    (root / "ok_front" / "notes.txt").write_text("ignored: not an image suffix")
+    return root
+
+
+def test_counts_on_a_known_folder(tmp_path: Path) -> None:
+    clf = OnnxClassifier(tiny_model.build(tmp_path / "model"))
+    result = evaluate_folder(clf, make_folder(tmp_path / "data"))
+    s = result.summary()
+    assert s["n"] == 13
+    assert (s["n_ok"], s["n_defect"]) == (7, 6)
+    assert s["escapes"] == 1
+    assert s["false_rejects"] == 1
+    assert s["unclear"] == 1
+    assert s["rejected"] == 1
+    assert s["decided"] == 11
+    assert s["decided_accuracy"] == pytest.approx(9 / 11)
+    assert s["unclear_rate"] == pytest.approx(1 / 13)
+    # Top label without abstaining: 9 right (5 bright defects, 4 dark oks); middle is a coin flip
+    # (tiny's p_defect ~0.5) and broken counts as wrong.
+    right = sum(r.p_defect is not None and (r.p_defect >= 0.5) == bool(r.truth) for r in result.rows)
+    assert s["accuracy"] == pytest.approx(right / 13)
+    assert s["confusion"]["counts"] == [[4, 1, 1, 1], [1, 5, 0, 0]]
+    # defect positive: tp 5, fp = false_reject (+ middle if >= 0.5), fn = escape
+    assert s["recall"] == pytest.approx(5 / 6)
+    assert s["thresholds"] == {"t_ok": 0.8, "t_defect": 0.8}
+    assert s["latency_ms_p50"] > 0
+    assert "escapes 1" in format_text(result)
+
+
+def test_report_writes_plots_and_summary(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from services.predict.train.report import write_report
+
+    clf = OnnxClassifier(tiny_model.build(tmp_path / "model"))
+    result = evaluate_folder(clf, make_folder(tmp_path / "data"))
+    files = write_report(result, tmp_path / "report")
+    names = {f.name for f in files}
+    assert names == {"confusion.png", "reliability.png", "risk_coverage.png", "summary.md"}
+    for f in files:
+        assert f.stat().st_size > 0
+    assert (tmp_path / "report" / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    assert "escape.png" in summary
+    assert "| escapes | 1 |" in summary
+
+
+def test_folder_without_the_layout_is_refused(tmp_path: Path) -> None:
+    from partcheck.errors import InvalidInput
+
+    clf = OnnxClassifier(tiny_model.build(tmp_path / "model"))
+    with pytest.raises(InvalidInput, match="neither def_front"):
+        evaluate_folder(clf, tmp_path / "model")

@@ -1,0 +1,110 @@
+"""The Rekognition Custom Labels backend against a moto server over HTTP.
+
+moto answers detect_custom_labels with a fixed label; the tests replace that answer inside the in-process
+server (the request still travels over HTTP through botocore), to cover the original labels, unknown
+labels and an empty result.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from partcheck.aws import AwsConfig, client
+from partcheck.errors import InvalidImage
+from partcheck.thresholds import Thresholds
+from services.predict.backends import load_classifier
+from services.predict.rekognition_backend import RekognitionClassifier
+from services.predict.settings import PredictSettings
+from tests.images import solid, truncated
+
+pytestmark = pytest.mark.integration
+
+ARN = "arn:aws:rekognition:eu-west-1:123456789012:project/casting/version/casting.2024-01-01/1700000000000"
+
+
+@pytest.fixture
+def answer(monkeypatch: pytest.MonkeyPatch, moto: str) -> list[dict[str, Any]]:
+    """The CustomLabels moto will return; tests fill it in."""
+    from moto.rekognition.models import RekognitionBackend
+
+    labels: list[dict[str, Any]] = []
+    monkeypatch.setattr(RekognitionBackend, "_detect_custom_labels_detections", lambda self: list(labels))
+    return labels
+
+
+@pytest.fixture
+def classifier(moto: str) -> RekognitionClassifier:
+    rek = client("rekognition", AwsConfig(endpoint_url=moto))
+    clf = load_classifier(PredictSettings(backend="rekognition", rekognition_project_version_arn=ARN), rek)
+    assert isinstance(clf, RekognitionClassifier)
+    return clf
+
+
+def test_moto_default_label_is_unknown_and_unclear(
+    classifier: RekognitionClassifier, sample_images: dict[str, list[Path]]
+) -> None:
+    (p,) = classifier.predict([sample_images["ok"][0].read_bytes()])
+    assert p.label == "unclear"
+    assert "unknown labels only" in (p.reason or "")
+    assert "MyLogo" in (p.reason or "")
+
+
+def test_def_front_maps_to_defect_on_a_0_1_scale(
+    answer: list[dict[str, Any]], classifier: RekognitionClassifier, sample_images: dict[str, list[Path]]
+) -> None:
+    answer[:] = [{"Name": "def_front", "Confidence": 97.5}, {"Name": "ok_front", "Confidence": 2.5}]
+    (p,) = classifier.predict([sample_images["defect"][0].read_bytes()])
+    assert p.label == "defect"
+    assert p.p_defect == pytest.approx(0.975)
+    assert p.confidence == pytest.approx(0.975)
+    assert p.model_name == "rekognition-custom-labels"
+    assert p.model_version == "casting.2024-01-01"
+
+
+def test_ok_front_alone(
+    answer: list[dict[str, Any]], classifier: RekognitionClassifier, sample_images: dict[str, list[Path]]
+) -> None:
+    answer[:] = [{"Name": "ok_front", "Confidence": 91.0}]
+    (p,) = classifier.predict([sample_images["ok"][0].read_bytes()])
+    assert p.label == "ok"
+    assert p.p_defect == pytest.approx(0.09)
+
+
+def test_low_confidence_is_unclear_with_the_original_threshold(
+    answer: list[dict[str, Any]], classifier: RekognitionClassifier, sample_images: dict[str, list[Path]]
+) -> None:
+    # 75 on Rekognition's scale is 0.75 < 0.8: the original compared 75 > 0.8 and never said unclear.
+    answer[:] = [{"Name": "def_front", "Confidence": 75.0}, {"Name": "ok_front", "Confidence": 25.0}]
+    assert classifier.thresholds == Thresholds.single(0.8)
+    (p,) = classifier.predict([sample_images["defect"][0].read_bytes()])
+    assert p.label == "unclear"
+    assert "below threshold" in (p.reason or "")
+
+
+def test_empty_result_is_unclear(
+    answer: list[dict[str, Any]], classifier: RekognitionClassifier, sample_images: dict[str, list[Path]]
+) -> None:
+    answer[:] = []
+    (p,) = classifier.predict([sample_images["ok"][0].read_bytes()])
+    assert p.label == "unclear"
+    assert "no label returned" in (p.reason or "")
+
+
+def test_bad_bytes_never_reach_rekognition(
+    answer: list[dict[str, Any]], classifier: RekognitionClassifier, sample_images: dict[str, list[Path]]
+) -> None:
+    answer[:] = [{"Name": "ok_front", "Confidence": 99.0}]
+    good = sample_images["ok"][0].read_bytes()
+    out = classifier.predict_many([b"", truncated(good), good, solid(255)])
+    assert isinstance(out[0], InvalidImage)
+    assert isinstance(out[1], InvalidImage)
+    assert not isinstance(out[2], InvalidImage)
+    assert out[2].label == "ok"
+    assert not isinstance(out[3], InvalidImage)
+    assert out[3].label == "unclear"
+    assert "over-exposed" in (out[3].reason or "")
+    with pytest.raises(InvalidImage):
+        classifier.predict([b""])

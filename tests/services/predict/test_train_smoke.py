@@ -1,0 +1,65 @@
+"""A smoke training run: one short epoch on a small subset, exported, loaded and checked like the real one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, sample_images: dict[str, list[Path]]) -> Path:
+    """The committed samples in the data set's layout (the full data set is not needed for a smoke run)."""
+    for name, label in (("def_front", "defect"), ("ok_front", "ok")):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for path in sample_images[label]:
+            (tmp_path / "data" / name / path.name).symlink_to(path)
+    return tmp_path / "data"
+
+
+def test_one_epoch_exports_a_loadable_model_with_a_true_card(data_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from services.predict.onnx_backend import OnnxClassifier
+    from services.predict.train.export import TOLERANCE
+    from services.predict.train.trainer import TrainConfig, train
+
+    out = tmp_path / "models"
+    cfg = TrainConfig(
+        data_dir=data_dir,
+        out_dir=out,
+        size=64,
+        epochs=1,
+        batch_size=8,
+        val_fraction=0.3,
+        threads=1,
+        command="pytest smoke",
+    )
+    card = train(cfg)
+    onnx_path = out / "partcheck-defect.onnx"
+    on_disk = json.loads((out / "partcheck-defect.card.json").read_text())
+    assert on_disk == json.loads(json.dumps(card))
+    assert card["sha256"] == hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+    assert card["input"]["size"] == 64
+    assert card["training"]["counts"]["train"]["ok"] + card["training"]["counts"]["validation"]["ok"] == 12
+    assert card["metrics"]["validation"]["onnx_max_abs_diff"] < TOLERANCE
+    assert card["temperature"] > 0
+    assert 0.5 <= card["thresholds"]["t_ok"] <= 1.0
+    assert card["command"] == "pytest smoke"
+    clf = OnnxClassifier(onnx_path)
+    sample = next(data_dir.glob("ok_front/*"))
+    (prediction,) = clf.predict([sample.read_bytes()])
+    assert prediction.model_version == card["version"]
+
+
+def test_split_is_deterministic_and_by_file_name(data_dir: Path) -> None:
+    from services.predict.train.data import list_items, split
+
+    items = list_items(data_dir)
+    a_train, a_val = split(items, 0.3)
+    _, b_val = split(list(reversed(items)), 0.3)
+    assert sorted(i.path.name for i in a_val) == sorted(i.path.name for i in b_val)
+    assert not {i.path.name for i in a_train} & {i.path.name for i in a_val}
