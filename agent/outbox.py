@@ -274,6 +274,10 @@ class Outbox:
         except sqlite3.IntegrityError as exc:
             raise ConflictError(str(exc)) from exc
 
+    def forget(self, row_id: int) -> None:
+        """Drop a row whose decision no longer holds (a duplicate whose original vanished)."""
+        self._exec("DELETE FROM files WHERE id=?", (row_id,))
+
     def disposed(self, row_id: int, how: str) -> None:
         """Record what the after-upload action did with the file."""
         self._exec("UPDATE files SET disposed=?, updated_at=? WHERE id=?", (how, time.time(), row_id))

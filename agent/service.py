@@ -87,7 +87,7 @@ class Agent:
             settings.after_upload, self.watch, archive, int(settings.archive_quota_mb * 1024 * 1024)
         )
         # Never watch our own state or archive if someone put them inside the watched folder.
-        self._excluded = tuple(str(p) for p in (Path(os.path.abspath(settings.state_dir)), archive))
+        self._excluded = tuple(str(p) + os.sep for p in (Path(os.path.abspath(settings.state_dir)), archive))
         self._ready: queue.Queue[tuple[str, float]] = queue.Queue()
         self._inflight: set[str] = set()
         self._inflight_lock = threading.Lock()
@@ -245,7 +245,7 @@ class Agent:
 
     def wanted(self, path: str) -> bool:
         """Paths worth tracking: inside the watch, not ours, not temporary names."""
-        if path.startswith(self._excluded):
+        if (path + os.sep).startswith(self._excluded):
             return False
         return not is_temp_name(os.path.basename(path))
 
@@ -487,6 +487,10 @@ class Agent:
             self.outbox.finish(row.id, "gone", "deleted before upload")
             emit(ERROR, "file deleted before upload; nothing to send", path=row.path, key=row.key)
             self.metrics.files.labels("gone").inc()
+            # Files held back as its duplicates now carry the only copy of these bytes: take them again.
+            for dup in self.outbox.duplicates_of(row.id):
+                self.outbox.forget(dup.id)
+                self.tracker.scanned(dup.path)
             return
         except OSError as exc:
             self._backoff(row, f"unreadable: {exc.strerror or exc}", gate=False)

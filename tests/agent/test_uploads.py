@@ -289,3 +289,34 @@ def test_archive_quota_drops_oldest_first(start_agent: StartAgent, inbox: Path, 
     assert total <= 0.05 * 1024 * 1024
     assert kept == [f"q{i}.jpg" for i in range(8 - len(kept), 8)]  # the newest survive
     assert 0 < len(kept) < 8
+
+
+def test_a_duplicate_is_taken_again_when_its_original_vanishes(
+    start_agent: StartAgent, inbox: Path, moto: str
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"  # S3 unreachable: the original stays pending
+    agent = start_agent(endpoint=dead)
+    data = jpeg_bytes(70)
+    (inbox / "a.jpg").write_bytes(data)
+    wait_for(lambda: _states(agent).get(str(inbox / "a.jpg")) == "pending")
+    (inbox / "b.jpg").write_bytes(data)
+    wait_for(lambda: _states(agent).get(str(inbox / "b.jpg")) == "duplicate")
+    (inbox / "a.jpg").unlink()
+    wait_for(lambda: _states(agent).get(str(inbox / "a.jpg")) == "gone", timeout=10)
+    wait_for(lambda: _states(agent).get(str(inbox / "b.jpg")) in ("pending", "uploading"), timeout=10)
+    row = agent.outbox.active_by_sha(sha(data))
+    assert row is not None
+    assert row.path == str(inbox / "b.jpg")
+
+
+def test_state_and_archive_inside_the_watched_folder_are_left_alone(
+    start_agent: StartAgent, inbox: Path, moto: str
+) -> None:
+    agent = start_agent(state_dir=inbox / ".state", archive_dir=inbox / "archive")
+    (inbox / "x.jpg").write_bytes(jpeg_bytes(80))
+    wait_for(lambda: agent.outbox.counts()["done"] == 1)
+    wait_for(lambda: (inbox / "archive").exists() and any((inbox / "archive").rglob("x.jpg")))
+    agent.scan()
+    time.sleep(1.0)
+    assert len(agent.outbox.rows()) == 1
+    assert len(objects(moto)) == 1
