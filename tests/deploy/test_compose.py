@@ -20,6 +20,7 @@ from typing import IO, Any
 
 import boto3
 import pytest
+import yaml
 
 from tests.conftest import free_port
 from tests.deploy.cfn import load_template
@@ -425,3 +426,19 @@ def test_health_checks_fail_when_their_service_is_unreachable(moto: str) -> None
     assert run("queue", "predict").returncode == 0
     assert run("queue", "review").returncode == 1
     assert run("bogus").returncode == 2
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("service", "message"),
+    [
+        ({"image": "x", "depends_on": ["nowhere"]}, "depends on unknown service 'nowhere'"),
+        ({"image": "x", "restart_policy": "always"}, "restart_policy"),
+        ({"build": {"context": ".", "dockerfile": "no/Dockerfile"}}, "no/Dockerfile"),
+    ],
+)
+def test_compose_check_reports_broken_files(tmp_path: Path, service: dict[str, Any], message: str) -> None:
+    path = tmp_path / "compose.yml"
+    path.write_text(yaml.safe_dump({"services": {"a": service}}))
+    with pytest.raises(compose_check.ComposeError, match=message):
+        compose_check.check(path, {})
