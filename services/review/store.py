@@ -222,7 +222,11 @@ class ReviewStore:
         self.index = QueueIndex(store, bucket, queue_max_age_s, self.executor)
         self._meta: dict[tuple[str, str], ObjectInfo] = {}
         self._audit: dict[str, dict[str, Any]] = {}
-        self._claims: tuple[float, dict[str, Claim]] | None = None
+        self._claim_seq = 0
+        self._claim_changes: list[tuple[int, str, Claim | None]] = []
+        self._claims: Refreshing[tuple[int, dict[str, Claim]]] = Refreshing(
+            self._list_claims, _CLAIMS_TTL_S, self.executor
+        )
         self._claim_objs: dict[tuple[str, str], Claim | None] = {}
         self._lock = threading.Lock()
         self.stats_cache: Refreshing[dict[str, Any]] = Refreshing(
@@ -278,12 +282,9 @@ class ReviewStore:
 
     # --- queue and items ---------------------------------------------------------------------------
 
-    def claims(self, now: datetime, fresh: bool = False) -> dict[str, Claim]:
-        """Live claims by unclear key (listing cached for a second)."""
+    def _list_claims(self) -> tuple[int, dict[str, Claim]]:
         with self._lock:
-            cached = self._claims
-        if cached and not fresh and time.monotonic() - cached[0] < _CLAIMS_TTL_S:
-            return {k: c for k, c in cached[1].items() if c.live(now)}
+            started = self._claim_seq
         out: dict[str, Claim] = {}
         for o in _listing(self.store, self.bucket, core.CLAIMS_PREFIX):
             with self._lock:
@@ -298,19 +299,22 @@ class ReviewStore:
                     self._claim_objs[(o.key, o.etag)] = claim
             if claim is not None and o.key.endswith(".json"):
                 out[Route.UNCLEAR.prefix + o.key[len(core.CLAIMS_PREFIX) : -len(".json")]] = claim
+        return started, out
+
+    def claims(self, now: datetime) -> dict[str, Claim]:
+        """Live claims by unclear key, from a claims/ listing refreshed in the background every second,
+        with this process's own claims and releases laid over it (as the queue index does)."""
+        started, listed = self._claims.get()
         with self._lock:
-            self._claims = (time.monotonic(), out)
-        return {k: c for k, c in out.items() if c.live(now)}
+            self._claim_changes = [c for c in self._claim_changes if c[0] > started]
+            pending = {key: claim for _, key, claim in self._claim_changes}
+        merged: dict[str, Claim | None] = {**listed, **pending}
+        return {k: c for k, c in merged.items() if c is not None and c.live(now)}
 
     def _claim_changed(self, unclear_key: str, claim: Claim | None) -> None:
         with self._lock:
-            if self._claims is None:
-                return
-            at, claims = self._claims
-            claims = {k: c for k, c in claims.items() if k != unclear_key}
-            if claim is not None:
-                claims[unclear_key] = claim
-            self._claims = (at, claims)
+            self._claim_seq += 1
+            self._claim_changes.append((self._claim_seq, unclear_key, claim))
 
     def _item(self, info: ObjectInfo, claim: Claim | None) -> dict[str, Any]:
         item = core.item_fields(info.key, info.metadata, info.last_modified or datetime.now(UTC))
