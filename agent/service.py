@@ -265,7 +265,7 @@ class Agent:
             return
         if self.tracker.close_events:
             self.tracker.closed(path)
-            self._tick_ready()
+            self._tick()  # at once, from the observer thread: the close-to-upload delay is what counts
         else:
             self.tracker.modified(path)
 
@@ -274,16 +274,12 @@ class Agent:
         self.tracker.forget(src)
         if self.wanted(dest):
             self.tracker.moved_in(dest)
-            self._tick_ready()
+            self._tick()  # at once, from the observer thread: the close-to-upload delay is what counts
 
     def on_deleted(self, path: str) -> None:
         """A file was deleted before we took it."""
         if self.tracker.forget(path):
             self._record_gone(path, "deleted before upload")
-
-    def _tick_ready(self) -> None:
-        for path in self.tracker.due(busy=self._is_inflight).ready:
-            self._dispatch(path)
 
     def _is_inflight(self, path: str) -> bool:
         with self._inflight_lock:

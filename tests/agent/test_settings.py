@@ -54,3 +54,20 @@ def test_formats_from_the_environment_as_a_comma_list(monkeypatch: pytest.Monkey
     s = load_settings()
     assert s.formats == ("JPEG", "PNG")
     assert s.poll is True
+
+
+def test_cli_refuses_missing_watch_and_bad_values(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from agent.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, [])
+    assert result.exit_code == 2
+    assert "--watch" in result.output
+    result = runner.invoke(app, ["--watch", str(tmp_path), "--after-upload", "shred"])
+    assert result.exit_code == 2
+    assert "invalid agent settings" in result.output
+    result = runner.invoke(app, ["status", "--state-dir", str(tmp_path / "none")])
+    assert result.exit_code == 1
+    assert "no outbox" in result.output
