@@ -402,6 +402,21 @@ def test_every_compose_command_runs_locally_and_sorts_an_image(
         assert proc.process.poll() is None, f"{name} died\n{stack.logs()}"
         assert proc.healthy(), f"{name} unhealthy\n{stack.logs()}"
 
+    # `docker compose restart moto`: its state lives in the moto-data volume, so the sorted image stays.
+    moto = stack.procs["moto"]
+    moto.stop()
+    moto.start()
+    stack.wait("moto healthy again", moto.healthy, 60)
+
+    def restored() -> bool:
+        # moto answers while it still restores its snapshot; until then the bucket is missing.
+        try:
+            return routed() == [key]
+        except s3.exceptions.NoSuchBucket:
+            return False
+
+    stack.wait("the sorted image back after the restart", restored, 30)
+
 
 @pytest.mark.integration
 def test_health_checks_fail_when_their_service_is_unreachable(moto: str) -> None:
