@@ -709,3 +709,18 @@ def test_oidc_requires_signer_setting(moto: str, tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="ALB_ARN"):
         make_settings(moto, tmp_path, trust_alb_oidc=True)
+
+
+def test_audit_in_its_own_bucket(app_factory: App, put_unclear: Any, s3: Any) -> None:
+    s3.create_bucket(Bucket="review-audit", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    c = app_factory(audit_bucket="review-audit")
+    login(c)
+    item = encode_id(put_unclear("a.jpg"))
+    assert c.post(f"/api/items/{item}/decision", json={"label": "ok"}).status_code == 200
+    assert keys(s3, "audit/") == []
+    audit_keys = [o["Key"] for o in s3.list_objects_v2(Bucket="review-audit")["Contents"]]
+    assert len(audit_keys) == 1
+    assert audit_keys[0].startswith("audit/")
+    assert [h["key"] for h in c.get("/api/history").json()["items"]] == ["unclear/a.jpg"]
+    assert c.post("/api/undo").status_code == 200
+    assert len(s3.list_objects_v2(Bucket="review-audit")["Contents"]) == 2
