@@ -32,6 +32,7 @@ _MAX_META_CACHE = 50_000
 _MAX_AUDIT_CACHE = 100_000
 _CLAIMS_TTL_S = 1.0
 _PREFETCH = 10
+_STALE_CLAIM = timedelta(minutes=10)
 _JSON = "application/json"
 
 
@@ -297,6 +298,11 @@ class ReviewStore:
                     if len(self._claim_objs) > _MAX_META_CACHE:
                         self._claim_objs.clear()
                     self._claim_objs[(o.key, o.etag)] = claim
+            if claim is not None and claim.expires_at < datetime.now(UTC) - _STALE_CLAIM:
+                # Abandoned long ago; removing it keeps this listing short. A concurrent takeover's
+                # If-Match then finds no object and retries as a fresh claim.
+                self._quietly(self.store.delete, self.bucket, o.key)
+                continue
             if claim is not None and o.key.endswith(".json"):
                 out[Route.UNCLEAR.prefix + o.key[len(core.CLAIMS_PREFIX) : -len(".json")]] = claim
         return started, out

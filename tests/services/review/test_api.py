@@ -724,3 +724,15 @@ def test_audit_in_its_own_bucket(app_factory: App, put_unclear: Any, s3: Any) ->
     assert [h["key"] for h in c.get("/api/history").json()["items"]] == ["unclear/a.jpg"]
     assert c.post("/api/undo").status_code == 200
     assert len(s3.list_objects_v2(Bucket="review-audit")["Contents"]) == 2
+
+
+def test_long_expired_claims_are_cleaned_up(alice: TestClient, put_unclear: Any, s3: Any) -> None:
+    put_unclear("a.jpg")
+    put_unclear("b.jpg")
+    old = {"inspector": "bob", "expires_at": "2026-01-01T00:00:00Z"}
+    s3.put_object(Bucket=BUCKET, Key="claims/a.jpg.json", Body=json.dumps(old).encode())
+    recent = {"inspector": "bob", "expires_at": (datetime.now(UTC) + timedelta(minutes=1)).isoformat()}
+    s3.put_object(Bucket=BUCKET, Key="claims/b.jpg.json", Body=json.dumps(recent).encode())
+    items = {i["name"]: i["claimed_by"] for i in alice.get("/api/queue").json()["items"]}
+    assert items == {"a.jpg": None, "b.jpg": "bob"}
+    assert keys(s3, "claims/") == ["claims/b.jpg.json"]
