@@ -36,6 +36,7 @@ MAX_NOTE_CHARS = 500
 _META_BUDGET = 1900
 _META_NOTE_MAX = 600
 _META_SAFE = " :/-_.,=+@"
+_LIMITER_SWEEP = 10_000
 
 Action = Literal["decision", "undo"]
 ModelLabel = Literal["ok", "defect", "unclear"]
@@ -452,6 +453,7 @@ class LoginLimiter:
         self.max_failures = max_failures
         self.window_s = window_s
         self._failures: dict[str, deque[float]] = {}
+        self._next_sweep = 0.0
         self._lock = threading.Lock()
 
     def _prune(self, key: str, now: float) -> deque[float]:
@@ -475,6 +477,12 @@ class LoginLimiter:
     def fail(self, keys: Iterable[str], now: float) -> None:
         """Record one failed attempt against every key."""
         with self._lock:
+            if len(self._failures) > _LIMITER_SWEEP and now >= self._next_sweep:
+                # Names sprayed once are never checked again; sweep them (at most once per window)
+                # so memory stays bounded without scanning on every attempt.
+                self._next_sweep = now + self.window_s
+                for stale in [k for k, q in self._failures.items() if not q or q[-1] <= now - self.window_s]:
+                    del self._failures[stale]
             for key in keys:
                 self._prune(key, now).append(now)
 

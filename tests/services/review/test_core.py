@@ -184,3 +184,11 @@ def test_login_limiter_window() -> None:
     lim.succeed("user:a")
     lim.fail(["ip:1"], 61)
     assert lim.retry_after(["ip:1"], 62) is not None
+
+
+def test_login_limiter_memory_is_bounded() -> None:
+    lim = core.LoginLimiter(max_failures=5, window_s=60)
+    for i in range(20_000):
+        lim.fail([f"user:spray-{i}"], now=float(i % 10))
+    lim.fail(["user:late"], now=1000.0)
+    assert len(lim._failures) <= 10_002
