@@ -96,6 +96,7 @@ class Agent:
         self._gate_until = 0.0  # wall time before which no PUT is tried (S3 failing)
         self._failures = 0
         self._observer: Any = None
+        self._observer_error: str | None = None
         self._watch_id: tuple[int, int] | None = None
         self._workers: list[threading.Thread] = []
         self._main: threading.Thread | None = None
@@ -175,7 +176,7 @@ class Agent:
         last_check = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
-            if now - last_check >= 1.0 or self._observer is None:
+            if now - last_check >= 1.0:
                 last_check = now
                 self._check_watch_folder()
             self._tick()
@@ -227,9 +228,14 @@ class Agent:
 
         try:
             self._observer = make_observer(self, poll=self.s.poll, poll_interval_s=self.s.poll_interval_s)
+            self._observer_error = None
         except OSError as exc:
-            # inotify limits or a vanished folder: scans keep working, the next check retries.
-            emit(ERROR, "could not start watching; relying on scans", watch=str(self.watch), error=str(exc))
+            # inotify limits or a vanished folder: scans keep working, the next check (1 s) retries.
+            if str(exc) != self._observer_error:
+                emit(
+                    ERROR, "could not start watching; relying on scans", watch=str(self.watch), error=str(exc)
+                )
+            self._observer_error = str(exc)
             self._observer = None
 
     def _stop_observer(self) -> None:

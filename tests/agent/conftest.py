@@ -47,15 +47,18 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def wait_for(cond: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
-    """Poll until `cond()` is truthy; fail the test on timeout."""
+def wait_for(
+    cond: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, describe: Callable[[], Any] = str
+) -> Any:
+    """Poll until `cond()` is truthy; fail the test on timeout (with `describe()` to show the state)."""
     deadline = time.monotonic() + timeout
     while True:
         value = cond()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {getattr(cond, '__name__', cond)}")
+            detail = describe() if describe is not str else ""
+            pytest.fail(f"timed out after {timeout} s waiting for {getattr(cond, '__name__', cond)} {detail}")
         time.sleep(interval)
 
 

@@ -215,7 +215,7 @@ def test_every_bad_input_gets_one_log_line_and_a_state(
         states = _states(agent)
         return all(states.get(str(inbox / n), (None,)) == s for n, (s, _r) in expected.items())
 
-    wait_for(all_there, timeout=20)
+    wait_for(all_there, timeout=40, describe=lambda: _states(agent))
     rows = {Path(r.path).name: r for r in agent.outbox.rows()}
     for name, (state, reason) in expected.items():
         if reason:
