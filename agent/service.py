@@ -55,6 +55,12 @@ class Live:
     last_error: str | None = None
     watch_present: bool = True
     backing_off_until: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add_uploading(self, n: int) -> None:
+        """Count PUTs in flight (workers run in parallel)."""
+        with self._lock:
+            self.uploading += n
 
     def rate(self, window_s: float = 10.0) -> float:
         """Uploads per second over the last window."""
@@ -420,7 +426,7 @@ class Agent:
             self._record(path, name, "failed", f"unreadable: {exc.strerror or exc}", st=st, prev=prev)
             return
         if len(data) != st.st_size:
-            self.tracker.modified(path)  # still changing; look again when it settles
+            self.tracker.scanned(path)  # still changing; look again once it has settled
             return
         facts = sniff_image(data, self.s.formats)
         if facts is None:
@@ -510,7 +516,7 @@ class Agent:
         assert row.sha256 is not None
         assert row.capture_time is not None
         key = row.key
-        self.live.uploading += 1
+        self.live.add_uploading(1)
         started = time.monotonic()
         try:
             alternatives = [_with_suffix(row.key, row.sha256, 8), _with_suffix(row.key, row.sha256, 64)]
@@ -581,7 +587,7 @@ class Agent:
                 attempts=row.attempts,
             )
         finally:
-            self.live.uploading -= 1
+            self.live.add_uploading(-1)
         self._dispose(replace(row, state="done"))
         for dup in self.outbox.duplicates_of(row.id):
             self._dispose(dup)
