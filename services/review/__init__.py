@@ -1,0 +1,1 @@
+"""Review service: FastAPI app, S3 adapter and user store for inspecting unclear images."""
