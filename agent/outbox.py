@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -288,13 +289,39 @@ class Outbox:
             "SELECT * FROM files WHERE duplicate_of=? AND state='duplicate' AND disposed IS NULL", (row_id,)
         )
 
-    def counts(self) -> dict[str, int]:
-        """Rows per state."""
+    def counts(self, states: tuple[str, ...] | None = None) -> dict[str, int]:
+        """Rows per state (all states, or only those asked for: cheap for the small ones via the index)."""
+        wanted = states or STATES
         with self._lock:
-            rows = self._db.execute("SELECT state, COUNT(*) AS n FROM files GROUP BY state").fetchall()
-        out = dict.fromkeys(STATES, 0)
+            if states:
+                marks = ",".join("?" * len(states))
+                rows = self._db.execute(
+                    f"SELECT state, COUNT(*) AS n FROM files WHERE state IN ({marks}) GROUP BY state",  # noqa: S608
+                    states,
+                ).fetchall()
+            else:
+                rows = self._db.execute("SELECT state, COUNT(*) AS n FROM files GROUP BY state").fetchall()
+        out = dict.fromkeys(wanted, 0)
         out.update({r["state"]: int(r["n"]) for r in rows})
         return out
+
+    def prune(self, older_than: float, still_needed: Callable[[Row], bool], batch: int = 500) -> int:
+        """Delete settled rows untouched since `older_than` unless `still_needed(row)` says keep."""
+        removed, last_id = 0, 0
+        while True:
+            rows = self._all(
+                "SELECT * FROM files WHERE id>? AND updated_at<? AND ("
+                " state IN ('skipped', 'gone', 'failed')"
+                " OR (state IN ('done', 'duplicate') AND disposed IS NOT NULL)) ORDER BY id LIMIT ?",
+                (last_id, older_than, batch),
+            )
+            if not rows:
+                return removed
+            last_id = rows[-1].id
+            doomed = [(r.id,) for r in rows if not still_needed(r)]
+            with self._lock:
+                self._db.executemany("DELETE FROM files WHERE id=?", doomed)
+            removed += len(doomed)
 
     def oldest_pending(self) -> Row | None:
         """The pending or uploading row waiting longest."""

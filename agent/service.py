@@ -37,6 +37,7 @@ from partcheck.storage import ObjectStore
 DEBUG, INFO, WARNING, ERROR = logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR
 TICK_S = 0.05
 _TERMINAL_SAME = ("done", "duplicate", "skipped", "pending", "uploading")
+_SMALL_STATES = ("pending", "uploading", "waiting", "failed")
 
 
 def read_file(path: str) -> bytes:
@@ -55,12 +56,20 @@ class Live:
     last_error: str | None = None
     watch_present: bool = True
     backing_off_until: float = 0.0
+    done_base: int = 0
+    done_since: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add_uploading(self, n: int) -> None:
         """Count PUTs in flight (workers run in parallel)."""
         with self._lock:
             self.uploading += n
+
+    def note_done(self) -> None:
+        """One more confirmed upload (shown before the next full count)."""
+        with self._lock:
+            self.done_since += 1
+            self.done_times.append(time.monotonic())
 
     def rate(self, window_s: float = 10.0) -> float:
         """Uploads per second over the last window."""
@@ -109,13 +118,15 @@ class Agent:
         self._scan_request = threading.Event()
         self._settled: dict[str, tuple[int, int]] = {}  # path -> identity known to need nothing more
         self._counts_at = 0.0
+        self._full_counts_at = 0.0
+        self._pruned_at = 0.0
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
     def start(self) -> None:
         """Recover the outbox and start the upload workers (the caller then runs `loop`)."""
         recovered = self.outbox.recover()
-        self.live.counts = self.outbox.counts()
+        self._refresh_counts(full=True)
         self.metrics.bind_outbox(lambda: self.live.counts, STATES)
         if self.s.metrics_port is not None:
             self.metrics.serve(self.s.metrics_port, self.s.metrics_host)
@@ -188,8 +199,21 @@ class Agent:
             self._tick()
             if now - self._counts_at >= 1.0:
                 self._counts_at = now
-                self.live.counts = self.outbox.counts()
+                self._refresh_counts(full=now - self._full_counts_at >= 60.0)
             self._stop.wait(TICK_S)
+
+    def _refresh_counts(self, *, full: bool) -> None:
+        """Small states every second (indexed); a full count, which grows with the outbox, once a minute."""
+        if full:
+            self._full_counts_at = time.monotonic()
+            counts = self.outbox.counts()
+            with self.live._lock:
+                self.live.done_base, self.live.done_since = counts["done"], 0
+        else:
+            counts = dict(self.live.counts)
+            counts.update(self.outbox.counts(_SMALL_STATES))
+        counts["done"] = self.live.done_base + self.live.done_since
+        self.live.counts = counts
 
     def _tick(self) -> None:
         due = self.tracker.due(busy=self._is_inflight)
@@ -313,6 +337,24 @@ class Agent:
                 return
             if self.live.watch_present:
                 self._guard(self.scan)
+            if self.s.retention_days and time.monotonic() - self._pruned_at >= 3600:
+                self._pruned_at = time.monotonic()
+                self._guard(self.prune)
+
+    def prune(self) -> int:
+        """Forget settled rows past the retention whose files left the folder (keeps the outbox small)."""
+
+        def still_needed(row: Row) -> bool:
+            try:
+                st = os.lstat(row.path)
+            except OSError:
+                return False
+            return (st.st_size, st.st_mtime_ns) == (row.size, row.mtime_ns)
+
+        removed = self.outbox.prune(time.time() - self.s.retention_days * 86400, still_needed)
+        if removed:
+            emit(INFO, "outbox pruned", removed=removed, retention_days=self.s.retention_days)
+        return removed
 
     def scan(self) -> int:
         """Walk the folder for files events missed (start-up, lost events, after-upload actions not done)."""
@@ -574,7 +616,7 @@ class Agent:
             self.metrics.upload_seconds.observe(seconds)
             self.metrics.files.labels("uploaded").inc()
             self.metrics.bytes.inc(len(data))
-            self.live.done_times.append(time.monotonic())
+            self.live.note_done()
             emit(
                 INFO,
                 "uploaded",

@@ -68,6 +68,11 @@ class AgentSettings(AwsSettings):
         default=None, description="archive folder; unset means <state_dir>/archive"
     )
     archive_quota_mb: float = Field(default=1024.0, ge=0, description="archive size limit, oldest out first")
+    retention_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="forget settled rows of files no longer in the folder after this; 0 = never",
+    )
     metrics_port: int | None = Field(default=None, ge=0, le=65535, description="serve /metrics on this port")
     metrics_host: str = Field(default="127.0.0.1", description="address of the /metrics endpoint")
     log_format: Literal["auto", "json", "text"] = Field(

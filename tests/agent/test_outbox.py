@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,21 @@ def test_read_only_view(outbox: Outbox) -> None:
     row = ro.latest_for_path("/a")
     assert row is not None
     assert row.reason == "empty file (0 bytes)"
+
+
+def test_prune_keeps_rows_still_needed_and_unsettled_ones(outbox: Outbox) -> None:
+    done = outbox.add(path="/a", name="a", state="pending", sha256="s1", key="k1")
+    outbox.done(done.id, "e")
+    outbox.disposed(done.id, "archived:/x")
+    kept = outbox.add(path="/b", name="b", state="pending", sha256="s2", key="k2")
+    outbox.done(kept.id, "e")
+    outbox.disposed(kept.id, "kept")
+    undisposed = outbox.add(path="/c", name="c", state="pending", sha256="s3", key="k3")
+    outbox.done(undisposed.id, "e")
+    outbox.add(path="/d", name="d", state="skipped", reason="empty file (0 bytes)")
+    outbox.add(path="/e", name="e", state="pending", sha256="s5", key="k5")
+    removed = outbox.prune(older_than=time.time() + 1, still_needed=lambda r: r.path == "/b")
+    assert removed == 2  # /a (archived) and /d (skipped, file gone)
+    assert {r.path for r in outbox.rows()} == {"/b", "/c", "/e"}
+    assert outbox.counts(("pending",)) == {"pending": 1}
+    assert outbox.prune(older_than=0.0, still_needed=lambda r: False) == 0  # nothing old enough
