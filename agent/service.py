@@ -462,6 +462,10 @@ class Agent:
             self._record_gone(path, "deleted before upload")
             return
         except PermissionError:
+            if time.time() - st.st_mtime < self.s.open_warn_s:
+                # Windows refuses reads of a file its writer still holds: a recent file gets more looks.
+                self.tracker.scanned(path)
+                return
             self._record(path, name, "failed", "unreadable: permission denied", st=st, prev=prev)
             return
         except OSError as exc:
