@@ -320,3 +320,35 @@ def test_state_and_archive_inside_the_watched_folder_are_left_alone(
     time.sleep(1.0)
     assert len(agent.outbox.rows()) == 1
     assert len(objects(moto)) == 1
+
+
+def test_a_folder_moved_in_is_uploaded(
+    start_agent: StartAgent, inbox: Path, tmp_path: Path, moto: str
+) -> None:
+    agent = start_agent()
+    batch = tmp_path / "batch 7"
+    batch.mkdir()
+    for i in range(3):
+        (batch / f"m{i}.jpg").write_bytes(jpeg_bytes(90 + i))
+    os.rename(batch, inbox / "batch 7")
+    wait_for(lambda: agent.outbox.counts()["done"] == 3)
+    assert sorted(k.rsplit("/", 1)[-1] for k in objects(moto)) == ["m0.jpg", "m1.jpg", "m2.jpg"]
+
+
+def test_lost_events_are_caught_by_the_rescan(
+    start_agent: StartAgent, inbox: Path, moto: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Deaf:
+        """An observer that hears nothing, like inotify after a queue overflow."""
+
+        def stop(self) -> None:
+            pass
+
+        def join(self, timeout: float | None = None) -> None:
+            pass
+
+    monkeypatch.setattr("agent.watch.make_observer", lambda *_a, **_k: Deaf())
+    agent = start_agent(rescan_interval_s=0.5)
+    (inbox / "unheard.jpg").write_bytes(jpeg_bytes(95))
+    wait_for(lambda: agent.outbox.counts()["done"] == 1, timeout=15)
+    assert [k.rsplit("/", 1)[-1] for k in objects(moto)] == ["unheard.jpg"]
