@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -77,11 +78,15 @@ def _run(settings: Any) -> None:
     from partcheck.storage import ObjectStore
 
     tty = sys.stderr.isatty()
-    setup_logging(settings.log_format if settings.log_format != "auto" else ("text" if tty else "json"))
     # Few botocore retries: the agent's own backoff (with the outbox) handles outages of any length.
     aws = AwsConfig(endpoint_url=settings.endpoint_url, region=settings.region, max_attempts=2,
                     connect_timeout_s=3.0, read_timeout_s=30.0)  # fmt: skip
-    agent = Agent(settings, ObjectStore(client("s3", aws)))
+    try:
+        agent = Agent(settings, ObjectStore(client("s3", aws)))
+    except (OSError, sqlite3.Error) as exc:
+        typer.echo(f"cannot open the outbox at {settings.outbox_path()}: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    setup_logging(settings.log_format if settings.log_format != "auto" else ("text" if tty else "json"))
 
     def _stop(_signum: int, _frame: Any) -> None:
         agent.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,16 @@ def test_cli_refuses_missing_watch_and_bad_values(tmp_path: Path) -> None:
     result = runner.invoke(app, ["status", "--state-dir", str(tmp_path / "none")])
     assert result.exit_code == 1
     assert "no outbox" in result.output
+
+
+def test_cli_refuses_an_unusable_state_folder(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from agent.cli import app
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    result = CliRunner().invoke(app, ["--watch", str(tmp_path), "--state-dir", str(blocker / "state")])
+    assert result.exit_code == 2
+    assert "cannot open the outbox" in result.output
+    assert logging.getLogger("partcheck.agent").propagate  # no logging set up on the way out
