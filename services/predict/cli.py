@@ -65,7 +65,7 @@ def predict(
 def train(
     data: Annotated[Path, typer.Option(help="folder with def_front/ and ok_front/")] = DEFAULT_DATA,
     out: Annotated[Path, typer.Option(help="where the ONNX file and its card go")] = Path("models"),
-    epochs: Annotated[int, typer.Option(min=1)] = 10,
+    epochs: Annotated[int, typer.Option(min=1)] = 24,
     size: Annotated[int, typer.Option(min=32, max=512, help="input side in pixels")] = 96,
     batch_size: Annotated[int, typer.Option(min=2)] = 64,
     seed: Annotated[int, typer.Option()] = 0,
@@ -108,6 +108,9 @@ def train(
             "checking the exported model on validation, re-framed copies and synthetic OOD...", err=True
         )
         card["metrics"].update(validate_model(out / card["file"], data, val_fraction))
+    from services.predict.train.report import write_model_card_md
+
+    write_model_card_md(card, out / "MODEL_CARD.md")
     typer.echo(
         json.dumps(
             {

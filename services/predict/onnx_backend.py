@@ -206,7 +206,7 @@ class OnnxClassifier:
         if label == "unclear":
             top = "defect" if p_defect >= 0.5 else "ok"
             limit = self.thresholds.t_defect if top == "defect" else self.thresholds.t_ok
-            reason = f"below threshold: p_{top} {confidence:.3f} < {limit:.3f}"
+            reason = f"below threshold: p_{top} {confidence:.4f} < {limit:.4f}"
         return self._prediction(label, confidence, p_defect, timings, ood_score, reason)
 
     def _unclear(self, reason: str, timings: dict[str, float]) -> Prediction:

@@ -1,7 +1,7 @@
 """Batch augmentations on (B, 1, S, S) tensors in 0-1, chosen for top-view round parts and other cameras.
 
-Geometry: any rotation angle plus flips (a casting has no preferred orientation), the part filling 70-115 %
-of the frame (background filled in), a shift of up to 8 % (another camera frames differently).
+Geometry: any rotation angle plus flips (a casting has no preferred orientation), the part filling 70-112 %
+of the frame (background filled in), a shift of up to 6 % (another camera frames differently).
 Photometry: brightness, contrast,
 gamma, Gaussian blur, sensor noise and a resolution loss (a larger or worse camera downsized).
 """
@@ -19,16 +19,16 @@ import torch.nn.functional as F  # noqa: N812
 class AugmentConfig:
     """Ranges of every augmentation; `none()` turns them all off."""
 
-    scale: tuple[float, float] = (0.7, 1.15)
-    shift: float = 0.08
-    brightness: float = 0.15
-    contrast: tuple[float, float] = (0.6, 1.4)
-    gamma: tuple[float, float] = (0.6, 1.6)
-    blur_p: float = 0.3
-    blur_sigma: tuple[float, float] = (0.3, 1.3)
-    noise_p: float = 0.3
-    noise_sigma: float = 0.03
-    lowres_p: float = 0.15
+    scale: tuple[float, float] = (0.7, 1.12)
+    shift: float = 0.06
+    brightness: float = 0.1
+    contrast: tuple[float, float] = (0.75, 1.3)
+    gamma: tuple[float, float] = (0.75, 1.35)
+    blur_p: float = 0.2
+    blur_sigma: tuple[float, float] = (0.3, 1.0)
+    noise_p: float = 0.2
+    noise_sigma: float = 0.02
+    lowres_p: float = 0.1
 
 
 def _uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Tensor:

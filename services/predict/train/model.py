@@ -6,12 +6,16 @@ import torch
 from torch import nn
 
 
-def _block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+def _block(c_in: int, c_out: int, stride: int, pool: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv2d(c_in, c_out, 3, stride=1 if pool else stride, padding=1, bias=False),
         nn.BatchNorm2d(c_out),
         nn.ReLU(inplace=True),
-    )
+    ]
+    if pool and stride == 2:
+        # Max pooling keeps the response of a pinhole a few pixels wide; a strided conv can blur it away.
+        layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers)
 
 
 class Standardize(nn.Module):
@@ -26,12 +30,14 @@ class Standardize(nn.Module):
 class PartNet(nn.Module):
     """Stride-2 conv stages, global average pooling, a feature vector and a 2-way linear head."""
 
-    def __init__(self, widths: tuple[int, ...] = (8, 16, 32, 64, 128), double_from: int = 1) -> None:
+    def __init__(
+        self, widths: tuple[int, ...] = (8, 16, 32, 64, 128), double_from: int = 1, pool: bool = False
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = [Standardize()]
         c_in = 1
         for i, w in enumerate(widths):
-            layers.append(_block(c_in, w, 2))
+            layers.append(_block(c_in, w, 2, pool))
             # A second conv only on the small late maps: depth where it is cheap.
             if i >= double_from:
                 layers.append(_block(w, w, 1))

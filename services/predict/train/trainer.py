@@ -34,15 +34,16 @@ class TrainConfig:
     data_dir: Path
     out_dir: Path
     size: int = 96
-    epochs: int = 10
+    epochs: int = 24
     batch_size: int = 64
-    lr: float = 3e-3
+    lr: float = 2e-3
     weight_decay: float = 5e-4
     val_fraction: float = 0.2
     seed: int = 0
     threads: int = 2
     widths: tuple[int, ...] = (8, 16, 32, 64, 128)
     double_from: int = 1
+    pool: bool = True
     limit: int | None = None
     # Operating point: escapes and false rejects allowed on validation, and the safety margin in logits.
     max_escapes: int = 0
@@ -136,7 +137,7 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
         f"({int(y_val.sum())} defect), size {cfg.size}, data sha256 {digest[:12]}"
     )
 
-    net = PartNet(cfg.widths, cfg.double_from)
+    net = PartNet(cfg.widths, cfg.double_from, cfg.pool)
     ema = torch.optim.swa_utils.AveragedModel(
         net,
         multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.995),  # type: ignore[no-untyped-call]
