@@ -58,7 +58,8 @@ class AgentSettings(AwsSettings):
     formats: Annotated[tuple[str, ...], NoDecode] = Field(
         default=DEFAULT_FORMATS, description="accepted image formats (by content)"
     )
-    workers: int = Field(default=4, ge=1, le=64, description="parallel uploads")
+    # 8: a PUT mostly waits on the network; botocore's pool holds 10 connections.
+    workers: int = Field(default=8, ge=1, le=10, description="parallel uploads")
     backoff_base_s: float = Field(default=0.5, gt=0, description="first retry delay after a transient error")
     backoff_max_s: float = Field(default=30.0, gt=0, description="longest retry delay; retries never stop")
     after_upload: Literal["keep", "archive", "delete"] = Field(
