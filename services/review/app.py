@@ -264,6 +264,8 @@ def create_app(
         queue_max_age_s=settings.queue_refresh_seconds,
         stats_max_age_s=settings.stats_cache_seconds,
         max_image_bytes=settings.max_image_bytes,
+        # Past the undo window (and its 5 s of slack) no decision or undo on this marker is running.
+        repair_after_s=settings.undo_seconds + 60.0,
     )
     if settings.session_secret is None:
         log.warning(

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from partcheck.errors import AlreadyExists, InvalidKey, NotFound, PartcheckError, StorageUnavailable
-from partcheck.layout import HumanLabel, Route, relative_key
+from partcheck.layout import AUDIT_PREFIX, HumanLabel, Route, relative_key
 from partcheck.storage import ObjectInfo, ObjectStore
 from services.review import core
 from services.review.core import Claim, Listed
@@ -34,6 +34,9 @@ _CLAIMS_TTL_S = 1.0
 _PREFETCH = 10
 _STALE_CLAIM = timedelta(minutes=10)
 _JSON = "application/json"
+# How long a marker check of a waiting image is trusted before it is re-checked (in the background).
+_MARKER_TTL_S = 30.0
+_FOLLOW_UP_WAIT_S = 10.0
 
 
 class ConflictError(PartcheckError):
@@ -213,6 +216,7 @@ class ReviewStore:
         stats_max_age_s: float = 10.0,
         max_image_bytes: int = 25 * 1024 * 1024,
         workers: int = 8,
+        repair_after_s: float = 90.0,
     ) -> None:
         self.store = store
         self.bucket = bucket
@@ -222,6 +226,15 @@ class ReviewStore:
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="review-s3")
         self.index = QueueIndex(store, bucket, queue_max_age_s, self.executor)
         self._meta: dict[tuple[str, str], ObjectInfo] = {}
+        self._latest: dict[str, ObjectInfo] = {}
+        # unclear key -> (monotonic time of the check, whether a decision marker exists)
+        self._markers: dict[str, tuple[float, bool]] = {}
+        self._marked: set[str] = set()
+        self._repairing: set[str] = set()
+        self._follow_ups: dict[str, Future[None]] = {}
+        self._pending: set[Future[None]] = set()
+        # Interrupted moves are finished only once no decision or undo can still be in flight.
+        self.repair_after = timedelta(seconds=repair_after_s)
         self._audit: dict[str, dict[str, Any]] = {}
         self._claim_seq = 0
         self._claim_changes: list[tuple[int, str, Claim | None]] = []
@@ -235,8 +248,17 @@ class ReviewStore:
         )
 
     def close(self) -> None:
-        """Stop the worker threads."""
+        """Let started decisions finish their follow-up steps, then stop the worker threads."""
+        self.settle()
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def settle(self, timeout: float = _FOLLOW_UP_WAIT_S) -> None:
+        """Wait for the follow-up steps (audit record, removal from unclear/) of decisions taken so far."""
+        with self._lock:
+            pending = list(self._pending)
+        for f in pending:
+            with contextlib.suppress(Exception):
+                f.result(timeout)
 
     # --- small helpers -----------------------------------------------------------------------------
 
@@ -267,7 +289,9 @@ class ReviewStore:
             with self._lock:
                 if len(self._meta) > _MAX_META_CACHE:
                     self._meta.clear()
+                    self._latest.clear()
                 self._meta[(info.key, info.etag)] = info
+                self._latest[info.key] = info
         return info
 
     def marker(self, unclear_key: str) -> dict[str, Any] | None:
@@ -328,25 +352,102 @@ class ReviewStore:
         item["claim_expires_at"] = core.iso(claim.expires_at) if claim else None
         return item
 
-    def queue_page(self, cursor: str | None, limit: int, now: datetime) -> dict[str, Any]:
-        """One page of waiting images with the router's metadata (HEAD only for the page, cached by ETag)."""
+    # --- decision markers of waiting images ----------------------------------------------------------
+
+    def _check_marker(self, unclear_key: str) -> bool:
+        """HEAD the image's decision marker and remember the answer; a marker beside a waiting image
+        is a move that was interrupted (a crash, a failed delete), so finishing it is started too."""
+        found = self.store.head(self.bucket, core.decision_keys(unclear_key, "ok").marker_key) is not None
+        with self._lock:
+            if len(self._markers) > _MAX_META_CACHE:
+                self._markers.clear()
+            self._markers[unclear_key] = (time.monotonic(), found)
+            if found:
+                self._marked.add(unclear_key)
+            else:
+                self._marked.discard(unclear_key)
+        if found:
+            self._start_finishing(unclear_key)
+        return found
+
+    def _set_marker(self, unclear_key: str, found: bool) -> None:
+        with self._lock:
+            self._markers[unclear_key] = (time.monotonic(), found)
+            if found:
+                self._marked.add(unclear_key)
+            else:
+                self._marked.discard(unclear_key)
+
+    def _marked_on(self, page: list[Listed]) -> set[str]:
+        """Keys of `page` that have a decision marker: checked now when never checked, otherwise from
+        the last check, re-checked in the background once it is older than _MARKER_TTL_S."""
+        now = time.monotonic()
+        unknown: list[str] = []
+        out: set[str] = set()
+        with self._lock:
+            known = {e.key: self._markers.get(e.key) for e in page}
+            stale = [k for k in self._marked if now - self._markers.get(k, (0.0, True))[0] > _MARKER_TTL_S]
+        for key, seen in known.items():
+            if seen is None:
+                unknown.append(key)
+                continue
+            if seen[1]:
+                out.add(key)
+            if now - seen[0] > _MARKER_TTL_S:
+                stale.append(key)
+        for key in set(stale):
+            # Refresh the time first so one stale answer starts one re-check, not one per request.
+            with self._lock:
+                self._markers[key] = (now, key in self._marked)
+            with contextlib.suppress(RuntimeError):
+                self.executor.submit(self._quietly, self._check_marker, key)
+        for key, found in zip(unknown, self.executor.map(self._check_marker, unknown), strict=True):
+            if found:
+                out.add(key)
+        return out
+
+    def _waiting(self) -> list[Listed]:
+        """The queue index without images whose decision marker is known (interrupted moves)."""
         entries = self.index.entries()
-        page, next_cursor = core.page_after(entries, cursor, limit)
+        with self._lock:
+            marked = set(self._marked)
+        return [e for e in entries if e.key not in marked] if marked else entries
+
+    def queue_page(self, cursor: str | None, limit: int, now: datetime) -> dict[str, Any]:
+        """One page of waiting images with the router's metadata (HEAD only for the page, cached by ETag).
+
+        Images already carrying a decision marker are left out (their move was interrupted and is
+        being finished); the page is then taken again so it stays full.
+        """
         claims_f = self.executor.submit(self.claims, now)
-        infos = list(self.executor.map(self._head_cached, page))
+        for _ in range(5):
+            entries = self._waiting()
+            page, next_cursor = core.page_after(entries, cursor, limit)
+            heads = [self.executor.submit(self._head_cached, e) for e in page]
+            marked = self._marked_on(page)
+            if not marked:
+                break
+        infos = [f.result() for f in heads]
         claims = claims_f.result()
         if page:
             # Items slide into the page as others are decided: have their metadata ready by then.
             end = bisect.bisect_right(entries, page[-1])
             for entry in entries[end : end + _PREFETCH]:
                 self.executor.submit(self._head_cached, entry)
-        items = [self._item(info, claims.get(info.key)) for info in infos if info is not None]
+                if entry.key not in self._markers:
+                    self.executor.submit(self._quietly, self._check_marker, entry.key)
+        items = [
+            self._item(info, claims.get(info.key))
+            for info in infos
+            if info is not None and info.key not in marked
+        ]
         return {"items": items, "next_cursor": next_cursor, "total": len(entries)}
 
     def item(self, unclear_key: str, now: datetime) -> dict[str, Any]:
         """One waiting image; Gone (with who decided it, when known) if it left unclear/."""
+        marker_f = self.executor.submit(self._check_marker, unclear_key)
         info = self.store.head(self.bucket, unclear_key)
-        if info is None:
+        if info is None or marker_f.result():
             raise self._gone(unclear_key)
         return self._item(info, self.claims(now).get(unclear_key))
 
@@ -376,9 +477,12 @@ class ReviewStore:
         """Hold an item for `seconds`; ConflictError when another inspector holds a live claim."""
         key = core.claim_key(unclear_key)
         head_f = self.executor.submit(self.store.head, self.bucket, unclear_key)
+        marker_f = self.executor.submit(self._check_marker, unclear_key)
         found = self._get_json(self.bucket, key)
         if head_f.result() is None:
             raise self._gone(unclear_key)
+        if marker_f.result():
+            raise ConflictError(core.already_decided(self.marker(unclear_key)))
         mine = Claim(inspector, now + timedelta(seconds=seconds))
         for attempt in range(3):
             if attempt:
@@ -411,29 +515,67 @@ class ReviewStore:
     ) -> Decision:
         """Move an image to human_decided/ exactly once: the decision marker is the race guard.
 
-        Requests are few on purpose (GET, marker PUT, decided PUT, then audit PUT and DELETE side by
-        side): claims are advisory and read from the shared listing, the marker decides.
+        Two round trips before the answer: the GET of the image beside the marker PUT (when the
+        queue page's HEAD is cached; otherwise one after the other), then the decided PUT. From then
+        on the decision holds; the audit record and the removal from unclear/ follow in the
+        background, in that order, and `finish_move` completes them after a crash (the marker names
+        the audit record).
         """
         keys = core.decision_keys(unclear_key, label)
-        claims_f = self.executor.submit(self.claims, now)
-        try:
-            obj = self.store.get(self.bucket, unclear_key, max_bytes=self.max_image_bytes)
-        except NotFound:
-            marker = self.marker(unclear_key)
-            if marker:
-                raise ConflictError(core.already_decided(marker)) from None
-            raise Gone(f"no image {unclear_key} in unclear/") from None
-        claim = claims_f.result().get(unclear_key)
+        claim = self.claims(now).get(unclear_key)
         if claim and core.claim_outcome(claim, inspector, now) == "conflict":
             raise ConflictError(core.claim_conflict(claim))
         audit_key = core.audit_key(now, uuid.uuid4().hex)
-        marker = core.marker_record(
-            keys, label, inspector, now, note, obj.info.metadata, obj.info.content_type, audit_key
-        )
+        with self._lock:
+            cached = self._latest.get(unclear_key)
+        get_f = self.executor.submit(self.store.get, self.bucket, unclear_key, self.max_image_bytes)
+        marker: dict[str, Any] | None = None
+        marker_etag: str | None = None
+        lost = False
+        if cached is not None:
+            marker = core.marker_record(
+                keys, label, inspector, now, note, cached.metadata, cached.content_type, audit_key
+            )
+            try:
+                marker_etag = self._put_json(self.bucket, keys.marker_key, marker, if_absent=True)
+            except AlreadyExists:
+                lost = True
         try:
-            self._put_json(self.bucket, keys.marker_key, marker, if_absent=True)
-        except AlreadyExists:
-            raise ConflictError(core.already_decided(self.marker(unclear_key))) from None
+            obj = get_f.result()
+        except NotFound:
+            if marker_etag is not None:
+                # Nobody else's marker existed, so nobody decided it: the image was removed otherwise.
+                self.store.delete(self.bucket, keys.marker_key)
+            found = self.marker(unclear_key)
+            if found:
+                raise ConflictError(core.already_decided(found)) from None
+            raise Gone(f"no image {unclear_key} in unclear/") from None
+        except PartcheckError:
+            if marker_etag is not None:
+                self.store.delete(self.bucket, keys.marker_key)
+            raise
+        stale = (
+            cached is None
+            or obj.info.etag != cached.etag
+            or obj.info.metadata != cached.metadata
+            or obj.info.content_type != cached.content_type
+        )
+        if not lost and stale:
+            fresh = core.marker_record(
+                keys, label, inspector, now, note, obj.info.metadata, obj.info.content_type, audit_key
+            )
+            try:
+                if marker_etag is None:
+                    marker_etag = self._put_json(self.bucket, keys.marker_key, fresh, if_absent=True)
+                else:
+                    # The image changed since its HEAD was cached: our own marker gets its metadata.
+                    marker_etag = self._put_json(self.bucket, keys.marker_key, fresh, if_match=marker_etag)
+            except AlreadyExists:
+                lost = True
+            marker = fresh
+        if lost or marker is None:
+            self._start_finishing(unclear_key)
+            raise ConflictError(core.already_decided(self.marker(unclear_key)))
         try:
             self.store.put(
                 self.bucket,
@@ -452,23 +594,104 @@ class ReviewStore:
         record = core.audit_record("decision", marker, now, inspector)
         with self._lock:
             self._audit[audit_key] = record
-        steps: list[Future[Any]] = [
-            self.executor.submit(self._put_json, self.audit_bucket, audit_key, record, if_absent=True),
-            self.executor.submit(self.store.delete, self.bucket, unclear_key),
-        ]
-        # A claim left behind would only sit in claims/; nobody waits for its removal.
-        self.executor.submit(self._quietly, self.store.delete, self.bucket, keys.claim_key)
-        for f in steps:
-            # The decision has taken effect; a failed side step is logged, the marker keeps every detail.
-            try:
-                f.result()
-            except PartcheckError as exc:
-                log.error("decision on %s: follow-up step failed: %s", unclear_key, exc)
         self.index.removed(unclear_key)
         self._claim_changed(unclear_key, None)
+        follow_up = self.executor.submit(self._follow_up, keys, audit_key, record)
+        with self._lock:
+            self._follow_ups[inspector] = follow_up
+            self._pending.add(follow_up)
+        follow_up.add_done_callback(self._done)
         return Decision(
             unclear_key, label, keys.decided_key, inspector, now, now + timedelta(seconds=undo_seconds)
         )
+
+    def _follow_up(self, keys: core.DecisionKeys, audit_key: str, record: dict[str, Any]) -> None:
+        """After the decided PUT: the audit record first, only then the unclear/ object goes, so a
+        crash in between leaves the image beside its marker, where `finish_move` finds it."""
+        try:
+            self._put_json(self.audit_bucket, audit_key, record, if_absent=True)
+        except AlreadyExists:
+            pass  # finish_move on another instance wrote the same record from the marker
+        except PartcheckError as exc:
+            log.error("decision on %s: audit record not written yet: %s", keys.unclear_key, exc)
+            return
+        try:
+            self.store.delete(self.bucket, keys.unclear_key)
+        except PartcheckError as exc:
+            log.error("decision on %s: not removed from unclear/ yet: %s", keys.unclear_key, exc)
+        # A claim left behind would only sit in claims/.
+        self._quietly(self.store.delete, self.bucket, keys.claim_key)
+
+    def _done(self, f: Future[None]) -> None:
+        with self._lock:
+            self._pending.discard(f)
+
+    # --- interrupted moves -------------------------------------------------------------------------
+
+    def _start_finishing(self, unclear_key: str) -> None:
+        with self._lock:
+            if unclear_key in self._repairing:
+                return
+            self._repairing.add(unclear_key)
+
+        def run() -> None:
+            try:
+                self.finish_move(unclear_key, datetime.now(UTC))
+            except PartcheckError as exc:
+                log.warning("finishing the interrupted move of %s failed: %s", unclear_key, exc)
+            finally:
+                with self._lock:
+                    self._repairing.discard(unclear_key)
+
+        try:
+            self.executor.submit(run)
+        except RuntimeError:  # shutting down
+            with self._lock:
+                self._repairing.discard(unclear_key)
+
+    def finish_move(self, unclear_key: str, now: datetime) -> str:
+        """Complete a move that stopped with the image still in unclear/ beside its decision marker.
+
+        With the decided copy in human_decided/ the decision holds: the audit record is written if
+        missing, then the unclear/ object is deleted. Without it the decision never took effect (or
+        an undo stopped after removing it): the marker is removed and the image waits again. Markers
+        younger than `repair_after` are left alone, since their decision or undo may still be running.
+        Returns what was done: "finished", "rolled back", "too recent" or "nothing to do".
+        """
+        keys = core.decision_keys(unclear_key, "ok")
+        marker = self.marker(unclear_key)
+        if not marker:
+            self._set_marker(unclear_key, False)
+            return "nothing to do"
+        decided_at = core.parse_iso(marker.get("decided_at"))
+        if decided_at is not None and now - decided_at < self.repair_after:
+            return "too recent"
+        if self.store.head(self.bucket, unclear_key) is None:
+            return "nothing to do"
+        decided_key = str(marker.get("decided_key", ""))
+        try:
+            relative_key(Route.HUMAN_DECIDED, decided_key)
+        except InvalidKey:
+            log.error("decision marker of %s points outside human_decided/: %r", unclear_key, decided_key)
+            return "nothing to do"
+        if self.store.head(self.bucket, decided_key) is None:
+            log.warning("decision on %s never completed (no %s): it waits again", unclear_key, decided_key)
+            self.store.delete(self.bucket, keys.marker_key)
+            self._set_marker(unclear_key, False)
+            return "rolled back"
+        audit_key = str(marker.get("audit_key") or "")
+        if audit_key.startswith(AUDIT_PREFIX) and core.audit_time(audit_key) is not None:
+            if self.store.head(self.audit_bucket, audit_key) is None:
+                at = decided_at or now
+                record = core.audit_record("decision", marker, at, str(marker.get("inspector", "")))
+                with contextlib.suppress(AlreadyExists):
+                    self._put_json(self.audit_bucket, audit_key, record, if_absent=True)
+        else:
+            log.error("decision marker of %s names no audit record; none written", unclear_key)
+        self.store.delete(self.bucket, unclear_key)
+        self.index.removed(unclear_key)
+        log.warning("finished the interrupted move of %s to %s", unclear_key, decided_key)
+        return "finished"
 
     @staticmethod
     def _quietly(fn: Callable[..., Any], *args: Any) -> None:
@@ -496,6 +719,12 @@ class ReviewStore:
 
         The last decision is found in the audit log's last seconds, so undo works on any instance.
         """
+        with self._lock:
+            pending = self._follow_ups.get(inspector)
+        if pending is not None:
+            # The audit record of the decision must be in the log before the log is searched.
+            with contextlib.suppress(Exception):
+                pending.result(_FOLLOW_UP_WAIT_S)
         last = self._last_action(inspector, now, undo_seconds)
         refusal = core.undo_refusal(last, now, undo_seconds)
         if refusal or last is None:
@@ -530,17 +759,21 @@ class ReviewStore:
             )
         except AlreadyExists:
             raise ConflictError(f"nothing to undo: {unclear_key} is already back") from None
+        # The decided copy goes before the marker: a crash in between leaves marker and image without
+        # the copy, which finish_move rolls back (the image waits); the reverse order would leave a
+        # stray copy that blocks the next decision with the same label.
+        self.store.delete(self.bucket, decided_key)
         audit_key = core.audit_key(now, uuid.uuid4().hex)
         record = core.audit_record("undo", marker, now, inspector)
         with self._lock:
             self._audit[audit_key] = record
         steps: list[Future[Any]] = [
             self.executor.submit(self._put_json, self.audit_bucket, audit_key, record, if_absent=True),
-            self.executor.submit(self.store.delete, self.bucket, decided_key),
             self.executor.submit(self.store.delete, self.bucket, keys.marker_key),
         ]
         for f in steps:
             f.result()
+        self._set_marker(unclear_key, False)
         self.index.restored(Listed(now, unclear_key, etag))
         return unclear_key
 
@@ -573,6 +806,7 @@ class ReviewStore:
         days: int,
     ) -> list[dict[str, Any]]:
         """Audit records newest first, filtered, reading back at most `days` days."""
+        self.settle()  # this process's latest decisions belong in the log it reads
         out: list[dict[str, Any]] = []
         oldest = now - timedelta(days=days - 1)
         if since and since > oldest:

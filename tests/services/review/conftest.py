@@ -107,6 +107,12 @@ def app_factory(moto: str, s3: Any, users: UserStore, tmp_path: Path) -> Iterato
         c.__exit__(None, None, None)
 
 
+def settle(*clients: TestClient) -> None:
+    """Wait until each app finished the background steps (audit record, unclear/ delete) of its decisions."""
+    for c in clients:
+        c.app.state.review.store.settle()  # type: ignore[attr-defined]
+
+
 def login(c: TestClient, name: str = "alice") -> str:
     """Log a client in and set its CSRF header; returns the token."""
     r = c.post("/api/login", json={"username": name, "password": PASSWORD})

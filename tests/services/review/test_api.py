@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 
 from services.review.core import encode_id
-from tests.services.review.conftest import BUCKET, JPEG, PASSWORD, login
+from tests.services.review.conftest import BUCKET, JPEG, PASSWORD, login, settle
 
 pytestmark = pytest.mark.integration
 
@@ -292,6 +292,7 @@ def test_decision_moves_image_with_metadata_and_audit(alice: TestClient, put_unc
     decided_at = datetime.fromisoformat(body["decided_at"].replace("Z", "+00:00"))
     undo_until = datetime.fromisoformat(body["undo_until"].replace("Z", "+00:00"))
     assert undo_until - decided_at == timedelta(seconds=30)
+    settle(alice)
     assert keys(s3, "unclear/") == []
     assert keys(s3, "claims/") == []
     obj = s3.get_object(Bucket=BUCKET, Key=body["decided_key"])
@@ -382,6 +383,7 @@ def test_concurrent_decisions_exactly_one_wins(app_factory: App, put_unclear: An
         decided = [k for k in keys(s3, "human_decided/") if k.endswith(f"race-{round_}.jpg")]
         assert len(decided) == 1
         assert s3.head_object(Bucket=BUCKET, Key=decided[0])["Metadata"]["inspector"] == winner
+    settle(a, b)
     assert keys(s3, "unclear/") == []
     assert len(audit_records(s3)) == 3
 
@@ -514,6 +516,7 @@ def test_history_filters(app_factory: App, put_unclear: Any) -> None:
             ).status_code
             == 200
         )
+    settle(a, b)
     everything = a.get("/api/history").json()["items"]
     assert [h["inspector"] for h in everything] == ["alice", "bob", "alice"]
     assert [h["key"] for h in a.get("/api/history", params={"inspector": "alice"}).json()["items"]] == [
@@ -533,6 +536,7 @@ def test_stats(alice: TestClient, put_unclear: Any, s3: Any) -> None:
     put_unclear("u1.jpg", uploaded_at=(datetime.now(UTC) - timedelta(minutes=10)).isoformat())
     put_unclear("u2.jpg")
     alice.post(f"/api/items/{encode_id('unclear/u2.jpg')}/decision", json={"label": "defect"})
+    settle(alice)
     stats = alice.get("/api/stats").json()
     assert stats["counts"] == {"okay": 3, "defect": 1, "unclear": 1, "human_decided": 1, "rejected": 1}
     assert stats["defect_rate"] == pytest.approx(2 / 7)
@@ -717,6 +721,7 @@ def test_audit_in_its_own_bucket(app_factory: App, put_unclear: Any, s3: Any) ->
     login(c)
     item = encode_id(put_unclear("a.jpg"))
     assert c.post(f"/api/items/{item}/decision", json={"label": "ok"}).status_code == 200
+    settle(c)
     assert keys(s3, "audit/") == []
     audit_keys = [o["Key"] for o in s3.list_objects_v2(Bucket="review-audit")["Contents"]]
     assert len(audit_keys) == 1
@@ -736,3 +741,19 @@ def test_long_expired_claims_are_cleaned_up(alice: TestClient, put_unclear: Any,
     items = {i["name"]: i["claimed_by"] for i in alice.get("/api/queue").json()["items"]}
     assert items == {"a.jpg": None, "b.jpg": "bob"}
     assert keys(s3, "claims/") == ["claims/b.jpg.json"]
+
+
+def test_decision_after_the_queue_page_uses_the_image_as_it_is_now(
+    alice: TestClient, put_unclear: Any, s3: Any
+) -> None:
+    # The page's HEAD lets the marker PUT run beside the GET; a changed image must still win.
+    key = put_unclear("c.jpg", model_version="1.0")
+    assert [i["model_version"] for i in alice.get("/api/queue").json()["items"]] == ["1.0"]
+    put_unclear("c.jpg", model_version="2.0")
+    r = alice.post(f"/api/items/{encode_id(key)}/decision", json={"label": "ok"})
+    assert r.status_code == 200, r.text
+    marker = json.loads(s3.get_object(Bucket=BUCKET, Key="decisions/c.jpg.json")["Body"].read())
+    assert marker["original_metadata"]["model-version"] == "2.0"
+    assert s3.head_object(Bucket=BUCKET, Key="human_decided/ok_c.jpg")["Metadata"]["model-version"] == "2.0"
+    settle(alice)
+    assert [rec["model_version"] for rec in audit_records(s3)] == ["2.0"]

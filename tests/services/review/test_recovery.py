@@ -1,0 +1,167 @@
+"""Interrupted moves: an image left in unclear/ beside its decision marker (a crash between the decided
+PUT and the delete) is hidden from the queue and its move is finished, or rolled back without a copy."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from partcheck.errors import StorageUnavailable
+from services.review.core import encode_id
+from tests.services.review.conftest import BUCKET, JPEG, ROUTER_META, login, settle
+from tests.services.review.test_api import audit_records, keys
+
+pytestmark = pytest.mark.integration
+
+App = Callable[..., TestClient]
+AUDIT_KEY = "audit/2026/11/25/20261125T080000.000000Z-0123456789abcdef0123456789abcdef.json"
+
+
+def interrupted(s3: Any, rel: str, *, copy: bool = True, age: timedelta = timedelta(minutes=10)) -> str:
+    """What a crash after the decided PUT leaves: marker and human_decided copy, image still waiting."""
+    key = f"unclear/{rel}"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=JPEG, ContentType="image/jpeg", Metadata=ROUTER_META)
+    decided_at = (datetime.now(UTC) - age).isoformat().replace("+00:00", "Z")
+    decided_key = f"human_decided/ok_{rel}"
+    marker = {
+        "key": key,
+        "decided_key": decided_key,
+        "label": "ok",
+        "inspector": "bob",
+        "decided_at": decided_at,
+        "note": "scratch is dust",
+        "original_metadata": ROUTER_META,
+        "content_type": "image/jpeg",
+        "audit_key": AUDIT_KEY,
+    }
+    s3.put_object(Bucket=BUCKET, Key=f"decisions/{rel}.json", Body=json.dumps(marker).encode())
+    if copy:
+        s3.put_object(
+            Bucket=BUCKET,
+            Key=decided_key,
+            Body=JPEG,
+            ContentType="image/jpeg",
+            Metadata={"inspector": "bob", "decided-at": decided_at, "label": "ok"},
+        )
+    return key
+
+
+def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll a background outcome."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def test_queue_hides_an_interrupted_move_and_finishes_it(
+    alice: TestClient, put_unclear: Any, s3: Any
+) -> None:
+    left = interrupted(s3, "left.jpg")
+    waiting = put_unclear("waiting.jpg")
+    page = alice.get("/api/queue").json()
+    assert [i["key"] for i in page["items"]] == [waiting]
+    assert page["total"] == 1
+    # The leftover is removed in the background; the decision and its record stay as bob made them.
+    eventually(lambda: keys(s3, "unclear/") == [waiting])
+    assert keys(s3, "human_decided/") == ["human_decided/ok_left.jpg"]
+    assert keys(s3, "decisions/") == ["decisions/left.jpg.json"]
+    (record,) = audit_records(s3)
+    assert keys(s3, "audit/") == [AUDIT_KEY]
+    assert record["action"] == "decision"
+    assert record["inspector"] == "bob"
+    assert record["key"] == left
+    assert record["label"] == "ok"
+    assert record["note"] == "scratch is dust"
+    r = alice.get(f"/api/items/{encode_id(left)}")
+    assert r.status_code == 404
+    assert "already decided by bob as ok" in r.json()["detail"]
+
+
+def test_existing_audit_record_is_not_rewritten(alice: TestClient, s3: Any) -> None:
+    interrupted(s3, "left.jpg")
+    s3.put_object(Bucket=BUCKET, Key=AUDIT_KEY, Body=b'{"action": "decision", "inspector": "bob"}')
+    assert alice.get("/api/queue").json()["items"] == []
+    eventually(lambda: keys(s3, "unclear/") == [])
+    assert (
+        s3.get_object(Bucket=BUCKET, Key=AUDIT_KEY)["Body"].read()
+        == b'{"action": "decision", "inspector": "bob"}'
+    )
+
+
+def test_deciding_or_claiming_a_leftover_is_409_and_finishes_the_move(alice: TestClient, s3: Any) -> None:
+    left = encode_id(interrupted(s3, "left.jpg"))
+    r = alice.post(f"/api/items/{left}/claim")
+    assert r.status_code == 409
+    assert r.json()["detail"] == "already decided by bob as ok"
+    r = alice.post(f"/api/items/{left}/decision", json={"label": "defect"})
+    assert r.status_code in (404, 409)  # 404 once the move was already finished by the claim
+    assert "already decided by bob as ok" in r.json()["detail"]
+    eventually(lambda: keys(s3, "unclear/") == [])
+    assert keys(s3, "human_decided/") == ["human_decided/ok_left.jpg"]
+    assert len(audit_records(s3)) == 1
+
+
+def test_marker_without_decided_copy_is_rolled_back(alice: TestClient, s3: Any) -> None:
+    # A crash between the marker PUT and the decided PUT: the decision never took effect.
+    key = interrupted(s3, "half.jpg", copy=False)
+    assert alice.get("/api/queue").json()["items"] == []
+    eventually(lambda: keys(s3, "decisions/") == [])
+    eventually(lambda: [i["key"] for i in alice.get("/api/queue").json()["items"]] == [key])
+    assert keys(s3, "unclear/") == [key]
+    assert keys(s3, "audit/") == []
+    assert alice.post(f"/api/items/{encode_id(key)}/decision", json={"label": "defect"}).status_code == 200
+
+
+def test_recent_marker_is_hidden_but_left_to_its_decision(alice: TestClient, s3: Any) -> None:
+    # Within the undo window the decision (or an undo of it) may still be running on another instance.
+    key = interrupted(s3, "fresh.jpg", age=timedelta(seconds=1))
+    assert alice.get("/api/queue").json()["total"] == 0
+    store = alice.app.state.review.store  # type: ignore[attr-defined]
+    assert store.finish_move(key, datetime.now(UTC)) == "too recent"
+    assert keys(s3, "unclear/") == [key]
+    assert store.finish_move(key, datetime.now(UTC) + timedelta(minutes=5)) == "finished"
+    assert keys(s3, "unclear/") == []
+    assert [r["action"] for r in audit_records(s3)] == ["decision"]
+
+
+def test_real_decision_whose_delete_failed_is_finished(
+    app_factory: App, put_unclear: Any, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The decided PUT succeeded, then the storage refused the delete (as a crash would skip it).
+    a = app_factory()
+    login(a)
+    key = put_unclear("d/x.jpg")
+    store = a.app.state.review.store  # type: ignore[attr-defined]
+    real_delete = store.store.delete
+
+    def failing_delete(bucket: str, k: str) -> None:
+        if k == key:
+            raise StorageUnavailable("simulated outage")
+        real_delete(bucket, k)
+
+    monkeypatch.setattr(store.store, "delete", failing_delete)
+    assert a.post(f"/api/items/{encode_id(key)}/decision", json={"label": "defect"}).status_code == 200
+    settle(a)
+    assert keys(s3, "unclear/") == [key]
+    monkeypatch.setattr(store.store, "delete", real_delete)
+    # A second instance (fresh caches) does not offer it, and finishes it once the undo window is over.
+    b = app_factory()
+    login(b, "bob")
+    assert b.get("/api/queue").json() == {"items": [], "next_cursor": None, "total": 0}
+    r = b.post(f"/api/items/{encode_id(key)}/decision", json={"label": "ok"})
+    assert r.status_code == 409
+    assert r.json()["detail"] == "already decided by alice as defect"
+    b_store = b.app.state.review.store  # type: ignore[attr-defined]
+    assert b_store.finish_move(key, datetime.now(UTC) + timedelta(minutes=5)) == "finished"
+    assert keys(s3, "unclear/") == []
+    assert keys(s3, "human_decided/") == ["human_decided/d/defect_x.jpg"]
+    assert [(r["action"], r["inspector"]) for r in audit_records(s3)] == [("decision", "alice")]
+    marker = json.loads(s3.get_object(Bucket=BUCKET, Key="decisions/d/x.jpg.json")["Body"].read())
+    assert marker["original_metadata"] == ROUTER_META
