@@ -130,10 +130,23 @@ def _fill(s3: Any, n: int, body: bytes) -> float:
     return time.perf_counter() - started
 
 
-def _page_load(base: str, cookie: str, runs: int) -> list[float]:
+_TIMELINE_JS = """() => {
+  const nav = performance.getEntriesByType("navigation")[0];
+  const rows = performance.getEntriesByType("resource")
+    .filter((e) => e.name.includes("/api/") || e.name.includes("/assets/"))
+    .map((e) => [new URL(e.name).pathname.replace(/items\\/[^/]+/, "items/<id>"),
+                 Math.round(e.startTime), Math.round(e.responseEnd)]);
+  return { html_ms: Math.round(nav ? nav.responseEnd : 0), requests: rows };
+}"""
+
+
+def _page_load(base: str, cookie: str, runs: int) -> tuple[list[float], list[dict[str, Any]]]:
+    """Cold loads (fresh browser context) to the first displayed queue image, with each load's
+    request timeline (start and end in ms after navigation) to show where the time goes."""
     from playwright.sync_api import sync_playwright
 
-    times = []
+    times: list[float] = []
+    timelines: list[dict[str, Any]] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
@@ -149,10 +162,11 @@ def _page_load(base: str, cookie: str, runs: int) -> list[float]:
                     timeout=15_000,
                 )
                 times.append(time.perf_counter() - started)
+                timelines.append(page.evaluate(_TIMELINE_JS))
                 context.close()
         finally:
             browser.close()
-    return times
+    return times, timelines
 
 
 def run(quick: bool) -> dict[str, Any]:
@@ -278,8 +292,11 @@ def run(quick: bool) -> dict[str, Any]:
                     }
                 )
             else:
-                loads = _page_load(base, http.cookies.get("partcheck_session") or "", 3 if quick else 5)
+                loads, timelines = _page_load(
+                    base, http.cookies.get("partcheck_session") or "", 3 if quick else 5
+                )
                 raw["page_load_s"] = loads
+                raw["page_load_timelines"] = timelines
                 rows.append(
                     {
                         "metric": f"page load to first image, median of {len(loads)} cold loads",

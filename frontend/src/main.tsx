@@ -1,27 +1,15 @@
-import { StrictMode } from "react";
-import { createRoot } from "react-dom/client";
-
-import { App } from "./App";
-import { ConfigError, config } from "./config";
-import "./styles.css";
-
-const root = createRoot(document.getElementById("root") as HTMLElement);
+/**
+ * The page's entry, kept free of React so it is small and runs at once: it sends the start-up
+ * requests (see startup.ts), then loads the React bundle, which is evaluated while they travel.
+ */
+import { config } from "./config";
+import { startEarlyRequests } from "./startup";
 
 try {
   config();
-  root.render(
-    <StrictMode>
-      <App />
-    </StrictMode>,
-  );
-} catch (err) {
-  // A broken build configuration is shown, not hidden behind a blank page.
-  const message = err instanceof ConfigError ? err.message : String(err);
-  root.render(
-    <main className="splash">
-      <div className="notice notice-error" role="alert">
-        The page is misconfigured: {message}
-      </div>
-    </main>,
-  );
+  void startEarlyRequests();
+} catch {
+  // A bad configuration is shown by bootstrap.tsx; the screens then ask for what they need themselves.
 }
+
+void import("./bootstrap");

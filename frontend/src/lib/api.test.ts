@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
-import { ApiClient, ApiError, errorMessage } from "./api";
+import { ApiClient, ApiError, EARLY_MAX_AGE_MS, errorMessage } from "./api";
 
 function jsonResponse(status: number, body: unknown, headers: Record<string, string> = {}): Response {
   return new Response(body === undefined ? null : JSON.stringify(body), {
@@ -104,5 +104,74 @@ describe("ApiClient", () => {
   it("returns undefined for 204", async () => {
     fetchMock.mockResolvedValueOnce(new Response(null, { status: 204 }));
     await expect(client.post("/api/logout")).resolves.toBeUndefined();
+  });
+
+  describe("prefetch", () => {
+    it("lets the first matching get take the early answer instead of asking again", async () => {
+      fetchMock.mockResolvedValueOnce(jsonResponse(200, { items: [{ id: "a" }], total: 1 }));
+      const early = client.prefetch<{ total: number }>("/api/queue", { limit: 5, cursor: null });
+      expect(fetchMock).toHaveBeenCalledTimes(1);
+      expect(fetchMock.mock.calls[0]?.[0]).toBe("/api/queue?limit=5");
+      expect(fetchMock.mock.calls[0]?.[1]?.credentials).toBe("same-origin");
+      await expect(early).resolves.toEqual({ items: [{ id: "a" }], total: 1 });
+
+      const page = await client.get<{ total: number }>("/api/queue", { query: { limit: 5, cursor: null } });
+      expect(page.total).toBe(1);
+      expect(fetchMock).toHaveBeenCalledTimes(1);
+
+      // Taken once: the next call asks the server.
+      fetchMock.mockResolvedValueOnce(jsonResponse(200, { items: [], total: 0 }));
+      await expect(client.get("/api/queue", { query: { limit: 5 } })).resolves.toEqual({ items: [], total: 0 });
+      expect(fetchMock).toHaveBeenCalledTimes(2);
+    });
+
+    it("waits for an early answer still on its way instead of sending a second request", async () => {
+      let answer: (r: Response) => void = () => undefined;
+      fetchMock.mockReturnValueOnce(new Promise<Response>((resolve) => (answer = resolve)));
+      void client.prefetch("/api/config");
+      const pending = client.get<{ undo_seconds: number }>("/api/config");
+      answer(jsonResponse(200, { undo_seconds: 30, claim_seconds: 300 }));
+      await expect(pending).resolves.toEqual({ undo_seconds: 30, claim_seconds: 300 });
+      expect(fetchMock).toHaveBeenCalledTimes(1);
+    });
+
+    it("does not reuse an early 401 for a caller that needs a session, nor tell listeners", async () => {
+      const lost = vi.fn();
+      client.onUnauthorized(lost);
+      fetchMock.mockResolvedValueOnce(jsonResponse(401, { detail: "not logged in" }));
+      await expect(client.prefetch("/api/queue")).resolves.toBeNull();
+      expect(lost).not.toHaveBeenCalled();
+
+      fetchMock.mockResolvedValueOnce(jsonResponse(200, { items: [], total: 0 }));
+      await expect(client.get("/api/queue")).resolves.toEqual({ items: [], total: 0 });
+      expect(fetchMock).toHaveBeenCalledTimes(2);
+    });
+
+    it("hands an early 401 to a caller that expects one (who am I, before login)", async () => {
+      fetchMock.mockResolvedValueOnce(jsonResponse(401, { detail: "not logged in" }));
+      void client.prefetch("/api/me");
+      const err = (await client.get("/api/me", { expectUnauthorized: true }).catch((e: unknown) => e)) as ApiError;
+      expect(err.status).toBe(401);
+      expect(fetchMock).toHaveBeenCalledTimes(1);
+    });
+
+    it("asks again when the early answer is too old or never came", async () => {
+      vi.useFakeTimers({ toFake: ["Date"] });
+      try {
+        fetchMock.mockResolvedValueOnce(jsonResponse(200, { total: 7 }));
+        await client.prefetch("/api/queue");
+        vi.setSystemTime(Date.now() + EARLY_MAX_AGE_MS + 1);
+        fetchMock.mockResolvedValueOnce(jsonResponse(200, { total: 3 }));
+        await expect(client.get("/api/queue")).resolves.toEqual({ total: 3 });
+
+        fetchMock.mockRejectedValueOnce(new TypeError("Failed to fetch"));
+        await expect(client.prefetch("/api/me")).resolves.toBeNull();
+        fetchMock.mockResolvedValueOnce(jsonResponse(200, { username: "alice", csrf_token: "t" }));
+        await expect(client.get("/api/me")).resolves.toEqual({ username: "alice", csrf_token: "t" });
+        expect(fetchMock).toHaveBeenCalledTimes(4);
+      } finally {
+        vi.useRealTimers();
+      }
+    });
   });
 });

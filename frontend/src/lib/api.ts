@@ -5,6 +5,8 @@
 import { config } from "../config";
 
 const STATE_CHANGING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
+/** How long an answer fetched ahead at page start may stand in for the screen's own request. */
+export const EARLY_MAX_AGE_MS = 10_000;
 
 /** An API call that failed; `detail` is the server's human-readable message. */
 export class ApiError extends Error {
@@ -76,9 +78,15 @@ export interface RequestOptions {
   signal?: AbortSignal;
 }
 
+interface EarlyRequest {
+  startedAt: number;
+  response: Promise<Response | null>;
+}
+
 export class ApiClient {
   private csrfToken: string | null = null;
   private unauthorizedListeners = new Set<UnauthorizedListener>();
+  private early = new Map<string, EarlyRequest>();
 
   constructor(private readonly base: () => string) {}
 
@@ -107,6 +115,38 @@ export class ApiClient {
     return url;
   }
 
+  /**
+   * Start a GET now, before the screen that needs it exists (page start-up), so start-up requests run
+   * side by side instead of one after the other. The first `get` of the same URL within
+   * EARLY_MAX_AGE_MS takes this answer instead of asking again (once). Resolves to the decoded body of
+   * a successful answer, or null; never rejects.
+   */
+  prefetch<T>(path: string, query?: RequestOptions["query"]): Promise<T | null> {
+    const url = this.url(path, query);
+    const response = fetch(url, {
+      method: "GET",
+      headers: { Accept: "application/json" },
+      credentials: "same-origin",
+    }).catch(() => null);
+    this.early.set(url, { startedAt: Date.now(), response });
+    return response.then(async (r) => {
+      if (!r || !r.ok) return null;
+      try {
+        return (await r.clone().json()) as T;
+      } catch {
+        return null;
+      }
+    });
+  }
+
+  /** The answer fetched ahead for `url`, if fresh; taken at most once. */
+  private takeEarly(url: string): Promise<Response | null> | null {
+    const found = this.early.get(url);
+    if (!found) return null;
+    this.early.delete(url);
+    return Date.now() - found.startedAt <= EARLY_MAX_AGE_MS ? found.response : null;
+  }
+
   get<T>(path: string, options: RequestOptions = {}): Promise<T> {
     return this.request<T>("GET", path, options);
   }
@@ -121,18 +161,27 @@ export class ApiClient {
     if (options.body !== undefined) headers["Content-Type"] = "application/json";
     if (STATE_CHANGING.has(method) && this.csrfToken) headers["X-CSRF-Token"] = this.csrfToken;
 
-    let response: Response;
-    try {
-      response = await fetch(this.url(path, options.query), {
-        method,
-        headers,
-        credentials: "same-origin",
-        body: options.body === undefined ? undefined : JSON.stringify(options.body),
-        signal: options.signal,
-      });
-    } catch (err) {
-      if (err instanceof DOMException && err.name === "AbortError") throw err;
-      throw new ApiError(0, "Cannot reach the review service. Check the network and try again.");
+    const url = this.url(path, options.query);
+    let response: Response | null = null;
+    const early = method === "GET" && !options.signal ? this.takeEarly(url) : null;
+    if (early) {
+      response = await early;
+      // Fetched before the login (or lost on the way): this caller gets a fresh answer.
+      if (response && response.status === 401 && !options.expectUnauthorized) response = null;
+    }
+    if (response === null) {
+      try {
+        response = await fetch(url, {
+          method,
+          headers,
+          credentials: "same-origin",
+          body: options.body === undefined ? undefined : JSON.stringify(options.body),
+          signal: options.signal,
+        });
+      } catch (err) {
+        if (err instanceof DOMException && err.name === "AbortError") throw err;
+        throw new ApiError(0, "Cannot reach the review service. Check the network and try again.");
+      }
     }
 
     if (response.status === 401 && !options.expectUnauthorized) {

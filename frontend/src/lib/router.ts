@@ -1,21 +1,9 @@
 /** A tiny path router: the page has three screens and needs no routing library. */
 import { useCallback, useEffect, useState } from "react";
 
-export type Route = "review" | "history" | "dashboard";
+import { PATHS, type Route, routeFor } from "./routes";
 
-const PATHS: Record<Route, string> = { review: "/", history: "/history", dashboard: "/dashboard" };
-
-/** The route for a location path; unknown paths show the review screen. */
-export function routeFor(pathname: string): Route {
-  const clean = pathname.replace(/\/+$/, "") || "/";
-  const found = (Object.keys(PATHS) as Route[]).find((r) => PATHS[r] === clean);
-  return found ?? "review";
-}
-
-/** Path of a route, for links. */
-export function pathFor(route: Route): string {
-  return PATHS[route];
-}
+export { type Route, pathFor, routeFor } from "./routes";
 
 /** Current route plus a navigate function that keeps browser back/forward working. */
 export function useRoute(): [Route, (route: Route) => void] {

@@ -32,3 +32,8 @@ export async function currentSession(): Promise<Session | null> {
     throw err;
   }
 }
+
+/** Ask who is logged in at page start; `currentSession()` then takes this answer. */
+export function prefetchSession(): Promise<Session | null> {
+  return api.prefetch<Session>("/api/me");
+}

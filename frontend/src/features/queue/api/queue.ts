@@ -9,6 +9,16 @@ export function fetchQueue(limit: number, cursor: string | null = null): Promise
   return api.get<QueuePage>("/api/queue", { query: { limit, cursor } });
 }
 
+/** Ask for the first queue page at page start; `fetchQueue(limit)` then takes this answer. */
+export function prefetchQueue(limit: number): Promise<QueuePage | null> {
+  return api.prefetch<QueuePage>("/api/queue", { limit, cursor: null });
+}
+
+/** Ask for the server's windows at page start; `fetchServerConfig()` then takes this answer. */
+export function prefetchServerConfig(): Promise<ServerConfig | null> {
+  return api.prefetch<ServerConfig>("/api/config");
+}
+
 /** One waiting item; 404 once it has left unclear/. */
 export function fetchItem(id: string): Promise<Item> {
   return api.get<Item>(`/api/items/${encodeURIComponent(id)}`);
