@@ -13,6 +13,7 @@ import random
 import signal
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from partcheck.aws import aws_errors
@@ -83,32 +84,51 @@ def run_worker(
     batch_size: int = 10,
     wait_s: int = 20,
     visibility_s: int | None = None,
+    concurrency: int = 8,
 ) -> None:
-    """Long-poll `queue` until `stop` is set, deleting each message only after its work succeeded."""
+    """Long-poll `queue` until `stop` is set, deleting each message only after its work succeeded.
+
+    A batch is handled by `concurrency` threads: the work is mostly waiting on S3 and SQS, so one
+    sequential loop would leave both the worker and the storage service idle.
+    """
     backoff = 0.5
-    while not stop.is_set():
-        try:
-            messages = queue.receive(batch_size, wait_s, visibility_s)
-            backoff = 0.5
-        except PartcheckError as exc:
-            log.warning("receive failed, retrying in %.1fs: %s", backoff, exc)
-            stop.wait(backoff * (1 + random.random()))
-            backoff = min(backoff * 2, 30.0)
-            continue
-        for message in messages:
-            _process(queue, message, handler, dead_letters)
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="handler") as pool:
+        while not stop.is_set():
+            try:
+                messages = queue.receive(batch_size, wait_s, visibility_s)
+                backoff = 0.5
+            except PartcheckError as exc:
+                log.warning("receive failed, retrying in %.1fs: %s", backoff, exc)
+                stop.wait(backoff * (1 + random.random()))
+                backoff = min(backoff * 2, 30.0)
+                continue
+            finished = [
+                m
+                for m, ok in zip(
+                    messages,
+                    pool.map(lambda m: _process(queue.url, m, handler, dead_letters), messages),
+                    strict=True,
+                )
+                if ok
+            ]
+            if finished:
+                try:
+                    queue.delete_batch([m.receipt_handle for m in finished])
+                except PartcheckError as exc:
+                    # They reappear after their visibility timeout and are handled again, idempotently.
+                    log.warning("could not acknowledge %d messages: %s", len(finished), exc)
 
 
-def _process(queue: Queue, message: QueueMessage, handler: Handler, dead_letters: DeadLetters) -> None:
+def _process(queue_url: str, message: QueueMessage, handler: Handler, dead_letters: DeadLetters) -> bool:
     try:
-        if handle_one(queue.url, message.body, handler, dead_letters):
-            queue.delete(message.receipt_handle)
+        return handle_one(queue_url, message.body, handler, dead_letters)
     except PartcheckError as exc:
-        # Dead-lettering or the delete failed: the message reappears and is handled again, idempotently.
+        # Dead-lettering failed: the message reappears and is handled again, idempotently.
         log.warning("could not finish message %s: %s", message.message_id, exc)
     except Exception:
         # A bug must not kill the worker; the message is retried and lands in the DLQ by redrive.
         log.exception("unexpected error on message %s", message.message_id)
+    return False
 
 
 def handle_sqs_batch(

@@ -29,10 +29,11 @@ if __name__ == "__main__":
     from services.predict.settings import PredictSettings
     from services.router.settings import RouterSettings
 
-    tables: dict[str, type[BaseSettings]] = {
-        "stack": StackSettings,
-        "predict": PredictSettings,
-        "router": RouterSettings,
+    tables: dict[str, tuple[str, type[BaseSettings]]] = {
+        "stack": ("Local stack and `partcheck bootstrap` (`PARTCHECK_`)", StackSettings),
+        "predict": ("predict (`PARTCHECK_PREDICT_`)", PredictSettings),
+        "router": ("router (`PARTCHECK_ROUTER_`)", RouterSettings),
     }
     for name in sys.argv[1:] or list(tables):
-        print(f"{settings_table(tables[name])}\n")
+        title, cls = tables[name]
+        print(f"### {title}\n\n{settings_table(cls)}\n")

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from partcheck.aws import aws_errors
-from partcheck.errors import InvalidInput, NotFound
+from partcheck.errors import InvalidInput, NotFound, StorageUnavailable
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -187,6 +187,15 @@ class Queue:
         """Acknowledge a message after its work succeeded."""
         with aws_errors(f"delete message from {self.url}"):
             self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=receipt_handle)
+
+    def delete_batch(self, receipt_handles: list[str]) -> None:
+        """Acknowledge up to ten messages in one call; raises if any of them was not deleted."""
+        entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(receipt_handles)]
+        for start in range(0, len(entries), 10):
+            with aws_errors(f"delete messages from {self.url}"):
+                r = self._sqs.delete_message_batch(QueueUrl=self.url, Entries=entries[start : start + 10])
+            if r.get("Failed"):
+                raise StorageUnavailable(f"{len(r['Failed'])} deletes failed on {self.url}: {r['Failed'][0]}")
 
     def send(self, body: str) -> str:
         """Send one message and return its id."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 from pathlib import Path
 
@@ -25,15 +26,22 @@ def serve_moto(
     from moto.server import ThreadedMotoServer
 
     stop = stop or _signal_event()
+    snapshotter = Snapshotter(state_dir, region) if state_dir else None
+    if snapshotter:
+        # Restore through a private server first: moto's state is per process, so clients that connect
+        # to the public port never see a half-restored stack.
+        staging_port = _free_port()
+        staging = ThreadedMotoServer(ip_address="127.0.0.1", port=staging_port, verbose=False)
+        staging.start()
+        aws = AwsConfig(endpoint_url=f"http://127.0.0.1:{staging_port}", region=region)
+        restored = snapshotter.restore(client("s3", aws), client("sqs", aws))
+        staging.stop()
+        log.info("restored %(objects)d objects and %(messages)d messages", restored)
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     endpoint = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104
-    aws = AwsConfig(endpoint_url=endpoint, region=region)
-    s3, sqs = client("s3", aws), client("sqs", aws)
-    snapshotter = Snapshotter(state_dir, region) if state_dir else None
+    s3 = client("s3", AwsConfig(endpoint_url=endpoint, region=region))
     if snapshotter:
-        restored = snapshotter.restore(s3, sqs)
-        log.info("restored %(objects)d objects and %(messages)d messages", restored)
         saver = threading.Thread(
             target=save_periodically,
             args=(snapshotter, s3, stop, snapshot_seconds),
@@ -54,3 +62,9 @@ def _signal_event() -> threading.Event:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     return stop
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -39,6 +39,7 @@ def run(settings: PredictSettings, stop: threading.Event, classifier: Classifier
         batch_size=settings.batch_size,
         wait_s=settings.wait_seconds,
         visibility_s=settings.visibility_timeout,
+        concurrency=settings.concurrency,
     )
 
 

@@ -33,6 +33,7 @@ def run(settings: RouterSettings, stop: threading.Event) -> None:
         batch_size=settings.batch_size,
         wait_s=settings.wait_seconds,
         visibility_s=settings.visibility_timeout,
+        concurrency=settings.concurrency,
     )
 
 
