@@ -28,6 +28,7 @@ from partcheck.messages import Prediction
 from partcheck.thresholds import Thresholds
 from services.predict import quality
 from services.predict.preprocess import preprocess
+from services.predict.quality import SceneModel
 
 CARD_SUFFIX = ".card.json"
 
@@ -49,6 +50,7 @@ class ModelCard:
     thresholds: Thresholds
     ood_threshold: float | None
     quality: quality.QualityLimits
+    scene: SceneModel | None
     raw: dict[str, Any]
 
     @classmethod
@@ -69,6 +71,7 @@ class ModelCard:
                 thresholds=Thresholds(t_ok=float(thresholds["t_ok"]), t_defect=float(thresholds["t_defect"])),
                 ood_threshold=float(ood["threshold"]) if ood.get("threshold") is not None else None,
                 quality=quality.QualityLimits.from_dict(raw.get("quality")),
+                scene=quality.SceneModel.from_dict(raw.get("scene")),
                 raw=raw,
             )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
@@ -158,7 +161,7 @@ class OnnxClassifier:
                 results[i] = exc
                 continue
             t1 = time.perf_counter()
-            reason = quality.check(x, self.card.quality)
+            reason = quality.check(x, self.card.quality) or quality.check_scene(x, self.card.scene)
             t2 = time.perf_counter()
             timings = {"preprocess": (t1 - t0) * 1000, "quality": (t2 - t1) * 1000}
             if reason is not None:

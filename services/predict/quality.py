@@ -7,6 +7,7 @@ training split's sharpness at training time and stored in the model card.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -63,4 +64,86 @@ def check(x: np.ndarray, limits: QualityLimits) -> str | None:
         s = sharpness(x)
         if s < limits.min_sharpness:
             return f"blurred: sharpness {s:.4f} < {limits.min_sharpness:.4f}"
+    return None
+
+
+RINGS = 12
+
+
+@functools.lru_cache(maxsize=8)
+def _ring_index(size: int) -> np.ndarray:
+    """Ring number (0..RINGS-1) of every pixel inside the inscribed circle, RINGS outside it."""
+    c = (size - 1) / 2
+    yy, xx = np.mgrid[0:size, 0:size]
+    r = np.hypot(yy - c, xx - c) / (size / 2)
+    return np.where(r < 1.0, np.minimum((r * RINGS).astype(np.int64), RINGS - 1), RINGS).ravel()
+
+
+def ring_descriptor(x: np.ndarray) -> np.ndarray:
+    """Mean and spread of the standardised brightness in 12 concentric rings: 24 numbers.
+
+    A top-view photo of a round casting has a characteristic radial profile and little variation around
+    each ring; drawn shapes, text or a photo of something else do not. Rotation-invariant by design.
+    """
+    z = (x - x.mean()) / (x.std() + 1e-3)
+    idx = _ring_index(x.shape[0])
+    flat = z.ravel()
+    counts = np.bincount(idx, minlength=RINGS + 1)[:RINGS]
+    sums = np.bincount(idx, weights=flat, minlength=RINGS + 1)[:RINGS]
+    squares = np.bincount(idx, weights=flat * flat, minlength=RINGS + 1)[:RINGS]
+    mean = sums / counts
+    spread = np.sqrt(np.maximum(squares / counts - mean * mean, 0.0))
+    return np.concatenate([mean, spread])
+
+
+@dataclass(frozen=True)
+class SceneModel:
+    """Mahalanobis model of ring descriptors of training photos; a larger distance means "not a part"."""
+
+    mean: np.ndarray
+    precision: np.ndarray
+    threshold: float
+
+    @classmethod
+    def fit(cls, descriptors: np.ndarray) -> SceneModel:
+        """Mean and shrunk inverse covariance; threshold left at +inf until calibrated."""
+        mean = descriptors.mean(axis=0)
+        cov = np.cov(descriptors, rowvar=False)
+        cov += 0.05 * np.trace(cov) / cov.shape[0] * np.eye(cov.shape[0])
+        return cls(mean=mean, precision=np.linalg.inv(cov), threshold=float("inf"))
+
+    def distance(self, x: np.ndarray) -> float:
+        """Squared Mahalanobis distance per dimension of this frame's ring descriptor."""
+        d = ring_descriptor(x) - self.mean
+        return float(d @ self.precision @ d) / len(d)
+
+    def to_dict(self) -> dict[str, Any]:
+        """For the model card."""
+        return {
+            "method": "ring descriptor mahalanobis",
+            "rings": RINGS,
+            "threshold": self.threshold,
+            "mean": self.mean.tolist(),
+            "precision": self.precision.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> SceneModel | None:
+        """From a card's `scene` section; None when the card has none."""
+        if not data:
+            return None
+        return cls(
+            mean=np.asarray(data["mean"], dtype=np.float64),
+            precision=np.asarray(data["precision"], dtype=np.float64),
+            threshold=float(data["threshold"]),
+        )
+
+
+def check_scene(x: np.ndarray, scene: SceneModel | None) -> str | None:
+    """A reason when the frame does not look like a top view of a round part, else None."""
+    if scene is None:
+        return None
+    d = scene.distance(x)
+    if d > scene.threshold:
+        return f"not a part photo: scene score {d:.2f} > {scene.threshold:.2f}"
     return None

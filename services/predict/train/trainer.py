@@ -51,7 +51,7 @@ class TrainConfig:
     margin: float = 0.5
     # OOD threshold: this quantile of in-distribution validation scores (plain and re-framed) x `ood_factor`.
     ood_quantile: float = 0.999
-    ood_factor: float = 1.5
+    ood_factor: float = 1.0
     name: str = MODEL_NAME
     command: str = field(default_factory=lambda: shlex.join(["partcheck", *sys.argv[1:]]))
 

@@ -96,3 +96,23 @@ def test_shipped_model_never_escapes_on_the_samples(sample_images: dict[str, lis
     assert not [p for p in oks if p.label == "defect"]
     # Most samples are decided; the band may send a few to unclear.
     assert sum(p.label != "unclear" for p in defects + oks) >= 18
+
+
+def test_scene_model_flags_what_is_not_a_round_part(sample_images: dict[str, list[Path]]) -> None:
+    from PIL import ImageDraw
+
+    photos = [preprocess(p.read_bytes(), 96) for p in sample_images["ok"] + sample_images["defect"]]
+    rotated = [np.rot90(x, k) for x in photos for k in (1, 2)]
+    scene = quality.SceneModel.fit(np.stack([quality.ring_descriptor(x) for x in photos + rotated]))
+    scores = [scene.distance(x) for x in photos]
+    scene = quality.SceneModel(scene.mean, scene.precision, threshold=max(scores) * 1.5)
+    assert all(quality.check_scene(x, scene) is None for x in photos)
+    text = Image.new("L", (300, 300), 235)
+    ImageDraw.Draw(text).multiline_text((10, 10), "\n".join(["INVOICE 2026"] * 12), fill=20)
+    buf = io.BytesIO()
+    text.save(buf, "PNG")
+    assert "not a part photo" in (quality.check_scene(preprocess(buf.getvalue(), 96), scene) or "")
+    again = quality.SceneModel.from_dict(scene.to_dict())
+    assert again is not None
+    assert again.distance(photos[0]) == pytest.approx(scene.distance(photos[0]))
+    assert quality.check_scene(photos[0], None) is None
