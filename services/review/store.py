@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,6 +38,10 @@ _JSON = "application/json"
 # How long a marker check of a waiting image is trusted before it is re-checked (in the background).
 _MARKER_TTL_S = 30.0
 _FOLLOW_UP_WAIT_S = 10.0
+# The first images of the queue are what every inspector's page asks for first: kept in memory.
+_EARLY_IMAGES = 3
+_IMAGE_CACHE_BYTES = 64 * 1024 * 1024
+_IMAGE_CACHE_COUNT = 64
 
 
 class ConflictError(PartcheckError):
@@ -233,6 +238,8 @@ class ReviewStore:
         self._repairing: set[str] = set()
         self._follow_ups: dict[str, Future[None]] = {}
         self._pending: set[Future[None]] = set()
+        self._images: OrderedDict[tuple[str, str], Future[Image | None]] = OrderedDict()
+        self._image_bytes = 0
         # Interrupted moves are finished only once no decision or undo can still be in flight.
         self.repair_after = timedelta(seconds=repair_after_s)
         self._audit: dict[str, dict[str, Any]] = {}
@@ -370,6 +377,16 @@ class ReviewStore:
             self._start_finishing(unclear_key)
         return found
 
+    def _marker_now(self, unclear_key: str) -> bool:
+        """Whether the image has a decision marker: the last check if recent, else a HEAD now."""
+        with self._lock:
+            seen = self._markers.get(unclear_key)
+        if seen is not None and time.monotonic() - seen[0] <= _MARKER_TTL_S:
+            if seen[1]:
+                self._start_finishing(unclear_key)
+            return seen[1]
+        return self._check_marker(unclear_key)
+
     def _set_marker(self, unclear_key: str, found: bool) -> None:
         with self._lock:
             self._markers[unclear_key] = (time.monotonic(), found)
@@ -441,18 +458,96 @@ class ReviewStore:
             for info in infos
             if info is not None and info.key not in marked
         ]
+        if cursor is None:
+            for info in infos[:_EARLY_IMAGES]:
+                if info is not None:
+                    self._image_load(info.key, info.etag)
         return {"items": items, "next_cursor": next_cursor, "total": len(entries)}
 
     def item(self, unclear_key: str, now: datetime) -> dict[str, Any]:
         """One waiting image; Gone (with who decided it, when known) if it left unclear/."""
-        marker_f = self.executor.submit(self._check_marker, unclear_key)
+        marker_f = self.executor.submit(self._marker_now, unclear_key)
         info = self.store.head(self.bucket, unclear_key)
         if info is None or marker_f.result():
             raise self._gone(unclear_key)
         return self._item(info, self.claims(now).get(unclear_key))
 
+    def _image_load(self, key: str, etag: str) -> Future[Image | None]:
+        """The waiting image `key` at `etag`, loaded once in the background and kept while the cache
+        has room (oldest dropped first); None when it changed or left meanwhile."""
+        with self._lock:
+            found = self._images.get((key, etag))
+            if found is not None:
+                self._images.move_to_end((key, etag))
+                return found
+
+        holder: list[Future[Image | None]] = []
+
+        def load() -> Image | None:
+            try:
+                obj = self.store.get(self.bucket, key, max_bytes=self.max_image_bytes)
+            except PartcheckError:
+                return None
+            if obj.info.etag != etag:
+                return None
+            image = self._as_image(obj.body, obj.info.content_type, obj.info.etag)
+            with self._lock:
+                # Counted only while this very load is still cached (it may have been dropped).
+                if self._images.get((key, etag)) is holder[0]:
+                    self._image_bytes += len(image.body)
+                    self._trim_images()
+            return image
+
+        with self._lock:
+            future = self._images.get((key, etag))
+            if future is None:
+                future = self.executor.submit(load)
+                holder.append(future)
+                self._images[(key, etag)] = future
+                self._trim_images()
+        return future
+
+    def _trim_images(self) -> None:
+        """Drop the oldest cached images beyond the cache's size (call with the lock held)."""
+        while len(self._images) > 1 and (
+            self._image_bytes > _IMAGE_CACHE_BYTES or len(self._images) > _IMAGE_CACHE_COUNT
+        ):
+            _, old = self._images.popitem(last=False)
+            self._image_bytes -= self._cached_size(old)
+
+    @staticmethod
+    def _cached_size(future: Future[Image | None]) -> int:
+        if not future.done() or future.cancelled() or future.exception() is not None:
+            return 0
+        image = future.result()
+        return len(image.body) if image else 0
+
+    def _drop_image(self, key: str) -> None:
+        with self._lock:
+            for k in [k for k in self._images if k[0] == key]:
+                self._image_bytes -= self._cached_size(self._images.pop(k))
+
+    @staticmethod
+    def _as_image(body: bytes, content_type: str | None, etag: str) -> Image:
+        content_type = content_type or ""
+        if not content_type.startswith("image/"):
+            content_type = _sniff(body) or "application/octet-stream"
+        return Image(body, content_type, etag)
+
     def image(self, unclear_key: str) -> Image:
-        """The image of an item, from unclear/ or, once decided, from human_decided/."""
+        """The image of an item, from unclear/ or, once decided, from human_decided/.
+
+        The queue's first images are served from memory when this process loaded them (keyed by the
+        ETag of the latest HEAD, so a replaced image is fetched anew once the listing shows it).
+        """
+        with self._lock:
+            latest = self._latest.get(unclear_key)
+            cached = self._images.get((unclear_key, latest.etag)) if latest else None
+        if cached is not None:
+            with contextlib.suppress(Exception):
+                image = cached.result(_FOLLOW_UP_WAIT_S)
+                if image is not None:
+                    return image
         try:
             obj = self.store.get(self.bucket, unclear_key, max_bytes=self.max_image_bytes)
         except NotFound:
@@ -466,10 +561,7 @@ class ReviewStore:
                 log.error("decision marker of %s points outside human_decided/: %r", unclear_key, decided)
                 raise Gone(f"no image for {unclear_key}") from None
             obj = self.store.get(self.bucket, decided, max_bytes=self.max_image_bytes)
-        content_type = obj.info.content_type or ""
-        if not content_type.startswith("image/"):
-            content_type = _sniff(obj.body) or "application/octet-stream"
-        return Image(obj.body, content_type, obj.info.etag)
+        return self._as_image(obj.body, obj.info.content_type, obj.info.etag)
 
     # --- claims ------------------------------------------------------------------------------------
 
@@ -477,7 +569,7 @@ class ReviewStore:
         """Hold an item for `seconds`; ConflictError when another inspector holds a live claim."""
         key = core.claim_key(unclear_key)
         head_f = self.executor.submit(self.store.head, self.bucket, unclear_key)
-        marker_f = self.executor.submit(self._check_marker, unclear_key)
+        marker_f = self.executor.submit(self._marker_now, unclear_key)
         found = self._get_json(self.bucket, key)
         if head_f.result() is None:
             raise self._gone(unclear_key)
@@ -596,6 +688,7 @@ class ReviewStore:
             self._audit[audit_key] = record
         self.index.removed(unclear_key)
         self._claim_changed(unclear_key, None)
+        self._drop_image(unclear_key)
         follow_up = self.executor.submit(self._follow_up, keys, audit_key, record)
         with self._lock:
             self._follow_ups[inspector] = follow_up

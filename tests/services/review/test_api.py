@@ -757,3 +757,33 @@ def test_decision_after_the_queue_page_uses_the_image_as_it_is_now(
     assert s3.head_object(Bucket=BUCKET, Key="human_decided/ok_c.jpg")["Metadata"]["model-version"] == "2.0"
     settle(alice)
     assert [rec["model_version"] for rec in audit_records(s3)] == ["2.0"]
+
+
+def test_first_queue_images_served_from_memory_until_replaced(
+    alice: TestClient, put_unclear: Any, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = put_unclear("first.jpg")
+    item = alice.get("/api/queue").json()["items"][0]["id"]
+    store = alice.app.state.review.store  # type: ignore[attr-defined]
+    real_get = store.store.get
+    asked: list[str] = []
+
+    def counting_get(bucket: str, k: str, max_bytes: int | None = None) -> Any:
+        asked.append(k)
+        return real_get(bucket, k, max_bytes=max_bytes)
+
+    # The page's first image was loaded while the queue answered: no S3 GET for the browser's request.
+    time.sleep(0.5)
+    monkeypatch.setattr(store.store, "get", counting_get)
+    r = alice.get(f"/api/items/{item}/image")
+    assert r.status_code == 200
+    assert r.content == JPEG
+    assert asked == []
+    # Replaced under the same key (a new ETag in the listing): the new bytes, not the cached ones.
+    put_unclear("first.jpg", body=JPEG + b"v2")
+    deadline = time.monotonic() + 10
+    while alice.get(f"/api/items/{item}/image").content != JPEG + b"v2":
+        assert time.monotonic() < deadline, "the replaced image was still served after the re-listing"
+        alice.get("/api/queue")  # the background re-listing brings the new ETag
+        time.sleep(0.1)
+    assert key in asked
