@@ -13,6 +13,7 @@ from partcheck.errors import InvalidInput, NotFound, StorageUnavailable
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import DeleteMessageBatchRequestEntryTypeDef
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,9 @@ class Queue:
 
     def delete_batch(self, receipt_handles: list[str]) -> None:
         """Acknowledge up to ten messages in one call; raises if any of them was not deleted."""
-        entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(receipt_handles)]
+        entries: list[DeleteMessageBatchRequestEntryTypeDef] = [
+            {"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(receipt_handles)
+        ]
         for start in range(0, len(entries), 10):
             with aws_errors(f"delete messages from {self.url}"):
                 r = self._sqs.delete_message_batch(QueueUrl=self.url, Entries=entries[start : start + 10])
