@@ -410,6 +410,8 @@ class ReviewStore:
                 continue
             if seen[1]:
                 out.add(key)
+                with self._lock:
+                    self._marked.add(key)
             if now - seen[0] > _MARKER_TTL_S:
                 stale.append(key)
         for key in set(stale):
@@ -428,7 +430,13 @@ class ReviewStore:
         entries = self.index.entries()
         with self._lock:
             marked = set(self._marked)
-        return [e for e in entries if e.key not in marked] if marked else entries
+        if not marked:
+            return entries
+        present = {e.key for e in entries if e.key in marked}
+        with self._lock:
+            # Gone from unclear/ (the move finished): no need to check them again.
+            self._marked -= marked - present
+        return [e for e in entries if e.key not in present]
 
     def queue_page(self, cursor: str | None, limit: int, now: datetime) -> dict[str, Any]:
         """One page of waiting images with the router's metadata (HEAD only for the page, cached by ETag).
@@ -687,6 +695,8 @@ class ReviewStore:
         with self._lock:
             self._audit[audit_key] = record
         self.index.removed(unclear_key)
+        # Should the delete fail, a later listing shows the image again: the marker keeps it hidden.
+        self._set_marker(unclear_key, True)
         self._claim_changed(unclear_key, None)
         self._drop_image(unclear_key)
         follow_up = self.executor.submit(self._follow_up, keys, audit_key, record)

@@ -151,6 +151,10 @@ def test_real_decision_whose_delete_failed_is_finished(
     settle(a)
     assert keys(s3, "unclear/") == [key]
     monkeypatch.setattr(store.store, "delete", real_delete)
+    # This instance's later listings show the image again; its marker keeps it out of the queue.
+    for _ in range(5):
+        assert a.get("/api/queue").json()["total"] == 0
+        time.sleep(0.2)
     # A second instance (fresh caches) does not offer it, and finishes it once the undo window is over.
     b = app_factory()
     login(b, "bob")
