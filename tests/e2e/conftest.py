@@ -201,6 +201,14 @@ def login_with_keyboard(page: Page, url: str, name: str) -> None:
     page.keyboard.press("Enter")
 
 
+def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait for what a decision does after its answer (audit record, removal from unclear/)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the decision's background steps did not finish in time"
+        time.sleep(0.05)
+
+
 def list_keys(s3: Any, prefix: str) -> list[str]:
     """Every key under a prefix of the e2e bucket."""
     keys: list[str] = []

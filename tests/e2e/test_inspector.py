@@ -17,6 +17,7 @@ from tests.e2e.conftest import (
     PASSWORD,
     TABLET,
     Seeded,
+    eventually,
     list_keys,
     login_with_keyboard,
 )
@@ -113,7 +114,7 @@ def test_decide_three_images_with_the_keyboard_only(
     queue = ctx.request.get(f"{review_url}/api/queue").json()
     assert queue["total"] == 1
     assert [i["key"] for i in queue["items"]] == [seeded[3].key]
-    assert list_keys(s3, "unclear/") == [seeded[3].key]
+    eventually(lambda: list_keys(s3, "unclear/") == [seeded[3].key])
     # ...and sit in human_decided/ under the original's naming, with who decided them.
     expected = {human_decided_key(k, label): label for k, label in decided.items()}  # type: ignore[arg-type]
     assert list_keys(s3, "human_decided/") == sorted(expected)
@@ -121,6 +122,7 @@ def test_decide_three_images_with_the_keyboard_only(
         meta = s3.head_object(Bucket=BUCKET, Key=decided_key)["Metadata"]
         assert meta["inspector"] == "alice"
     # ...and in the audit log, one record per decision.
+    eventually(lambda: len(audit_records(s3)) == len(decided))
     records = [r for r in audit_records(s3) if r["action"] == "decision"]
     assert sorted((r["key"], r["label"], r["inspector"]) for r in records) == sorted(
         (k, label, "alice") for k, label in decided.items()
@@ -200,6 +202,7 @@ def test_two_inspectors_race_for_one_image_and_exactly_one_wins(
     assert list_keys(s3, "human_decided/") == [human_decided_key(only.key, "ok")]
     decided_meta = s3.head_object(Bucket=BUCKET, Key=human_decided_key(only.key, "ok"))["Metadata"]
     assert decided_meta["inspector"] == winner
+    eventually(lambda: len(audit_records(s3)) == 1)
     assert [(r["action"], r["inspector"]) for r in audit_records(s3)] == [("decision", winner)]
 
 
