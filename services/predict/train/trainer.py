@@ -92,7 +92,9 @@ def recompute_bn(net: torch.nn.Module, images: np.ndarray, batch_size: int = 256
         bn.reset_running_stats()
         bn.momentum = None  # cumulative average over all batches
     net.train()
-    for idx in _batches(len(images), batch_size, None):
+    # Shuffled: the arrays are sorted by class, and single-class batches would average within-class
+    # variances only, underestimating each channel's variance (seen: validation accuracy 99.3 % -> 98.9 %).
+    for idx in _batches(len(images), batch_size, torch.Generator().manual_seed(0)):
         net(torch.from_numpy(images[idx.numpy()]).float().div_(255.0).unsqueeze(1))
     for bn in bns:
         bn.momentum = 0.1
