@@ -220,15 +220,18 @@ class ReviewStore:
         queue_max_age_s: float = 5.0,
         stats_max_age_s: float = 10.0,
         max_image_bytes: int = 25 * 1024 * 1024,
-        workers: int = 8,
+        workers: int = 10,
         repair_after_s: float = 90.0,
     ) -> None:
         self.store = store
         self.bucket = bucket
         self.audit_bucket = audit_bucket
         self.max_image_bytes = max_image_bytes
-        # boto3's default pool holds 10 connections; more workers would only queue on it.
-        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="review-s3")
+        # boto3's default pool holds 10 connections; more workers would only queue on it. Requests
+        # get their own workers, so their S3 calls never wait behind background work (prefetching,
+        # a decision's follow-up steps, re-listings).
+        self.executor = ThreadPoolExecutor(max_workers=max(1, workers - 4), thread_name_prefix="review-bg")
+        self.now_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="review-req")
         self.index = QueueIndex(store, bucket, queue_max_age_s, self.executor)
         self._meta: dict[tuple[str, str], ObjectInfo] = {}
         self._latest: dict[str, ObjectInfo] = {}
@@ -258,6 +261,7 @@ class ReviewStore:
         """Let started decisions finish their follow-up steps, then stop the worker threads."""
         self.settle()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.now_pool.shutdown(wait=False, cancel_futures=True)
 
     def settle(self, timeout: float = _FOLLOW_UP_WAIT_S) -> None:
         """Wait for the follow-up steps (audit record, removal from unclear/) of decisions taken so far."""
@@ -420,7 +424,7 @@ class ReviewStore:
                 self._markers[key] = (now, key in self._marked)
             with contextlib.suppress(RuntimeError):
                 self.executor.submit(self._quietly, self._check_marker, key)
-        for key, found in zip(unknown, self.executor.map(self._check_marker, unknown), strict=True):
+        for key, found in zip(unknown, self.now_pool.map(self._check_marker, unknown), strict=True):
             if found:
                 out.add(key)
         return out
@@ -444,11 +448,11 @@ class ReviewStore:
         Images already carrying a decision marker are left out (their move was interrupted and is
         being finished); the page is then taken again so it stays full.
         """
-        claims_f = self.executor.submit(self.claims, now)
+        claims_f = self.now_pool.submit(self.claims, now)
         for _ in range(5):
             entries = self._waiting()
             page, next_cursor = core.page_after(entries, cursor, limit)
-            heads = [self.executor.submit(self._head_cached, e) for e in page]
+            heads = [self.now_pool.submit(self._head_cached, e) for e in page]
             marked = self._marked_on(page)
             if not marked:
                 break
@@ -474,7 +478,7 @@ class ReviewStore:
 
     def item(self, unclear_key: str, now: datetime) -> dict[str, Any]:
         """One waiting image; Gone (with who decided it, when known) if it left unclear/."""
-        marker_f = self.executor.submit(self._marker_now, unclear_key)
+        marker_f = self.now_pool.submit(self._marker_now, unclear_key)
         info = self.store.head(self.bucket, unclear_key)
         if info is None or marker_f.result():
             raise self._gone(unclear_key)
@@ -576,8 +580,8 @@ class ReviewStore:
     def claim(self, unclear_key: str, inspector: str, now: datetime, seconds: int) -> Claim:
         """Hold an item for `seconds`; ConflictError when another inspector holds a live claim."""
         key = core.claim_key(unclear_key)
-        head_f = self.executor.submit(self.store.head, self.bucket, unclear_key)
-        marker_f = self.executor.submit(self._marker_now, unclear_key)
+        head_f = self.now_pool.submit(self.store.head, self.bucket, unclear_key)
+        marker_f = self.now_pool.submit(self._marker_now, unclear_key)
         found = self._get_json(self.bucket, key)
         if head_f.result() is None:
             raise self._gone(unclear_key)
@@ -628,7 +632,7 @@ class ReviewStore:
         audit_key = core.audit_key(now, uuid.uuid4().hex)
         with self._lock:
             cached = self._latest.get(unclear_key)
-        get_f = self.executor.submit(self.store.get, self.bucket, unclear_key, self.max_image_bytes)
+        get_f = self.now_pool.submit(self.store.get, self.bucket, unclear_key, self.max_image_bytes)
         marker: dict[str, Any] | None = None
         marker_etag: str | None = None
         lost = False
@@ -812,7 +816,7 @@ class ReviewStore:
             after = core.audit_key(since, "") if day == since.date() else None
             keys += [o.key for o in _listing(self.store, self.audit_bucket, prefix, after)]
         keys.sort(reverse=True)
-        for record in self.executor.map(self._record, keys):
+        for record in self.now_pool.map(self._record, keys):
             if record and record.get("inspector") == inspector:
                 return record
         return None
@@ -871,8 +875,8 @@ class ReviewStore:
         with self._lock:
             self._audit[audit_key] = record
         steps: list[Future[Any]] = [
-            self.executor.submit(self._put_json, self.audit_bucket, audit_key, record, if_absent=True),
-            self.executor.submit(self.store.delete, self.bucket, keys.marker_key),
+            self.now_pool.submit(self._put_json, self.audit_bucket, audit_key, record, if_absent=True),
+            self.now_pool.submit(self.store.delete, self.bucket, keys.marker_key),
         ]
         for f in steps:
             f.result()
@@ -919,7 +923,7 @@ class ReviewStore:
             keys = self._day_keys(day)
             for chunk_start in range(0, len(keys), 32):
                 chunk = keys[chunk_start : chunk_start + 32]
-                for record in self.executor.map(self._record, chunk):
+                for record in self.now_pool.map(self._record, chunk):
                     if record and core.history_matches(record, inspector, label, since):
                         out.append(record)
                         if len(out) >= limit:
