@@ -184,6 +184,18 @@ def write_model_card_md(card: dict[str, Any], path: Path) -> Path:
         ]
     else:
         lines.append("(post-export checks were skipped)")
+    if m.get("escape_tradeoff"):
+        lines += [
+            "",
+            "Escapes allowed on validation against the unclear rate (same 0.5-logit margin); the card uses 0:",
+            "",
+            "| escapes allowed | t_ok | t_defect | unclear rate |",
+            "| --- | --- | --- | --- |",
+            *[
+                f"| {r['max_escapes']} | {r['t_ok']:.6f} | {r['t_defect']:.4f} | {r['unclear_rate']:.2%} |"
+                for r in m["escape_tradeoff"]
+            ],
+        ]
     lines += [
         "",
         "## Limits",

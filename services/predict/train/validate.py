@@ -87,6 +87,34 @@ def _summarise(
     return {k: s[k] for k in keep}
 
 
+def _tradeoff(
+    preds: list[Prediction | InvalidImage], labelled: list[tuple[str, int]]
+) -> list[dict[str, Any]]:
+    """What allowing 0-3 escapes on validation would cost in unclear images (same margin as training)."""
+    from services.predict.train.calibrate import choose_thresholds
+
+    pairs = [
+        (o.p_defect, label)
+        for o, (_, label) in zip(preds, labelled, strict=True)
+        if isinstance(o, Prediction) and _from_model(o)
+    ]
+    p = np.array([a for a, _ in pairs])
+    y = np.array([b for _, b in pairs], dtype=np.int64)
+    rows = []
+    for k in range(4):
+        op = choose_thresholds(p, y, max_escapes=k, max_false_rejects=0, margin=0.5)
+        rows.append(
+            {
+                "max_escapes": k,
+                "t_ok": op.t_ok,
+                "t_defect": op.t_defect,
+                "unclear_rate": op.unclear / max(op.n, 1),
+                "escapes": op.escapes,
+            }
+        )
+    return rows
+
+
 def synthetic_ood(val_photos: list[bytes], seed: int = 0) -> Iterator[tuple[str, bytes]]:
     """(kind, JPEG bytes) of frames that must never get an ok/defect verdict."""
     rng = np.random.default_rng(seed)
@@ -196,9 +224,8 @@ def validate_model(model_path: Path, data_dir: Path, val_fraction: float) -> dic
     )
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     clf = OnnxClassifier(model_path)
-    metrics: dict[str, Any] = {
-        "validation_onnx": _summarise(clf, labelled, sets.pop("validation"), "validation", threshold)
-    }
+    metrics: dict[str, Any] = {"escape_tradeoff": _tradeoff(sets["validation"], labelled)}
+    metrics |= {"validation_onnx": _summarise(clf, labelled, sets.pop("validation"), "validation", threshold)}
     metrics["reframed"] = {
         name: _summarise(clf, labelled, preds, name, threshold) for name, preds in sets.items()
     }
