@@ -187,7 +187,7 @@ def write_model_card_md(card: dict[str, Any], path: Path) -> Path:
     if m.get("escape_tradeoff"):
         lines += [
             "",
-            "Escapes allowed on validation against the unclear rate (same 0.5-logit margin); the card uses 0:",
+            "Escapes allowed on validation against the unclear rate (0.5-logit margin); the card uses 0:",
             "",
             "| escapes allowed | t_ok | t_defect | unclear rate |",
             "| --- | --- | --- | --- |",
