@@ -94,8 +94,8 @@ def test_shipped_model_never_escapes_on_the_samples(sample_images: dict[str, lis
     oks = clf.predict([p.read_bytes() for p in sample_images["ok"]])
     assert not [p for p in defects if p.label == "ok"]
     assert not [p for p in oks if p.label == "defect"]
-    # Most samples are decided; the band may send a few to unclear.
-    assert sum(p.label != "unclear" for p in defects + oks) >= 18
+    # The zero-escape band sends a share to unclear (see the model card); at least half are decided.
+    assert sum(p.label != "unclear" for p in defects + oks) >= 12
 
 
 def test_scene_model_flags_what_is_not_a_round_part(sample_images: dict[str, list[Path]]) -> None:
