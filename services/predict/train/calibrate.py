@@ -136,10 +136,11 @@ def _score(p_defect: np.ndarray, labels: np.ndarray, t_ok: float, t_defect: floa
 
 
 def risk_coverage(p_defect: np.ndarray, labels: np.ndarray, steps: int = 200) -> list[dict[str, float]]:
-    """Symmetric band swept from 0.5 to 1: unclear rate against escape rate and wrong-verdict rate."""
+    """Symmetric band swept from 0.5 to ~1: unclear rate against escape rate and wrong-verdict rate."""
     rows = []
     n = max(len(labels), 1)
-    for t in np.linspace(0.5, 1.0, steps):
+    # Even steps in logit space: the interesting thresholds crowd near 1 (0.999, 0.9999, ...).
+    for t in 1.0 / (1.0 + np.exp(-np.linspace(0.0, 14.0, steps))):
         op = _score(p_defect, labels, float(t), float(t))
         rows.append(
             {
