@@ -1,8 +1,9 @@
 """Pipeline benchmark: images through the local stack (`partcheck up`), upload to sorted.
 
 Two runs on one stack: a burst of N images uploaded as fast as 8 threads can (sustained throughput), then
-images offered at a steady 10 per second (latency at the target load). Latency is the sorted object's
-LastModified minus the moment its upload returned, on the same clock.
+images offered at a steady 10 per second (latency at the target load). Latency is the router's `sorted-at`
+metadata minus the moment the upload returned, on the same clock (S3 listings round LastModified to the
+second, too coarse for this).
 """
 
 from __future__ import annotations
@@ -39,18 +40,41 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _wait_sorted(s3: Any, prefix_keys: set[str], timeout: float) -> dict[str, datetime]:
-    """Poll until every key appears under some route; return key -> LastModified."""
+def _wait_sorted(s3: Any, prefix_keys: set[str], timeout: float) -> dict[str, str]:
+    """Wait until none of the keys is left in the inbound bucket; return inbound key -> sorted key.
+
+    Polls the inbound side, which shrinks as images are routed, once a second: listing the growing
+    prediction bucket four times a second cost moto more CPU than the pipeline it was measuring.
+    """
     deadline = time.monotonic() + timeout
-    found: dict[str, datetime] = {}
-    while time.monotonic() < deadline and len(found) < len(prefix_keys):
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=PREDICTIONS):
-            for o in page.get("Contents", []):
-                rel = o["Key"].split("/", 1)[1]
-                if rel in prefix_keys:
-                    found[rel] = o["LastModified"]
-        time.sleep(0.25)
+    while time.monotonic() < deadline:
+        waiting = {
+            o["Key"]
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=INBOUND, Prefix="bench/")
+            for o in page.get("Contents", [])
+        }
+        if not waiting & prefix_keys:
+            break
+        time.sleep(1.0)
+    found: dict[str, str] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=PREDICTIONS):
+        for o in page.get("Contents", []):
+            rel = o["Key"].split("/", 1)[1]
+            if rel in prefix_keys:
+                found[rel] = o["Key"]
     return found
+
+
+def _sorted_at(s3: Any, found: dict[str, str]) -> tuple[dict[str, float], list[float]]:
+    """When the router wrote each object (epoch seconds), and the predict time it recorded."""
+    when: dict[str, float] = {}
+    predict_ms: list[float] = []
+    for rel, key in found.items():
+        meta = s3.head_object(Bucket=PREDICTIONS, Key=key)["Metadata"]
+        when[rel] = datetime.fromisoformat(meta["sorted-at"]).timestamp()
+        if "predict-ms" in meta:
+            predict_ms.append(float(meta["predict-ms"]))
+    return when, predict_ms
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -98,8 +122,9 @@ def run(quick: bool = False) -> dict[str, Any]:
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(put, range(n_burst)))
         found = _wait_sorted(s3, set(uploaded), timeout=600)
-        burst_s = max(t.timestamp() for t in found.values()) - started
-        burst_lat = [found[k].timestamp() - uploaded[k] for k in found]
+        burst_when, predict_ms = _sorted_at(s3, found)
+        burst_s = max(burst_when.values()) - started
+        burst_lat = [burst_when[k] - uploaded[k] for k in burst_when]
 
         steady: dict[str, float] = {}
         for i in range(n_steady):
@@ -109,8 +134,8 @@ def run(quick: bool = False) -> dict[str, Any]:
             steady[key] = time.time()
             time.sleep(max(0.0, 1 / rate - (time.time() - t0)))
         found_steady = _wait_sorted(s3, set(steady), timeout=300)
-        lat = [found_steady[k].timestamp() - steady[k] for k in found_steady]
-        predict_ms = _predict_ms(s3, list(found)[:100])
+        steady_when, _ = _sorted_at(s3, found_steady)
+        lat = [steady_when[k] - steady[k] for k in steady_when]
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(60)
@@ -184,14 +209,3 @@ def _warm_up(s3: Any, body: bytes) -> None:
     # The first image pays for model loading and connection set-up; keep it out of the numbers.
     s3.put_object(Bucket=INBOUND, Key="bench/warmup.jpeg", Body=body)
     _wait_sorted(s3, {"bench/warmup.jpeg"}, timeout=120)
-
-
-def _predict_ms(s3: Any, keys: list[str]) -> list[float]:
-    out = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=PREDICTIONS, Prefix=""):
-        for o in page.get("Contents", []):
-            if o["Key"].split("/", 1)[1] in keys:
-                meta = s3.head_object(Bucket=PREDICTIONS, Key=o["Key"])["Metadata"]
-                if "predict-ms" in meta:
-                    out.append(float(meta["predict-ms"]))
-    return out

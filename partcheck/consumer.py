@@ -13,7 +13,6 @@ import random
 import signal
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from partcheck.aws import aws_errors
@@ -86,37 +85,53 @@ def run_worker(
     visibility_s: int | None = None,
     concurrency: int = 8,
 ) -> None:
-    """Long-poll `queue` until `stop` is set, deleting each message only after its work succeeded.
+    """Long-poll `queue` with `concurrency` consumers until `stop` is set; ack only after success.
 
-    A batch is handled by `concurrency` threads: the work is mostly waiting on S3 and SQS, so one
-    sequential loop would leave both the worker and the storage service idle.
+    Several independent consumers, not one poller feeding a pool: a long poll returns as soon as any
+    message is there, so under a steady trickle batches hold one or two messages and a single poller
+    would serialise the whole worker on its receive round trips.
     """
+    consumers = [
+        threading.Thread(
+            target=_consume,
+            args=(queue, handler, dead_letters, stop, batch_size, wait_s, visibility_s),
+            name=f"consumer-{i}",
+            daemon=True,
+        )
+        for i in range(concurrency)
+    ]
+    for thread in consumers:
+        thread.start()
+    for thread in consumers:
+        thread.join()
+
+
+def _consume(
+    queue: Queue,
+    handler: Handler,
+    dead_letters: DeadLetters,
+    stop: threading.Event,
+    batch_size: int,
+    wait_s: int,
+    visibility_s: int | None,
+) -> None:
     backoff = 0.5
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="handler") as pool:
-        while not stop.is_set():
+    while not stop.is_set():
+        try:
+            messages = queue.receive(batch_size, wait_s, visibility_s)
+            backoff = 0.5
+        except PartcheckError as exc:
+            log.warning("receive failed, retrying in %.1fs: %s", backoff, exc)
+            stop.wait(backoff * (1 + random.random()))
+            backoff = min(backoff * 2, 30.0)
+            continue
+        finished = [m.receipt_handle for m in messages if _process(queue.url, m, handler, dead_letters)]
+        if finished:
             try:
-                messages = queue.receive(batch_size, wait_s, visibility_s)
-                backoff = 0.5
+                queue.delete_batch(finished)
             except PartcheckError as exc:
-                log.warning("receive failed, retrying in %.1fs: %s", backoff, exc)
-                stop.wait(backoff * (1 + random.random()))
-                backoff = min(backoff * 2, 30.0)
-                continue
-            finished = [
-                m
-                for m, ok in zip(
-                    messages,
-                    pool.map(lambda m: _process(queue.url, m, handler, dead_letters), messages),
-                    strict=True,
-                )
-                if ok
-            ]
-            if finished:
-                try:
-                    queue.delete_batch([m.receipt_handle for m in finished])
-                except PartcheckError as exc:
-                    # They reappear after their visibility timeout and are handled again, idempotently.
-                    log.warning("could not acknowledge %d messages: %s", len(finished), exc)
+                # They reappear after their visibility timeout and are handled again, idempotently.
+                log.warning("could not acknowledge %d messages: %s", len(finished), exc)
 
 
 def _process(queue_url: str, message: QueueMessage, handler: Handler, dead_letters: DeadLetters) -> bool:

@@ -27,4 +27,4 @@ class PredictSettings(ThresholdSettings):
     batch_size: int = Field(default=10, ge=1, le=10, description="messages per long poll (worker)")
     wait_seconds: int = Field(default=20, ge=0, le=20, description="long-poll wait (worker)")
     visibility_timeout: int = Field(default=60, ge=1, description="seconds a received message stays hidden")
-    concurrency: int = Field(default=8, ge=1, le=64, description="messages handled at once (worker)")
+    concurrency: int = Field(default=8, ge=1, le=64, description="parallel long-poll consumers (worker)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 from partcheck.layout import Route, routed_key
@@ -50,6 +51,7 @@ def object_metadata(message: PredictionMessage, thresholds: Thresholds | None = 
         "source-etag": message.etag or "",
         "uploaded-at": message.event_time or message.predicted_at,
         "predicted-at": message.predicted_at,
+        "sorted-at": datetime.now(UTC).isoformat(),
     }
     for name in ("line", "camera", "capture-time", "sha256"):
         if name in message.metadata:
