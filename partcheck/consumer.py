@@ -13,6 +13,7 @@ import random
 import signal
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from partcheck.aws import aws_errors
@@ -24,6 +25,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 Handler = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Polling:
+    """How a worker long-polls: messages per receive, wait, visibility timeout, parallel consumers."""
+
+    batch_size: int = 10
+    wait_s: int = 20
+    visibility_s: int | None = None
+    concurrency: int = 8
 
 
 class DeadLetters:
@@ -79,26 +90,23 @@ def run_worker(
     handler: Handler,
     dead_letters: DeadLetters,
     stop: threading.Event,
-    *,
-    batch_size: int = 10,
-    wait_s: int = 20,
-    visibility_s: int | None = None,
-    concurrency: int = 8,
+    polling: Polling | None = None,
 ) -> None:
-    """Long-poll `queue` with `concurrency` consumers until `stop` is set; ack only after success.
+    """Long-poll `queue` with `polling.concurrency` consumers until `stop` is set; ack only after success.
 
     Several independent consumers, not one poller feeding a pool: a long poll returns as soon as any
     message is there, so under a steady trickle batches hold one or two messages and a single poller
     would serialise the whole worker on its receive round trips.
     """
+    polling = polling or Polling()
     consumers = [
         threading.Thread(
             target=_consume,
-            args=(queue, handler, dead_letters, stop, batch_size, wait_s, visibility_s),
+            args=(queue, handler, dead_letters, stop, polling),
             name=f"consumer-{i}",
             daemon=True,
         )
-        for i in range(concurrency)
+        for i in range(polling.concurrency)
     ]
     for thread in consumers:
         thread.start()
@@ -111,14 +119,12 @@ def _consume(
     handler: Handler,
     dead_letters: DeadLetters,
     stop: threading.Event,
-    batch_size: int,
-    wait_s: int,
-    visibility_s: int | None,
+    polling: Polling,
 ) -> None:
     backoff = 0.5
     while not stop.is_set():
         try:
-            messages = queue.receive(batch_size, wait_s, visibility_s)
+            messages = queue.receive(polling.batch_size, polling.wait_s, polling.visibility_s)
             backoff = 0.5
         except PartcheckError as exc:
             log.warning("receive failed, retrying in %.1fs: %s", backoff, exc)

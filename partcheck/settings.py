@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from partcheck.aws import AwsConfig
+from partcheck.consumer import Polling
 from partcheck.thresholds import Thresholds
 
 DEFAULT_INBOUND_BUCKET = "partcheck-inbound"
@@ -57,3 +58,16 @@ class ThresholdSettings(AwsSettings):
         if self.t_ok is not None and self.t_defect is not None:
             return Thresholds(t_ok=self.t_ok, t_defect=self.t_defect)
         return None
+
+
+class WorkerSettings(ThresholdSettings):
+    """How a local SQS worker polls; Lambda's event source mapping does this job on AWS."""
+
+    batch_size: int = Field(default=10, ge=1, le=10, description="messages per long poll (worker)")
+    wait_seconds: int = Field(default=20, ge=0, le=20, description="long-poll wait (worker)")
+    visibility_timeout: int = Field(default=60, ge=1, description="seconds a received message stays hidden")
+    concurrency: int = Field(default=8, ge=1, le=64, description="parallel long-poll consumers (worker)")
+
+    def polling(self) -> Polling:
+        """The polling parameters as a plain value for `run_worker`."""
+        return Polling(self.batch_size, self.wait_seconds, self.visibility_timeout, self.concurrency)

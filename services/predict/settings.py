@@ -8,12 +8,12 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from partcheck.settings import DEFAULT_PREDICTIONS_QUEUE, DEFAULT_UPLOADS_QUEUE, ThresholdSettings
+from partcheck.settings import DEFAULT_PREDICTIONS_QUEUE, DEFAULT_UPLOADS_QUEUE, WorkerSettings
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "partcheck-defect.onnx"
 
 
-class PredictSettings(ThresholdSettings):
+class PredictSettings(WorkerSettings):
     """Where predict reads images and sends predictions, and which model it uses."""
 
     model_config = SettingsConfigDict(env_prefix="PARTCHECK_PREDICT_", extra="ignore")
@@ -24,7 +24,3 @@ class PredictSettings(ThresholdSettings):
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="larger objects are rejected")
     uploads_queue: str = Field(default=DEFAULT_UPLOADS_QUEUE, description="queue fed by S3 notifications")
     predictions_queue: str = Field(default=DEFAULT_PREDICTIONS_QUEUE, description="queue predictions go to")
-    batch_size: int = Field(default=10, ge=1, le=10, description="messages per long poll (worker)")
-    wait_seconds: int = Field(default=20, ge=0, le=20, description="long-poll wait (worker)")
-    visibility_timeout: int = Field(default=60, ge=1, description="seconds a received message stays hidden")
-    concurrency: int = Field(default=8, ge=1, le=64, description="parallel long-poll consumers (worker)")

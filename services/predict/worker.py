@@ -36,10 +36,7 @@ def run(settings: PredictSettings, stop: threading.Event, classifier: Classifier
         handle,
         DeadLetters(sqs),
         stop,
-        batch_size=settings.batch_size,
-        wait_s=settings.wait_seconds,
-        visibility_s=settings.visibility_timeout,
-        concurrency=settings.concurrency,
+        settings.polling(),
     )
 
 

@@ -30,10 +30,7 @@ def run(settings: RouterSettings, stop: threading.Event) -> None:
         handle,
         DeadLetters(sqs),
         stop,
-        batch_size=settings.batch_size,
-        wait_s=settings.wait_seconds,
-        visibility_s=settings.visibility_timeout,
-        concurrency=settings.concurrency,
+        settings.polling(),
     )
 
 
