@@ -77,6 +77,24 @@ def _sorted_at(s3: Any, found: dict[str, str]) -> tuple[dict[str, float], list[f
     return when, predict_ms
 
 
+def _stack_cpu(root_pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of each process of the stack, by role; empty where /proc is missing."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    out: dict[str, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmd = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone between listing and reading
+        if int(fields[1]) != root_pid:  # fields[1] is the parent pid
+            continue
+        args = [a.decode(errors="replace") for a in cmd if a]
+        role = " ".join(args[args.index("partcheck") + 1 :][:2]) if "partcheck" in args else args[0]
+        out[role.split(" --")[0]] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     """Start a stack in a scratch folder, push images through it, report throughput and latency."""
     n_burst, n_steady, rate = (100, 30, 10.0) if quick else (500, 150, 10.0)
@@ -118,10 +136,17 @@ def run(quick: bool = False) -> dict[str, Any]:
             s3.put_object(Bucket=INBOUND, Key=key, Body=bodies[i % len(bodies)])
             uploaded[key] = time.time()
 
+        cpu_before = _stack_cpu(proc.pid)
         started = time.time()
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(put, range(n_burst)))
         found = _wait_sorted(s3, set(uploaded), timeout=600)
+        cpu_after = _stack_cpu(proc.pid)
+        # Per sorted image, each process of the stack: where a burst's CPU goes (the machine has 2 cores).
+        cpu_ms = {
+            role: (cpu_after[role] - cpu_before.get(role, 0.0)) * 1000 / max(len(found), 1)
+            for role in cpu_after
+        }
         burst_when, predict_ms = _sorted_at(s3, found)
         burst_s = max(burst_when.values()) - started
         burst_lat = [burst_when[k] - uploaded[k] for k in burst_when]
@@ -185,6 +210,16 @@ def run(quick: bool = False) -> dict[str, Any]:
             "target": n_steady,
             "ok": len(found_steady) == n_steady,
         },
+        *[
+            {
+                "metric": f"burst: CPU per image in {role}",
+                "value": ms,
+                "unit": "ms",
+                "target": "",
+                "ok": None,
+            }
+            for role, ms in sorted(cpu_ms.items())
+        ],
         {
             "metric": "predict time per image (decode+model), median",
             "value": statistics.median(predict_ms) if predict_ms else float("nan"),
@@ -200,6 +235,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             "burst_latency_s": burst_lat,
             "steady_latency_s": lat,
             "predict_ms": predict_ms,
+            "burst_cpu_ms_per_image": cpu_ms,
             "measured_at": datetime.now(UTC).isoformat(),
         },
     }

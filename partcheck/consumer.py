@@ -12,7 +12,7 @@ import logging
 import random
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 Handler = Callable[[str], None]
+# One outcome per body, in order: None = done, InvalidInput = poison (dead-letter), other = retry later.
+BatchHandler = Callable[[Sequence[str]], list[Exception | None]]
 
 
 @dataclass(frozen=True)
@@ -71,28 +73,66 @@ class DeadLetters:
             )
 
 
-def handle_one(queue_url: str, body: str, handler: Handler, dead_letters: DeadLetters) -> bool:
-    """Run the handler on one body; True when the message is finished (done or dead-lettered)."""
-    try:
-        handler(body)
-    except InvalidInput as exc:
-        log.warning("poison message to dead-letter queue: %s", exc, extra={"queue": queue_url})
-        dead_letters.send(queue_url, body, str(exc))
+def one_by_one(handler: Handler) -> BatchHandler:
+    """A handler of one body as a batch handler: each body on its own, its error captured as its outcome."""
+
+    def run(bodies: Sequence[str]) -> list[Exception | None]:
+        outcomes: list[Exception | None] = []
+        for body in bodies:
+            try:
+                handler(body)
+            except Exception as exc:
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+        return outcomes
+
+    return run
+
+
+def settle(queue_url: str, body: str, outcome: Exception | None, dead_letters: DeadLetters) -> bool:
+    """True when a message is finished: done, or parked in the dead-letter queue with its reason."""
+    if outcome is None:
         return True
-    except PartcheckError as exc:
-        log.warning("message left for redelivery: %s", exc, extra={"queue": queue_url})
-        return False
-    return True
+    if isinstance(outcome, InvalidInput):
+        log.warning("poison message to dead-letter queue: %s", outcome, extra={"queue": queue_url})
+        try:
+            dead_letters.send(queue_url, body, str(outcome))
+        except PartcheckError as exc:
+            # The message reappears and is handled again, idempotently.
+            log.warning("could not dead-letter a message: %s", exc, extra={"queue": queue_url})
+            return False
+        return True
+    if isinstance(outcome, PartcheckError):
+        log.warning("message left for redelivery: %s", outcome, extra={"queue": queue_url})
+    else:
+        # A bug must not kill the worker; the message is retried and lands in the DLQ by redrive.
+        log.error("unexpected error, message left for redelivery", exc_info=outcome)
+    return False
+
+
+def _outcomes(handler: BatchHandler, bodies: list[str]) -> list[Exception | None]:
+    try:
+        outcomes = handler(bodies)
+    except Exception as exc:
+        return [exc] * len(bodies)
+    if len(outcomes) != len(bodies):
+        error = RuntimeError(f"handler gave {len(outcomes)} outcomes for {len(bodies)} messages")
+        return [error] * len(bodies)
+    return outcomes
 
 
 def run_worker(
     queue: Queue,
-    handler: Handler,
+    handler: BatchHandler,
     dead_letters: DeadLetters,
     stop: threading.Event,
     polling: Polling | None = None,
 ) -> None:
     """Long-poll `queue` with `polling.concurrency` consumers until `stop` is set; ack only after success.
+
+    Each received batch goes to the handler at once, so a handler can batch its own work (the predict
+    worker runs the model once per batch and sends its predictions ten to a call).
 
     Several independent consumers, not one poller feeding a pool: a long poll returns as soon as any
     message is there, so under a steady trickle batches hold one or two messages and a single poller
@@ -116,7 +156,7 @@ def run_worker(
 
 def _consume(
     queue: Queue,
-    handler: Handler,
+    handler: BatchHandler,
     dead_letters: DeadLetters,
     stop: threading.Event,
     polling: Polling,
@@ -131,7 +171,14 @@ def _consume(
             stop.wait(backoff * (1 + random.random()))
             backoff = min(backoff * 2, 30.0)
             continue
-        finished = [m.receipt_handle for m in messages if _process(queue.url, m, handler, dead_letters)]
+        if not messages:
+            continue
+        outcomes = _outcomes(handler, [m.body for m in messages])
+        finished = [
+            m.receipt_handle
+            for m, outcome in zip(messages, outcomes, strict=True)
+            if _settled(queue.url, m, outcome, dead_letters)
+        ]
         if finished:
             try:
                 queue.delete_batch(finished)
@@ -140,29 +187,30 @@ def _consume(
                 log.warning("could not acknowledge %d messages: %s", len(finished), exc)
 
 
-def _process(queue_url: str, message: QueueMessage, handler: Handler, dead_letters: DeadLetters) -> bool:
+def _settled(
+    queue_url: str, message: QueueMessage, outcome: Exception | None, dead_letters: DeadLetters
+) -> bool:
     try:
-        return handle_one(queue_url, message.body, handler, dead_letters)
-    except PartcheckError as exc:
-        # Dead-lettering failed: the message reappears and is handled again, idempotently.
-        log.warning("could not finish message %s: %s", message.message_id, exc)
+        return settle(queue_url, message.body, outcome, dead_letters)
     except Exception:
-        # A bug must not kill the worker; the message is retried and lands in the DLQ by redrive.
-        log.exception("unexpected error on message %s", message.message_id)
+        log.exception("could not settle message %s", message.message_id)
     return False
 
 
 def handle_sqs_batch(
-    event: dict[str, Any], handler: Handler, dead_letters: DeadLetters, queue_url_of: Callable[[str], str]
+    event: dict[str, Any],
+    handler: BatchHandler,
+    dead_letters: DeadLetters,
+    queue_url_of: Callable[[str], str],
 ) -> dict[str, list[dict[str, str]]]:
     """Lambda SQS batch: report only the records that must be retried (`ReportBatchItemFailures`)."""
+    records = event.get("Records", [])
+    bodies = [str(record.get("body", "")) for record in records]
     failures: list[dict[str, str]] = []
-    for record in event.get("Records", []):
+    for record, body, outcome in zip(records, bodies, _outcomes(handler, bodies), strict=True):
         message_id = record.get("messageId", "")
         try:
-            done = handle_one(
-                queue_url_of(record.get("eventSourceARN", "")), record.get("body", ""), handler, dead_letters
-            )
+            done = settle(queue_url_of(record.get("eventSourceARN", "")), body, outcome, dead_letters)
         except Exception:
             log.exception("record %s failed", message_id)
             done = False

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from partcheck.aws import aws_errors
-from partcheck.errors import InvalidInput, NotFound, StorageUnavailable
+from partcheck.errors import InvalidInput, NotFound, PartcheckError, StorageUnavailable
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
-    from mypy_boto3_sqs.type_defs import DeleteMessageBatchRequestEntryTypeDef
+    from mypy_boto3_sqs.type_defs import (
+        DeleteMessageBatchRequestEntryTypeDef,
+        SendMessageBatchRequestEntryTypeDef,
+    )
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,24 @@ class Queue:
         """Send one message and return its id."""
         with aws_errors(f"send to {self.url}"):
             return self._sqs.send_message(QueueUrl=self.url, MessageBody=body)["MessageId"]
+
+    def send_batch(self, bodies: Sequence[str]) -> dict[int, str]:
+        """Send messages ten to a call; returns the index and reason of each one that was not sent."""
+        failed: dict[int, str] = {}
+        for start in range(0, len(bodies), 10):
+            chunk = bodies[start : start + 10]
+            entries: list[SendMessageBatchRequestEntryTypeDef] = [
+                {"Id": str(start + n), "MessageBody": body} for n, body in enumerate(chunk)
+            ]
+            try:
+                with aws_errors(f"send to {self.url}"):
+                    r = self._sqs.send_message_batch(QueueUrl=self.url, Entries=entries)
+            except PartcheckError as exc:
+                failed.update({start + n: str(exc) for n in range(len(chunk))})
+                continue
+            for f in r.get("Failed", []):
+                failed[int(f["Id"])] = f"{f.get('Code', '')} {f.get('Message', '')}".strip()
+        return failed
 
     def counts(self) -> dict[str, int]:
         """Visible, in-flight and delayed message counts."""

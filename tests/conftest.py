@@ -45,10 +45,12 @@ def sample_images() -> dict[str, list[Path]]:
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """A moto server on a real loopback socket for the whole session."""
-    from moto.server import ThreadedMotoServer
+    from partcheck.stack import motopatch
+    from partcheck.stack.keepalive import MotoServer
 
+    motopatch.apply()  # the same server the local stack runs
     port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = MotoServer("127.0.0.1", port)
     server.start()
     yield f"http://127.0.0.1:{port}"
     server.stop()

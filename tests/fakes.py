@@ -30,6 +30,16 @@ class FakeClassifier:
         """Fix the answer for these bytes."""
         self.table[hashlib.sha256(data).hexdigest()] = p_defect
 
+    def predict_many(self, images: Sequence[bytes]) -> list[Prediction | InvalidImage]:
+        """Per-image results, as the real backends give them."""
+        out: list[Prediction | InvalidImage] = []
+        for data in images:
+            try:
+                out.extend(self.predict([data]))
+            except InvalidImage as exc:
+                out.append(exc)
+        return out
+
     def predict(self, images: Sequence[bytes]) -> list[Prediction]:
         """Decode each image (so corrupt bytes fail as with the real model) and look up its answer."""
         out = []

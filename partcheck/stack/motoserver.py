@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 from partcheck.aws import AwsConfig, client
+from partcheck.stack import motopatch
 from partcheck.stack.persist import Snapshotter, save_periodically
 
 log = logging.getLogger(__name__)
@@ -23,21 +24,22 @@ def serve_moto(
     stop: threading.Event | None = None,
 ) -> None:
     """Run moto until SIGTERM/SIGINT (or `stop`), restoring state first and saving it last."""
-    from moto.server import ThreadedMotoServer
+    from partcheck.stack.keepalive import MotoServer
 
+    motopatch.apply()
     stop = stop or _signal_event()
     snapshotter = Snapshotter(state_dir, region) if state_dir else None
     if snapshotter:
         # Restore through a private server first: moto's state is per process, so clients that connect
         # to the public port never see a half-restored stack.
         staging_port = _free_port()
-        staging = ThreadedMotoServer(ip_address="127.0.0.1", port=staging_port, verbose=False)
+        staging = MotoServer("127.0.0.1", staging_port)
         staging.start()
         aws = AwsConfig(endpoint_url=f"http://127.0.0.1:{staging_port}", region=region)
         restored = snapshotter.restore(client("s3", aws), client("sqs", aws))
         staging.stop()
         log.info("restored %(objects)d objects and %(messages)d messages", restored)
-    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server = MotoServer(host, port)
     server.start()
     endpoint = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104
     s3 = client("s3", AwsConfig(endpoint_url=endpoint, region=region))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from partcheck.errors import InvalidImage
 from partcheck.messages import Prediction
 from partcheck.thresholds import Thresholds
 
@@ -18,6 +19,10 @@ class Classifier(Protocol):
 
     def predict(self, images: Sequence[bytes]) -> list[Prediction]:
         """Classify a batch of encoded images, one Prediction each, in order."""
+        ...
+
+    def predict_many(self, images: Sequence[bytes]) -> list[Prediction | InvalidImage]:
+        """One Prediction or InvalidImage per image, in order: a bad image never fails the others."""
         ...
 
 

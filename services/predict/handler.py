@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +12,7 @@ from partcheck.aws import client
 from partcheck.consumer import DeadLetters, handle_sqs_batch, queue_url_from_arn
 from partcheck.storage import ObjectStore, Queue
 from services.predict.core import Classifier
-from services.predict.service import handle_s3_event, parse_body
+from services.predict.service import handle_s3_event, predict_bodies
 from services.predict.settings import PredictSettings
 
 logging.getLogger().setLevel(logging.INFO)
@@ -51,16 +51,15 @@ def runtime() -> Runtime:
 def handle(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     """S3 notification (direct trigger) or an SQS batch of them (queue trigger, partial failures)."""
 
-    def on_event(s3_event: Any) -> None:
-        handle_s3_event(s3_event, rt.store, rt.classifier, rt.predictions, rt.max_image_bytes)
-
     records = event.get("Records") or []
     if records and records[0].get("eventSource") == "aws:sqs":
-        return handle_sqs_batch(
-            event, lambda body: on_event(parse_body(body)), rt.dead_letters, rt.queue_url_of
-        )
+
+        def on_bodies(bodies: Sequence[str]) -> list[Exception | None]:
+            return predict_bodies(bodies, rt.store, rt.classifier, rt.predictions, rt.max_image_bytes)
+
+        return handle_sqs_batch(event, on_bodies, rt.dead_letters, rt.queue_url_of)
     # A direct S3 invocation is retried by Lambda as a whole on error; each record is idempotent.
-    on_event(event)
+    handle_s3_event(event, rt.store, rt.classifier, rt.predictions, rt.max_image_bytes)
     return {"status": "ok", "records": len(records)}
 
 

@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
-from partcheck.errors import InvalidImage, InvalidInput, NotFound
+from partcheck.errors import InvalidImage, InvalidInput, NotFound, PartcheckError, StorageUnavailable
 from partcheck.layout import validate_relative_key
 from partcheck.messages import PredictionMessage
 from partcheck.storage import ObjectStore, Queue
-from services.predict.core import Classifier, classify
+from services.predict.core import Classifier
 
 log = logging.getLogger(__name__)
 
@@ -65,20 +66,25 @@ def parse_s3_event(event: Any) -> tuple[list[Upload], list[str]]:
     return uploads, others
 
 
-def predict_upload(
-    upload: Upload,
-    store: ObjectStore,
-    classifier: Classifier,
-    max_image_bytes: int,
-) -> PredictionMessage | None:
-    """Classify one uploaded object; None when it is already gone (a duplicate event after routing)."""
+@dataclass(frozen=True)
+class _Fetched:
+    """An uploaded image read from S3, waiting for the model."""
+
+    upload: Upload
+    body: bytes
+    common: dict[str, Any]
+    started: float
+    fetched: float
+
+
+def _fetch(upload: Upload, store: ObjectStore, max_image_bytes: int) -> PredictionMessage | _Fetched | None:
+    """Read one upload: a finished `rejected` message, the bytes for the model, or None when it is gone."""
     started = time.perf_counter()
-    now = datetime.now(UTC).isoformat()
     base: dict[str, Any] = {
         "bucket": upload.bucket,
         "key": upload.key,
         "event_time": upload.event_time,
-        "predicted_at": now,
+        "predicted_at": datetime.now(UTC).isoformat(),
     }
     try:
         validate_relative_key(upload.key)
@@ -102,38 +108,128 @@ def predict_upload(
         return PredictionMessage(
             outcome="rejected", etag=upload.etag, size=upload.size, rejection_reason=str(exc), **base
         )
-    fetched = time.perf_counter()
     metadata = {k: v for k, v in obj.info.metadata.items() if k in FORWARDED_METADATA}
     common = {**base, "etag": obj.info.etag, "size": obj.info.size, "metadata": metadata}
     if obj.info.size == 0:
         return PredictionMessage(outcome="rejected", rejection_reason="empty object (0 bytes)", **common)
-    try:
-        prediction = classify(obj.body, classifier)
-    except InvalidImage as exc:
-        return PredictionMessage(outcome="rejected", rejection_reason=f"not a usable image: {exc}", **common)
-    done = time.perf_counter()
-    timings = {"fetch": (fetched - started) * 1000, "classify": (done - fetched) * 1000}
-    return PredictionMessage(outcome="classified", prediction=prediction, timings_ms=timings, **common)
+    return _Fetched(upload, obj.body, common, started, time.perf_counter())
+
+
+def _classified(fetched: Sequence[_Fetched], classifier: Classifier) -> list[PredictionMessage]:
+    """Run the model once over every fetched image; one message each, in order."""
+    if not fetched:
+        return []
+    t0 = time.perf_counter()
+    results = classifier.predict_many([f.body for f in fetched])
+    per_image = (time.perf_counter() - t0) * 1000 / len(fetched)
+    out = []
+    for f, result in zip(fetched, results, strict=True):
+        if isinstance(result, InvalidImage):
+            message = PredictionMessage(
+                outcome="rejected", rejection_reason=f"not a usable image: {result}", **f.common
+            )
+        else:
+            timings = {"fetch": (f.fetched - f.started) * 1000, "classify": per_image}
+            message = PredictionMessage(
+                outcome="classified", prediction=result, timings_ms=timings, **f.common
+            )
+        out.append(message)
+    return out
+
+
+def predict_upload(
+    upload: Upload,
+    store: ObjectStore,
+    classifier: Classifier,
+    max_image_bytes: int,
+) -> PredictionMessage | None:
+    """Classify one uploaded object; None when it is already gone (a duplicate event after routing)."""
+    fetched = _fetch(upload, store, max_image_bytes)
+    if not isinstance(fetched, _Fetched):
+        return fetched
+    return _classified([fetched], classifier)[0]
+
+
+def predict_events(
+    events: Sequence[Any],
+    store: ObjectStore,
+    classifier: Classifier,
+    predictions: Queue,
+    max_image_bytes: int,
+) -> tuple[list[Exception | None], int]:
+    """Classify the uploads of several S3 events as one model batch and send their predictions in batches.
+
+    Returns one outcome per event and how many predictions were sent. An outcome is None when
+    every prediction of the event was sent, InvalidInput when the event can never succeed (for the
+    dead-letter queue), another error when it should be retried. A retried event re-sends predictions
+    already sent; the router treats the duplicates as done.
+    """
+    outcomes: list[Exception | None] = [None] * len(events)
+    sent = 0
+    unsupported: dict[int, list[str]] = {}
+    ready: list[tuple[int, PredictionMessage]] = []
+    fetched: list[tuple[int, _Fetched]] = []
+    for i, event in enumerate(events):
+        try:
+            uploads, others = parse_s3_event(event)
+            for upload in uploads:
+                item = _fetch(upload, store, max_image_bytes)
+                if isinstance(item, _Fetched):
+                    fetched.append((i, item))
+                elif item is not None:
+                    ready.append((i, item))
+        except PartcheckError as exc:
+            outcomes[i] = exc
+            continue
+        if others:
+            unsupported[i] = others
+    fetched = [(i, f) for i, f in fetched if outcomes[i] is None]
+    ready = [(i, m) for i, m in ready if outcomes[i] is None]
+    ready += zip([i for i, _ in fetched], _classified([f for _, f in fetched], classifier), strict=True)
+    failed = predictions.send_batch([m.to_json() for _, m in ready])
+    for n, (i, message) in enumerate(ready):
+        if n in failed:
+            outcomes[i] = outcomes[i] or StorageUnavailable(f"prediction not sent: {failed[n]}")
+            continue
+        sent += 1
+        label = message.prediction.label if message.prediction else "rejected"
+        log.info("predicted s3://%s/%s: %s", message.bucket, message.key, label)
+    for i, others in unsupported.items():
+        # Not an upload: nothing to classify, but an unexpected event deserves a look in the DLQ.
+        outcomes[i] = outcomes[i] or InvalidInput(f"unsupported S3 event records: {'; '.join(others)}")
+    return outcomes, sent
 
 
 def handle_s3_event(
     event: Any, store: ObjectStore, classifier: Classifier, predictions: Queue, max_image_bytes: int
 ) -> int:
-    """Classify every upload in an S3 event and send its prediction; returns how many were sent."""
-    uploads, others = parse_s3_event(event)
-    sent = 0
-    for upload in uploads:
-        message = predict_upload(upload, store, classifier, max_image_bytes)
-        if message is None:
-            continue
-        predictions.send(message.to_json())
-        label = message.prediction.label if message.prediction else "rejected"
-        log.info("predicted s3://%s/%s: %s", upload.bucket, upload.key, label)
-        sent += 1
-    if others:
-        # Not an upload: nothing to classify, but an unexpected event deserves a look in the DLQ.
-        raise InvalidInput(f"unsupported S3 event records: {'; '.join(others)}")
+    """Classify every upload in one S3 event and send its predictions; returns how many were sent."""
+    (outcome,), sent = predict_events([event], store, classifier, predictions, max_image_bytes)
+    if outcome is not None:
+        raise outcome
     return sent
+
+
+def predict_bodies(
+    bodies: Sequence[str],
+    store: ObjectStore,
+    classifier: Classifier,
+    predictions: Queue,
+    max_image_bytes: int,
+) -> list[Exception | None]:
+    """SQS bodies that carry S3 events, handled as one batch: one outcome per body (see predict_events)."""
+    outcomes: list[Exception | None] = [None] * len(bodies)
+    events, index = [], []
+    for i, body in enumerate(bodies):
+        try:
+            events.append(parse_body(body))
+            index.append(i)
+        except InvalidInput as exc:
+            outcomes[i] = exc
+    results, _ = predict_events(events, store, classifier, predictions, max_image_bytes)
+    for i, outcome in zip(index, results, strict=True):
+        outcomes[i] = outcome
+    return outcomes
 
 
 def parse_body(body: str) -> Any:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 
 from partcheck.aws import client
 from partcheck.consumer import DeadLetters, run_until_signalled, run_worker
 from partcheck.storage import ObjectStore, Queue
 from services.predict.core import Classifier
-from services.predict.service import handle_s3_event, parse_body
+from services.predict.service import predict_bodies
 from services.predict.settings import PredictSettings
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,8 @@ def run(settings: PredictSettings, stop: threading.Event, classifier: Classifier
     predictions = Queue.by_name(sqs, settings.predictions_queue)
     log.info("predict worker: %s %s on %s", classifier.name, classifier.version, uploads.url)
 
-    def handle(body: str) -> None:
-        handle_s3_event(parse_body(body), store, classifier, predictions, settings.max_image_bytes)
+    def handle(bodies: Sequence[str]) -> list[Exception | None]:
+        return predict_bodies(bodies, store, classifier, predictions, settings.max_image_bytes)
 
     run_worker(
         uploads,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from partcheck.aws import client
-from partcheck.consumer import DeadLetters, handle_sqs_batch, queue_url_from_arn
+from partcheck.consumer import DeadLetters, handle_sqs_batch, one_by_one, queue_url_from_arn
 from partcheck.storage import ObjectStore
 from partcheck.thresholds import Thresholds
 from services.router.service import route_message
@@ -49,7 +49,7 @@ def handle(event: dict[str, Any], rt: Runtime) -> dict[str, list[dict[str, str]]
     def on_body(body: str) -> None:
         route_message(body, rt.store, rt.prediction_bucket, rt.thresholds)
 
-    return handle_sqs_batch(event, on_body, rt.dead_letters, rt.queue_url_of)
+    return handle_sqs_batch(event, one_by_one(on_body), rt.dead_letters, rt.queue_url_of)
 
 
 def lambda_handler(event: dict[str, Any], context: object) -> dict[str, list[dict[str, str]]]:

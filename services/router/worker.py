@@ -6,7 +6,7 @@ import logging
 import threading
 
 from partcheck.aws import client
-from partcheck.consumer import DeadLetters, run_until_signalled, run_worker
+from partcheck.consumer import DeadLetters, one_by_one, run_until_signalled, run_worker
 from partcheck.storage import ObjectStore, Queue
 from services.router.service import route_message
 from services.router.settings import RouterSettings
@@ -27,7 +27,7 @@ def run(settings: RouterSettings, stop: threading.Event) -> None:
 
     run_worker(
         queue,
-        handle,
+        one_by_one(handle),
         DeadLetters(sqs),
         stop,
         settings.polling(),

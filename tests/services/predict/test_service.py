@@ -5,10 +5,16 @@ import json
 import pytest
 
 from partcheck.aws import AwsConfig, client
-from partcheck.errors import InvalidInput
+from partcheck.errors import InvalidInput, StorageUnavailable
 from partcheck.messages import PredictionMessage
 from partcheck.storage import ObjectStore, Queue
-from services.predict.service import handle_s3_event, parse_s3_event, predict_upload
+from services.predict.service import (
+    handle_s3_event,
+    parse_s3_event,
+    predict_bodies,
+    predict_events,
+    predict_upload,
+)
 from tests.conftest import EVENTS
 from tests.fakes import FakeClassifier
 from tests.images import png_bomb, truncated
@@ -147,3 +153,65 @@ def test_unknown_event_type_is_invalid_after_handling_the_uploads(env):
     with pytest.raises(InvalidInput, match="ObjectRestore"):
         handle_s3_event(event, store, fake, queue, 10_000_000)
     assert len(_sent(queue)) == 1
+
+
+class _FlakyQueue:
+    """Sends through a real queue but reports the bodies matching `fail_if` as not sent."""
+
+    def __init__(self, queue, fail_if):
+        self.queue, self.fail_if = queue, fail_if
+
+    def send_batch(self, bodies):
+        failed = {i: "ServiceUnavailable" for i, b in enumerate(bodies) if self.fail_if(b)}
+        self.queue.send_batch([b for i, b in enumerate(bodies) if i not in failed])
+        return failed
+
+
+@pytest.mark.integration
+def test_a_batch_of_events_is_one_model_call_and_each_event_has_its_own_outcome(env, sample_images):
+    store, queue, fake, defect = env
+    ok = sample_images["ok"][0].read_bytes()
+    fake.learn(ok, 0.01)
+    seen = []
+    predict_many = fake.predict_many
+    fake.predict_many = lambda images: seen.append(len(images)) or predict_many(images)
+    events = [_put_event(store, f"batch/{i:02d}.jpeg", ok if i % 2 else defect) for i in range(12)]
+    events.insert(3, {"Records": "not a list"})
+    events.append(_put_event(store, "batch/broken.jpeg", truncated(defect)))
+
+    outcomes, sent = predict_events(events, store, fake, queue, 10_000_000)
+
+    assert seen == [13]  # twelve images plus the truncated one, one model call
+    assert sent == 13
+    assert [type(o).__name__ if o else None for o in outcomes] == [None] * 3 + ["InvalidInput"] + [None] * 10
+    messages = {m.key: m for m in _sent(queue) + _sent(queue)}
+    assert len(messages) == 13
+    assert messages["batch/01.jpeg"].prediction.label == "ok"
+    assert messages["batch/02.jpeg"].prediction.label == "defect"
+    assert messages["batch/broken.jpeg"].outcome == "rejected"
+
+
+@pytest.mark.integration
+def test_an_event_whose_prediction_was_not_sent_is_retried_alone(env):
+    store, queue, fake, defect = env
+    events = [_put_event(store, name, defect) for name in ("a.jpeg", "b.jpeg", "c.jpeg")]
+    flaky = _FlakyQueue(queue, lambda body: '"b.jpeg"' in body)
+
+    outcomes, sent = predict_events(events, store, fake, flaky, 10_000_000)
+
+    assert sent == 2
+    assert outcomes[0] is None
+    assert outcomes[2] is None
+    assert isinstance(outcomes[1], StorageUnavailable)
+    assert sorted(m.key for m in _sent(queue)) == ["a.jpeg", "c.jpeg"]
+
+
+@pytest.mark.integration
+def test_bodies_that_are_not_json_fail_alone(env):
+    store, queue, fake, defect = env
+    good = json.dumps(_put_event(store, "good.jpeg", defect))
+    outcomes = predict_bodies(["{not json", good], store, fake, queue, 10_000_000)
+    assert isinstance(outcomes[0], InvalidInput)
+    assert "not JSON" in str(outcomes[0])
+    assert outcomes[1] is None
+    assert [m.key for m in _sent(queue)] == ["good.jpeg"]

@@ -1,0 +1,174 @@
+"""An HTTP/1.1 keep-alive request handler for moto's WSGI app.
+
+Werkzeug's development server, which moto's `ThreadedMotoServer` uses, answers every request with
+`Connection: close`: each S3 or SQS call then costs a TCP connection and a new server thread, and the
+client opens a new connection too. Measured on this machine (`bench/`, docs/pipeline.md) that was a
+large share of moto's CPU per request. Werkzeug closes because `http.server` cannot tell where an
+unread request body ends; here the body is read through a reader bounded by Content-Length, and
+whatever the application left unread is drained before the next request line, so keeping the
+connection open is safe. Requests without a length (chunked uploads, HTTP/1.0) keep werkzeug's own
+handling and its close.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import threading
+from typing import Any
+
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.exceptions import InternalServerError
+from werkzeug.serving import BaseWSGIServer, make_server
+
+
+class _BoundedBody(io.RawIOBase):
+    """The request body: at most Content-Length bytes of the socket stream, counted."""
+
+    def __init__(self, stream: Any, length: int) -> None:
+        self._stream = stream
+        self.remaining = length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.remaining <= 0:
+            return 0
+        view = memoryview(buffer)[: self.remaining]
+        data = self._stream.read(len(view))
+        if not data:
+            raise ConnectionError("client closed the connection inside the request body")
+        view[: len(data)] = data
+        self.remaining -= len(data)
+        return len(data)
+
+    def drain(self) -> None:
+        """Read and discard what the application did not read, up to the next request."""
+        while self.remaining > 0:
+            data = self._stream.read(min(self.remaining, 1 << 20))
+            if not data:
+                raise ConnectionError("client closed the connection inside the request body")
+            self.remaining -= len(data)
+
+
+class KeepAliveHandler(MotoRequestHandler):
+    """MotoRequestHandler whose connections stay open between requests."""
+
+    # Idle keep-alive connections are closed after this many seconds (clients reconnect transparently).
+    timeout = 75
+    # Headers and body leave in separate writes; with Nagle's algorithm the body would wait for the
+    # client's delayed ACK (~40 ms) on a connection that stays open.
+    disable_nagle_algorithm = True
+
+    def run_wsgi(self) -> None:
+        """Serve one request, leaving the connection open when its framing allows it."""
+        length = self.headers.get("Content-Length")
+        if (
+            self.request_version != "HTTP/1.1"
+            or "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+            or (length is not None and not length.strip().isdigit())
+        ):
+            super().run_wsgi()
+            return
+        if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.environ = environ = self.make_environ()
+        body = _BoundedBody(self.rfile, int(length or 0))
+        environ["wsgi.input"] = io.BufferedReader(body)
+        environ["wsgi.input_terminated"] = True
+        state: dict[str, Any] = {"status": None, "headers": None, "sent": False, "chunked": False}
+
+        def write(data: bytes) -> None:
+            if not state["sent"]:
+                state["sent"] = True
+                code_str, _, msg = str(state["status"]).partition(" ")
+                code = int(code_str)
+                self.send_response(code, msg)
+                keys = set()
+                for key, value in state["headers"]:
+                    self.send_header(key, value)
+                    keys.add(key.lower())
+                if not (
+                    "content-length" in keys
+                    or environ["REQUEST_METHOD"] == "HEAD"
+                    or 100 <= code < 200
+                    or code in (204, 304)
+                ):
+                    # Without a length the response must be chunked, or the client could not find its end.
+                    state["chunked"] = True
+                    self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+            if data:
+                if state["chunked"]:
+                    self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                else:
+                    self.wfile.write(data)
+            self.wfile.flush()
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if exc_info and state["sent"]:
+                raise exc_info[1].with_traceback(exc_info[2])
+            state["status"], state["headers"] = status, headers
+            return write
+
+        def execute(app: Any) -> None:
+            result = app(environ, start_response)
+            try:
+                for data in result:
+                    write(data)
+                if not state["sent"]:
+                    write(b"")
+                if state["chunked"]:
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+            finally:
+                if hasattr(result, "close"):
+                    result.close()
+
+        try:
+            execute(self.server.app)
+            body.drain()
+        except (ConnectionError, TimeoutError) as exc:
+            self.close_connection = True
+            self.connection_dropped(exc, environ)
+        except Exception as exc:
+            if self.server.passthrough_errors:
+                raise
+            # The stream's state is unknown after a failure: answer if still possible, then close.
+            self.close_connection = True
+            if not state["sent"]:
+                # The client may be gone or the socket broken; there is then nobody to tell.
+                with contextlib.suppress(Exception):
+                    execute(InternalServerError())
+            self.server.log("error", f"Error on request: {exc!r}")
+
+
+class MotoServer:
+    """moto's WSGI app on a threaded werkzeug server with keep-alive connections (start, stop)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._host, self._port = host, port
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Bind and serve in a background thread; returns once the port accepts connections."""
+        app = DomainDispatcherApplication(create_backend_app)
+        self._server = make_server(
+            self._host, self._port, app, threaded=True, request_handler=KeepAliveHandler
+        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto-http", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop accepting requests and close the listening socket."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()

@@ -1,0 +1,73 @@
+"""The keep-alive moto server: connections are reused and stay in step whatever the request did."""
+
+import http.client
+import socket
+
+import pytest
+
+from partcheck.aws import AwsConfig, client
+
+pytestmark = pytest.mark.integration
+# moto does not check signatures, but an unsigned request is anonymous and refused.
+AUTH = {
+    "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20261125/eu-west-1/s3/aws4_request, "
+    "SignedHeaders=host, Signature=0"
+}
+
+
+def _conn(endpoint: str) -> http.client.HTTPConnection:
+    host, port = endpoint.removeprefix("http://").split(":")
+    return http.client.HTTPConnection(host, int(port), timeout=10)
+
+
+def _sockname(conn: http.client.HTTPConnection) -> tuple[str, int]:
+    assert conn.sock is not None
+    return conn.sock.getsockname()
+
+
+def test_one_connection_serves_many_requests_including_unread_bodies(moto):
+    s3 = client("s3", AwsConfig(endpoint_url=moto))
+    s3.create_bucket(Bucket="ka-bucket", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    s3.put_object(Bucket="ka-bucket", Key="a", Body=b"hello")
+    conn = _conn(moto)
+    conn.request("GET", "/ka-bucket/a", headers=AUTH)
+    first = conn.getresponse()
+    assert first.status == 200
+    assert first.getheader("Connection") != "close"
+    assert first.read() == b"hello"
+    local = _sockname(conn)
+    # A body moto never reads (the bucket does not exist) must be drained, not parsed as the next request.
+    conn.request("PUT", "/no-such-bucket/x", body=b"GET /ka-bucket/a HTTP/1.1\r\n\r\n" * 100, headers=AUTH)
+    missing = conn.getresponse()
+    assert missing.status == 404
+    missing.read()
+    conn.request("HEAD", "/ka-bucket/a", headers=AUTH)
+    head = conn.getresponse()
+    assert head.status == 200
+    assert head.getheader("Content-Length") == "5"
+    head.read()
+    conn.request("GET", "/ka-bucket/a", headers=AUTH)
+    again = conn.getresponse()
+    assert again.read() == b"hello"
+    assert _sockname(conn) == local  # still the first TCP connection
+
+
+def test_metadata_keeps_underscores_and_case_as_s3_does(moto):
+    s3 = client("s3", AwsConfig(endpoint_url=moto))
+    s3.create_bucket(Bucket="ka-meta", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    s3.put_object(Bucket="ka-meta", Key="k", Body=b"x", Metadata={"model_version": "1", "line": "3"})
+    assert s3.head_object(Bucket="ka-meta", Key="k")["Metadata"] == {"model_version": "1", "line": "3"}
+
+
+def test_chunked_requests_fall_back_to_closing_the_connection(moto):
+    host, port = moto.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"PUT /ka-chunked HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        )
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk  # the server closes: recv returns b"" instead of blocking
+    head = data.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.startswith(b"http/1.1 200")
+    assert b"connection: close" in head
