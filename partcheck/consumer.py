@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 log = logging.getLogger(__name__)
-Handler = Callable[[str], None]
 # One outcome per body, in order: None = done, InvalidInput = poison (dead-letter), other = retry later.
 BatchHandler = Callable[[Sequence[str]], list[Exception | None]]
 
@@ -71,23 +70,6 @@ class DeadLetters:
                     "source_queue": {"DataType": "String", "StringValue": source_queue_url},
                 },
             )
-
-
-def one_by_one(handler: Handler) -> BatchHandler:
-    """A handler of one body as a batch handler: each body on its own, its error captured as its outcome."""
-
-    def run(bodies: Sequence[str]) -> list[Exception | None]:
-        outcomes: list[Exception | None] = []
-        for body in bodies:
-            try:
-                handler(body)
-            except Exception as exc:
-                outcomes.append(exc)
-            else:
-                outcomes.append(None)
-        return outcomes
-
-    return run
 
 
 def settle(queue_url: str, body: str, outcome: Exception | None, dead_letters: DeadLetters) -> bool:

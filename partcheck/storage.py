@@ -119,6 +119,23 @@ class ObjectStore:
         with aws_errors(f"delete s3://{bucket}/{key}"):
             self._s3.delete_object(Bucket=bucket, Key=key)
 
+    def delete_many(self, bucket: str, keys: Sequence[str]) -> dict[str, str]:
+        """Delete objects 1,000 to a call (absent keys are fine); returns each key not deleted and why."""
+        failed: dict[str, str] = {}
+        for start in range(0, len(keys), 1000):
+            chunk = list(keys[start : start + 1000])
+            try:
+                with aws_errors(f"delete {len(chunk)} objects from s3://{bucket}"):
+                    r = self._s3.delete_objects(
+                        Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
+                    )
+            except PartcheckError as exc:
+                failed.update(dict.fromkeys(chunk, str(exc)))
+                continue
+            for e in r.get("Errors", []):
+                failed[e.get("Key", "")] = f"{e.get('Code', '')} {e.get('Message', '')}".strip()
+        return failed
+
     def list(self, bucket: str, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
         """Every object under a prefix in key order, across S3's 1,000-key pages."""
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}

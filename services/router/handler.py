@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from partcheck.aws import client
-from partcheck.consumer import DeadLetters, handle_sqs_batch, one_by_one, queue_url_from_arn
+from partcheck.consumer import DeadLetters, handle_sqs_batch, queue_url_from_arn
 from partcheck.storage import ObjectStore
 from partcheck.thresholds import Thresholds
-from services.router.service import route_message
+from services.router.service import route_messages
 from services.router.settings import RouterSettings
 
 logging.getLogger().setLevel(logging.INFO)
@@ -46,10 +46,10 @@ def runtime() -> Runtime:
 def handle(event: dict[str, Any], rt: Runtime) -> dict[str, list[dict[str, str]]]:
     """Route each prediction; failed records come back as `batchItemFailures` for SQS to redeliver."""
 
-    def on_body(body: str) -> None:
-        route_message(body, rt.store, rt.prediction_bucket, rt.thresholds)
+    def on_bodies(bodies: Sequence[str]) -> list[Exception | None]:
+        return route_messages(bodies, rt.store, rt.prediction_bucket, rt.thresholds)
 
-    return handle_sqs_batch(event, one_by_one(on_body), rt.dead_letters, rt.queue_url_of)
+    return handle_sqs_batch(event, on_bodies, rt.dead_letters, rt.queue_url_of)
 
 
 def lambda_handler(event: dict[str, Any], context: object) -> dict[str, list[dict[str, str]]]:

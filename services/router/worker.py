@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 
 from partcheck.aws import client
-from partcheck.consumer import DeadLetters, one_by_one, run_until_signalled, run_worker
+from partcheck.consumer import DeadLetters, run_until_signalled, run_worker
 from partcheck.storage import ObjectStore, Queue
-from services.router.service import route_message
+from services.router.service import route_messages
 from services.router.settings import RouterSettings
 
 log = logging.getLogger(__name__)
@@ -22,12 +23,12 @@ def run(settings: RouterSettings, stop: threading.Event) -> None:
     thresholds = settings.thresholds()
     log.info("router worker on %s -> s3://%s", queue.url, settings.prediction_bucket)
 
-    def handle(body: str) -> None:
-        route_message(body, store, settings.prediction_bucket, thresholds)
+    def handle(bodies: Sequence[str]) -> list[Exception | None]:
+        return route_messages(bodies, store, settings.prediction_bucket, thresholds)
 
     run_worker(
         queue,
-        one_by_one(handle),
+        handle,
         DeadLetters(sqs),
         stop,
         settings.polling(),

@@ -3,12 +3,12 @@
 import pytest
 
 from partcheck.aws import AwsConfig, client
-from partcheck.errors import InvalidInput
+from partcheck.errors import InvalidInput, StorageUnavailable
 from partcheck.layout import decision_marker_key
 from partcheck.messages import Prediction, PredictionMessage
 from partcheck.storage import ObjectStore
 from partcheck.thresholds import Thresholds
-from services.router.service import route_message
+from services.router.service import route_message, route_messages
 
 pytestmark = pytest.mark.integration
 IN, OUT = "pc-in", "pc-out"
@@ -131,3 +131,40 @@ def test_router_threshold_override(store):
     body = _body(store, "strict.jpg", label="defect", p=0.9)
     route_message(body, store, OUT, Thresholds.single(0.95))
     assert _keys(store, OUT) == ["unclear/strict.jpg"]
+
+
+class _DeleteFails(ObjectStore):
+    """A store whose batch delete refuses one key, as S3 reports per-key errors."""
+
+    def __init__(self, store, refused):
+        super().__init__(store._s3)
+        self.refused = refused
+
+    def delete_many(self, bucket, keys):
+        failed = super().delete_many(bucket, [k for k in keys if k != self.refused])
+        return {**failed, **({self.refused: "InternalError"} if self.refused in keys else {})}
+
+
+def test_a_batch_moves_each_image_once_and_deletes_sources_together(store):
+    bodies = [_body(store, f"batch/{i}.jpg", data=f"img-{i}".encode()) for i in range(5)]
+    bodies.append(bodies[0])  # a duplicate delivery inside the same batch
+    bodies.append("not json")
+    outcomes = route_messages(bodies, store, OUT)
+    assert outcomes[:6] == [None] * 6
+    assert isinstance(outcomes[6], InvalidInput)
+    assert _keys(store, IN) == []
+    assert _keys(store, OUT) == [f"defect/batch/{i}.jpg" for i in range(5)]
+
+
+def test_a_source_that_could_not_be_deleted_fails_only_its_message(store):
+    bodies = [_body(store, f"part/{i}.jpg", data=f"img-{i}".encode()) for i in range(3)]
+    flaky = _DeleteFails(store, "part/1.jpg")
+    outcomes = route_messages(bodies, flaky, OUT)
+    assert outcomes[0] is None
+    assert outcomes[2] is None
+    assert isinstance(outcomes[1], StorageUnavailable)
+    assert _keys(store, IN) == ["part/1.jpg"]
+    # The redelivery finds its copy already written and finishes the move.
+    assert route_messages([bodies[1]], store, OUT) == [None]
+    assert _keys(store, IN) == []
+    assert _keys(store, OUT) == [f"defect/part/{i}.jpg" for i in range(3)]
