@@ -98,6 +98,7 @@ def _stack_cpu(root_pid: int) -> dict[str, float]:
 def run(quick: bool = False) -> dict[str, Any]:
     """Start a stack in a scratch folder, push images through it, report throughput and latency."""
     n_burst, n_steady, rate = (100, 30, 10.0) if quick else (500, 150, 10.0)
+    rounds = 1 if quick else 3
     images = sorted((ROOT / "samples").glob("*.jpeg"))
     bodies = [p.read_bytes() for p in images]
     use_local_credentials()
@@ -117,7 +118,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         cwd=workdir,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, "PARTCHECK_PREDICT_WAIT_SECONDS": "1", "PARTCHECK_ROUTER_WAIT_SECONDS": "1"},
+        env=dict(os.environ),
     )
     try:
         endpoint = f"http://127.0.0.1:{moto_port}"
@@ -129,27 +130,37 @@ def run(quick: bool = False) -> dict[str, Any]:
         s3 = client("s3", AwsConfig(endpoint_url=endpoint, max_attempts=10))
         _warm_up(s3, bodies[0])
 
-        uploaded: dict[str, float] = {}
+        throughputs: list[float] = []
+        burst_lat: list[float] = []
+        predict_ms: list[float] = []
+        found: dict[str, str] = {}
+        cpu_ms_total: dict[str, float] = {}
+        for burst in range(rounds):
+            uploaded: dict[str, float] = {}
 
-        def put(i: int) -> None:
-            key = f"bench/burst/{i:05d}.jpeg"
-            s3.put_object(Bucket=INBOUND, Key=key, Body=bodies[i % len(bodies)])
-            uploaded[key] = time.time()
+            def put(i: int, burst: int = burst, uploaded: dict[str, float] = uploaded) -> None:
+                key = f"bench/burst{burst}/{i:05d}.jpeg"
+                s3.put_object(Bucket=INBOUND, Key=key, Body=bodies[i % len(bodies)])
+                uploaded[key] = time.time()
 
-        cpu_before = _stack_cpu(proc.pid)
-        started = time.time()
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(put, range(n_burst)))
-        found = _wait_sorted(s3, set(uploaded), timeout=600)
-        cpu_after = _stack_cpu(proc.pid)
+            cpu_before = _stack_cpu(proc.pid)
+            started = time.time()
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(put, range(n_burst)))
+            found_now = _wait_sorted(s3, set(uploaded), timeout=600)
+            cpu_after = _stack_cpu(proc.pid)
+            for role, seconds in cpu_after.items():
+                cpu_ms_total[role] = (
+                    cpu_ms_total.get(role, 0.0) + (seconds - cpu_before.get(role, 0.0)) * 1000
+                )
+            # Outside the CPU window: reading the routers' timestamps is the benchmark's own work.
+            when, ms = _sorted_at(s3, found_now)
+            throughputs.append(len(found_now) / (max(when.values()) - started) if when else 0.0)
+            burst_lat += [when[k] - uploaded[k] for k in when]
+            predict_ms += ms
+            found.update(found_now)
         # Per sorted image, each process of the stack: where a burst's CPU goes (the machine has 2 cores).
-        cpu_ms = {
-            role: (cpu_after[role] - cpu_before.get(role, 0.0)) * 1000 / max(len(found), 1)
-            for role in cpu_after
-        }
-        burst_when, predict_ms = _sorted_at(s3, found)
-        burst_s = max(burst_when.values()) - started
-        burst_lat = [burst_when[k] - uploaded[k] for k in burst_when]
+        cpu_ms = {role: ms / max(len(found), 1) for role, ms in cpu_ms_total.items()}
 
         steady: dict[str, float] = {}
         for i in range(n_steady):
@@ -164,18 +175,25 @@ def run(quick: bool = False) -> dict[str, Any]:
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(60)
-    throughput = len(found) / burst_s if burst_s > 0 else 0.0
+    throughput = statistics.median(throughputs)
     p95 = _pct(lat, 0.95) if lat else float("nan")
     rows = [
         {
-            "metric": f"burst: images sorted of {n_burst}",
+            "metric": f"bursts: images sorted of {rounds} x {n_burst}",
             "value": len(found),
             "unit": "",
-            "target": n_burst,
-            "ok": len(found) == n_burst,
+            "target": rounds * n_burst,
+            "ok": len(found) == rounds * n_burst,
         },
         {
-            "metric": "sustained throughput (burst, upload to sorted)",
+            "metric": "bursts: throughput of each",
+            "value": " / ".join(f"{t:.1f}" for t in throughputs),
+            "unit": "images/s",
+            "target": "",
+            "ok": None,
+        },
+        {
+            "metric": f"sustained throughput (median of {rounds} bursts, upload to sorted)",
             "value": throughput,
             "unit": "images/s",
             "target": ">= 50",
@@ -232,6 +250,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "title": "images through the local stack (moto, predict and router workers)",
         "rows": rows,
         "raw": {
+            "burst_throughputs": throughputs,
             "burst_latency_s": burst_lat,
             "steady_latency_s": lat,
             "predict_ms": predict_ms,

@@ -41,6 +41,7 @@ class PredictionMessage(BaseModel):
     key: str
     etag: str | None = None
     size: int | None = None
+    content_type: str | None = None
     prediction: Prediction | None = None
     rejection_reason: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict, description="upload metadata: line, camera, ...")

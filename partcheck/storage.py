@@ -114,6 +114,38 @@ class ObjectStore:
             r = self._s3.put_object(**kwargs)
         return _etag(r.get("ETag"))
 
+    def copy(
+        self,
+        source: tuple[str, str],
+        bucket: str,
+        key: str,
+        *,
+        metadata: dict[str, str],
+        content_type: str | None = None,
+        if_absent: bool = False,
+        source_etag: str | None = None,
+    ) -> str:
+        """Copy an object inside S3 with new metadata and return the copy's ETag.
+
+        NotFound if the source (or a bucket) is missing; AlreadyExists if the key is taken (`if_absent`)
+        or the source's ETag is no longer `source_etag`.
+        """
+        kwargs: dict[str, Any] = {
+            "Bucket": bucket,
+            "Key": key,
+            "CopySource": {"Bucket": source[0], "Key": source[1]},
+            "MetadataDirective": "REPLACE",
+            "Metadata": metadata,
+            "ContentType": content_type or "application/octet-stream",
+        }
+        if if_absent:
+            kwargs["IfNoneMatch"] = "*"
+        if source_etag:
+            kwargs["CopySourceIfMatch"] = f'"{source_etag.strip(chr(34))}"'
+        with aws_errors(f"copy s3://{source[0]}/{source[1]} to s3://{bucket}/{key}"):
+            r = self._s3.copy_object(**kwargs)
+        return _etag(r.get("CopyObjectResult", {}).get("ETag"))
+
     def delete(self, bucket: str, key: str) -> None:
         """Delete an object; deleting an absent key is not an error (S3 semantics)."""
         with aws_errors(f"delete s3://{bucket}/{key}"):

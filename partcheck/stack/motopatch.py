@@ -9,10 +9,21 @@ Found by profiling the moto process under `python -m bench pipeline` (py-spy, do
 - `SQSBackend.send_message` reads one flag from `queue.attributes`, which again counts the whole queue
   three times: every S3 notification and every prediction paid O(backlog). While a send runs, the three
   counts are skipped (0) in that thread only; `GetQueueAttributes` from any other request is unchanged.
-- every request asks `backends.list_of_moto_modules()`, which lists moto's package folder and stats each
+- every request matches its host name against every service's URL patterns, and asks
+  `backends.list_of_moto_modules()`, which lists moto's package folder and stats each
   entry (about 200 system calls), while holding the dispatcher's lock.
 
 Both replacements return what the originals return; only the local stack and the tests' server use them.
+
+A thread-safety bug is fixed too: `Queue.delete_message` rebuilds the message list without the queue's
+lock and then assigns it, so a message sent meanwhile (an S3 notification) vanished, and of two
+concurrent deletes the later assignment brought the other's message back. Under the pipeline bench
+this lost one upload notification in 1,500 (the image stayed in the inbound bucket with no message
+anywhere) and re-delivered acknowledged ones. Deletes now hold the lock that sends already take.
+
+One gap in moto's S3 is filled the same way: CopyObject ignores `If-None-Match: *` (copy only if the
+destination key is free) and `x-amz-copy-source-if-match` (copy only if the source still has this ETag).
+AWS honours both and the router's move relies on them, so here they answer 412 as S3 does.
 """
 
 from __future__ import annotations
@@ -47,6 +58,15 @@ def apply() -> None:
 
     SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period  # type: ignore[method-assign]
 
+    delete_message = Queue.delete_message
+
+    @functools.wraps(delete_message)
+    def locked_delete(self: Any, receipt_handle: str) -> None:
+        with self._messages_lock:
+            delete_message(self, receipt_handle)
+
+    Queue.delete_message = locked_delete  # type: ignore[method-assign]
+
     for name in _COUNTS:
         setattr(Queue, name, property(_skipped_while_sending(getattr(Queue, name).fget)))
     send_message = SQSBackend.send_message
@@ -61,6 +81,9 @@ def apply() -> None:
 
     SQSBackend.send_message = send_without_counts  # type: ignore[method-assign]
 
+    _conditional_copy()
+    _cached_backend_lookup()
+
     # The folder listing cannot change while the process runs (moto is imported once).
     modules = tuple(backends.list_of_moto_modules())
     backends.list_of_moto_modules = functools.cache(lambda: modules)
@@ -72,3 +95,47 @@ def _skipped_while_sending(count: Callable[[Any], int]) -> Callable[[Any], int]:
         return 0 if getattr(_sending, "active", False) else count(queue)
 
     return fget
+
+
+def _conditional_copy() -> None:
+    from urllib.parse import unquote, urlparse
+
+    from moto.s3.exceptions import MissingKey, PreconditionFailed
+    from moto.s3.responses import S3Response
+
+    copy_object = S3Response.copy_object
+
+    @functools.wraps(copy_object)
+    def checked_copy(self: Any) -> Any:
+        taken = self.backend.get_object(self.bucket_name, self.parse_key_name()) is not None
+        if self.headers.get("If-None-Match") == "*" and taken:
+            raise PreconditionFailed("If-None-Match")
+        wanted = self.headers.get("x-amz-copy-source-if-match")
+        if wanted:
+            path = urlparse(str(self.headers.get("x-amz-copy-source"))).path
+            src_bucket, src_key = unquote(path).lstrip("/").split("/", 1)
+            current = self.backend.get_object(src_bucket, src_key)
+            if current is None:
+                raise MissingKey(key=src_key)
+            if wanted.strip('"') != current.etag.strip('"'):
+                raise PreconditionFailed("x-amz-copy-source-If-Match")
+        return copy_object(self)
+
+    S3Response.copy_object = checked_copy  # type: ignore[method-assign]
+
+
+def _cached_backend_lookup() -> None:
+    # Which backend serves a host name is a pure function of the name and moto's static URL patterns,
+    # but moto matches it against every service's regular expressions on every request.
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    lookup = DomainDispatcherApplication.get_backend_for_host
+    cache: dict[str | None, Any] = {}
+
+    @functools.wraps(lookup)
+    def cached(self: Any, host: str | None) -> Any:
+        if host not in cache:
+            cache[host] = lookup(self, host)
+        return cache[host]
+
+    DomainDispatcherApplication.get_backend_for_host = cached  # type: ignore[method-assign]

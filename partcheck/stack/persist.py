@@ -65,7 +65,11 @@ class Snapshotter:
             backend = s3_backends[ACCOUNT]["global"]
             for name, bucket in list(backend.buckets.items()):
                 objects = []
-                for key_name, key in bucket.keys.items():
+                for key_name in list(bucket.keys.keys()):
+                    try:
+                        key = bucket.keys[key_name]
+                    except KeyError:
+                        continue  # deleted by a request while this pass runs; the next pass sees it gone
                     if key is None or getattr(key, "is_delete_marker", False):
                         continue
                     blob = f"{key.etag.strip(chr(34)).replace('-', '_')}.{key.size}"

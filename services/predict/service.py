@@ -109,7 +109,13 @@ def _fetch(upload: Upload, store: ObjectStore, max_image_bytes: int) -> Predicti
             outcome="rejected", etag=upload.etag, size=upload.size, rejection_reason=str(exc), **base
         )
     metadata = {k: v for k, v in obj.info.metadata.items() if k in FORWARDED_METADATA}
-    common = {**base, "etag": obj.info.etag, "size": obj.info.size, "metadata": metadata}
+    common = {
+        **base,
+        "etag": obj.info.etag,
+        "size": obj.info.size,
+        "content_type": obj.info.content_type,
+        "metadata": metadata,
+    }
     if obj.info.size == 0:
         return PredictionMessage(outcome="rejected", rejection_reason="empty object (0 bytes)", **common)
     return _Fetched(upload, obj.body, common, started, time.perf_counter())

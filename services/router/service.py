@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import mimetypes
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -69,44 +70,89 @@ def route_messages(
 def _place(
     body: str, store: ObjectStore, prediction_bucket: str, thresholds: Thresholds | None
 ) -> tuple[Moved, tuple[str, str] | None]:
-    """Write the destination of one message; returns the outcome and the source left to delete."""
+    """Write the destination of one message; returns the outcome and the source left to delete.
+
+    The write is a server-side copy that S3 refuses (412) when the destination exists or when the source
+    is no longer the predicted bytes, so the image never passes through the router. Only a refusal
+    needs a closer look, which costs a HEAD or two.
+    """
     message = PredictionMessage.from_json(body)
     dest = destination_key(message.key, message.prediction, thresholds)
-    try:
-        source = store.get(message.bucket, message.key)
-    except NotFound:
-        return _source_gone(message, store, prediction_bucket, dest), None
-    if message.etag and source.info.etag != message.etag:
-        # The key was overwritten after this prediction; the new bytes bring their own event.
-        log.info("stale prediction for s3://%s/%s (etag changed), skipped", message.bucket, message.key)
-        return Moved("stale", None), None
+    source = (message.bucket, message.key)
     if dest.startswith(Route.UNCLEAR.prefix) and store.head(prediction_bucket, decision_marker_key(dest)):
-        # An inspector already decided this image; a redelivered message must not bring it back.
-        return Moved("decided", None), (message.bucket, message.key)
+        # An inspector already decided this image; a redelivered message must not bring it back. The
+        # source goes only if it still holds the predicted bytes: newer bytes bring their own event.
+        current = store.head(*source)
+        if current is None:
+            return _source_gone(message, store, prediction_bucket, dest), None
+        if message.etag and current.etag != message.etag:
+            return _stale(message), None
+        return Moved("decided", None), source
     metadata = object_metadata(message, thresholds)
-    content_type = source.info.content_type or "application/octet-stream"
-    final = dest
+    content_type = message.content_type or mimetypes.guess_type(message.key)[0]
     try:
-        store.put(
-            prediction_bucket, dest, source.body, metadata=metadata, content_type=content_type, if_absent=True
+        store.copy(
+            source,
+            prediction_bucket,
+            dest,
+            metadata=metadata,
+            content_type=content_type,
+            if_absent=True,
+            source_etag=message.etag,
         )
+    except NotFound:
+        if store.head(*source) is not None:
+            raise StorageUnavailable(f"copy to s3://{prediction_bucket}/{dest} failed: not found") from None
+        return _source_gone(message, store, prediction_bucket, dest), None
     except AlreadyExists:
-        existing = store.head(prediction_bucket, dest)
-        if existing is None or existing.metadata.get("source-etag") != source.info.etag:
-            # A different image already holds this name: keep both, under a second name.
-            final = alternate_key(dest, source.info.etag)
-            # AlreadyExists here: this very image was stored under the second name by an earlier attempt.
-            with contextlib.suppress(AlreadyExists):
-                store.put(
-                    prediction_bucket,
-                    final,
-                    source.body,
-                    metadata=metadata,
-                    content_type=content_type,
-                    if_absent=True,
-                )
-    log.info("moved s3://%s/%s -> s3://%s/%s", message.bucket, message.key, prediction_bucket, final)
-    return Moved("moved", final), (message.bucket, message.key)
+        return _refused(message, store, prediction_bucket, dest, metadata, content_type)
+    log.info("moved s3://%s/%s -> s3://%s/%s", message.bucket, message.key, prediction_bucket, dest)
+    return Moved("moved", dest), source
+
+
+def _refused(
+    message: PredictionMessage,
+    store: ObjectStore,
+    bucket: str,
+    dest: str,
+    metadata: dict[str, str],
+    content_type: str | None,
+) -> tuple[Moved, tuple[str, str] | None]:
+    """Why a conditional copy was refused: a duplicate, newer source bytes, or another image's name."""
+    source = (message.bucket, message.key)
+    current = store.head(*source)
+    if current is None:
+        return _source_gone(message, store, bucket, dest), None
+    if message.etag and current.etag != message.etag:
+        return _stale(message), None
+    existing = store.head(bucket, dest)
+    if existing is None:
+        # Neither condition holds any more: a concurrent write conflicted (S3's 409); try again later.
+        raise StorageUnavailable(f"conditional copy to s3://{bucket}/{dest} conflicted; retry")
+    if existing.metadata.get("source-etag") == current.etag:
+        # Copied by an earlier delivery of this message that did not get to delete the source.
+        return Moved("moved", dest), source
+    # A different image already holds this name: keep both, under a second name.
+    final = alternate_key(dest, current.etag)
+    # AlreadyExists here: this very image was stored under the second name by an earlier attempt.
+    with contextlib.suppress(AlreadyExists):
+        store.copy(
+            source,
+            bucket,
+            final,
+            metadata=metadata,
+            content_type=content_type,
+            if_absent=True,
+            source_etag=current.etag,
+        )
+    log.info("moved s3://%s/%s -> s3://%s/%s (name taken)", message.bucket, message.key, bucket, final)
+    return Moved("moved", final), source
+
+
+def _stale(message: PredictionMessage) -> Moved:
+    # The key was overwritten after this prediction; the new bytes bring their own event.
+    log.info("stale prediction for s3://%s/%s (etag changed), skipped", message.bucket, message.key)
+    return Moved("stale", None)
 
 
 def _source_gone(message: PredictionMessage, store: ObjectStore, bucket: str, dest: str) -> Moved:

@@ -27,11 +27,26 @@ class Standardize(nn.Module):
         return (x - mean) / (std + 0.02)
 
 
+class AvgMaxPool(nn.Module):
+    """Global average and global max pooling side by side.
+
+    A pinhole or a burr is a few positions of the last feature map: the average dilutes it by the map's
+    area, the maximum keeps it.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x.mean(dim=(2, 3), keepdim=True), x.amax(dim=(2, 3), keepdim=True)], dim=1)
+
+
 class PartNet(nn.Module):
-    """Stride-2 conv stages, global average pooling, a feature vector and a 2-way linear head."""
+    """Stride-2 conv stages, global pooling (average, or average and max), a feature vector, a 2-way head."""
 
     def __init__(
-        self, widths: tuple[int, ...] = (8, 16, 32, 64, 128), double_from: int = 1, pool: bool = False
+        self,
+        widths: tuple[int, ...] = (8, 16, 32, 64, 128),
+        double_from: int = 1,
+        pool: bool = False,
+        head_pool: str = "avg",
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [Standardize()]
@@ -43,10 +58,12 @@ class PartNet(nn.Module):
                 layers.append(_block(w, w, 1))
             c_in = w
         self.body = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        if head_pool not in ("avg", "avgmax"):
+            raise ValueError(f"head_pool must be 'avg' or 'avgmax', not {head_pool!r}")
+        self.pool: nn.Module = nn.AdaptiveAvgPool2d(1) if head_pool == "avg" else AvgMaxPool()
+        self.feature_dim = c_in * (1 if head_pool == "avg" else 2)
         self.dropout = nn.Dropout(0.2)
-        self.head = nn.Linear(c_in, 2)
-        self.feature_dim = c_in
+        self.head = nn.Linear(self.feature_dim, 2)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate features (after pooling), used by the OOD score."""

@@ -43,7 +43,11 @@ class TrainConfig:
     threads: int = 2
     widths: tuple[int, ...] = (8, 16, 32, 64, 128)
     double_from: int = 1
-    pool: bool = True
+    pool: bool = False
+    head_pool: str = "avgmax"
+    # Zoom range of the geometric augmentation (part size relative to the photo) and the shift.
+    aug_scale: tuple[float, float] = (0.7, 1.05)
+    aug_shift: float = 0.04
     limit: int | None = None
     # Operating point: escapes and false rejects allowed on validation, and the safety margin in logits.
     max_escapes: int = 0
@@ -139,7 +143,7 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
         f"({int(y_val.sum())} defect), size {cfg.size}, data sha256 {digest[:12]}"
     )
 
-    net = PartNet(cfg.widths, cfg.double_from, cfg.pool)
+    net = PartNet(cfg.widths, cfg.double_from, cfg.pool, cfg.head_pool)
     ema = torch.optim.swa_utils.AveragedModel(
         net,
         multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.995),  # type: ignore[no-untyped-call]
@@ -150,7 +154,7 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.2
     )
-    aug = AugmentConfig()
+    aug = AugmentConfig(scale=cfg.aug_scale, shift=cfg.aug_shift)
     history: list[dict[str, float]] = []
     x_train_t = torch.from_numpy(x_train)
     y_train_t = torch.from_numpy(y_train)

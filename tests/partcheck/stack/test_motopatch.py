@@ -48,3 +48,26 @@ def test_fifo_content_deduplication_still_reads_the_queue_flag(moto):
         sqs.send_message(QueueUrl=url, MessageBody="same", MessageGroupId="g")
     attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
     assert attrs["Attributes"]["ApproximateNumberOfMessages"] == "1"
+
+
+def test_copy_honours_if_none_match_and_copy_source_if_match_as_s3_does(moto):
+    from botocore.exceptions import ClientError
+
+    s3 = client("s3", AwsConfig(endpoint_url=moto))
+    s3.create_bucket(Bucket="mp-copy", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    etag = s3.put_object(Bucket="mp-copy", Key="src", Body=b"one")["ETag"]
+    source = {"Bucket": "mp-copy", "Key": "src"}
+    s3.copy_object(Bucket="mp-copy", Key="dst", CopySource=source, IfNoneMatch="*", CopySourceIfMatch=etag)
+    assert s3.get_object(Bucket="mp-copy", Key="dst")["Body"].read() == b"one"
+    with pytest.raises(ClientError) as taken:
+        s3.copy_object(Bucket="mp-copy", Key="dst", CopySource=source, IfNoneMatch="*")
+    assert taken.value.response["Error"]["Code"] == "PreconditionFailed"
+    s3.put_object(Bucket="mp-copy", Key="src", Body=b"two")
+    with pytest.raises(ClientError) as stale:
+        s3.copy_object(Bucket="mp-copy", Key="other", CopySource=source, CopySourceIfMatch=etag)
+    assert stale.value.response["Error"]["Code"] == "PreconditionFailed"
+    with pytest.raises(ClientError) as missing:
+        s3.copy_object(
+            Bucket="mp-copy", Key="x", CopySource={"Bucket": "mp-copy", "Key": "nope"}, CopySourceIfMatch=etag
+        )
+    assert missing.value.response["Error"]["Code"] == "NoSuchKey"

@@ -168,3 +168,13 @@ def test_a_source_that_could_not_be_deleted_fails_only_its_message(store):
     assert route_messages([bodies[1]], store, OUT) == [None]
     assert _keys(store, IN) == []
     assert _keys(store, OUT) == [f"defect/part/{i}.jpg" for i in range(3)]
+
+
+def test_copy_keeps_the_content_type_from_the_message_or_the_name(store):
+    body = PredictionMessage.from_json(_body(store, "ct/a.png")).model_copy(
+        update={"content_type": "image/png"}
+    )
+    route_message(body.to_json(), store, OUT)
+    route_message(_body(store, "ct/b.jpg"), store, OUT)
+    assert store.head(OUT, "defect/ct/a.png").content_type == "image/png"
+    assert store.head(OUT, "defect/ct/b.jpg").content_type == "image/jpeg"
