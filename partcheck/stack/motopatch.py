@@ -9,6 +9,9 @@ Found by profiling the moto process under `python -m bench pipeline` (py-spy, do
 - `SQSBackend.send_message` reads one flag from `queue.attributes`, which again counts the whole queue
   three times: every S3 notification and every prediction paid O(backlog). While a send runs, the three
   counts are skipped (0) in that thread only; `GetQueueAttributes` from any other request is unchanged.
+- `Queue.messages`, the visible messages that every receive (and every long-poll wake-up, for every
+  waiting consumer, on every new message) scans, read the clock twice per message; it now reads it once
+  per scan, and a waiting consumer stops at the first visible message, looking from the newest.
 - every request matches its host name against every service's URL patterns, and asks
   `backends.list_of_moto_modules()`, which lists moto's package folder and stats each
   entry (about 200 system calls), while holding the dispatcher's lock.
@@ -48,7 +51,7 @@ def apply() -> None:
     if _applied:
         return
     import moto.backends as backends
-    from moto.core.utils import unix_time
+    from moto.core.utils import unix_time, unix_time_millis
     from moto.sqs.models import Queue, SQSBackend
 
     def is_message_valid_based_on_retention_period(self: Any, queue_name: str, message: Any) -> bool:
@@ -66,6 +69,21 @@ def apply() -> None:
             delete_message(self, receipt_handle)
 
     Queue.delete_message = locked_delete  # type: ignore[method-assign]
+
+    def visible_messages(queue: Any) -> list[Any]:
+        now = unix_time_millis()
+        return [m for m in queue._messages if now > m.visible_at and not now < m.delayed_until]
+
+    def any_visible(queue: Any) -> bool:
+        now = unix_time_millis()
+        return any(now > m.visible_at and not now < m.delayed_until for m in reversed(queue._messages))
+
+    def wait_for_messages(self: Any, timeout: int) -> None:
+        with self._messages_lock:
+            self._messages_lock.wait_for(lambda: any_visible(self), timeout=timeout)
+
+    Queue.messages = property(visible_messages)  # type: ignore[method-assign,assignment]
+    Queue.wait_for_messages = wait_for_messages  # type: ignore[method-assign]
 
     for name in _COUNTS:
         setattr(Queue, name, property(_skipped_while_sending(getattr(Queue, name).fget)))

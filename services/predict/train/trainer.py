@@ -43,11 +43,11 @@ class TrainConfig:
     threads: int = 2
     widths: tuple[int, ...] = (8, 16, 32, 64, 128)
     double_from: int = 1
-    pool: bool = False
-    head_pool: str = "avgmax"
+    pool: bool = True
+    head_pool: str = "avg"
     # Zoom range of the geometric augmentation (part size relative to the photo) and the shift.
-    aug_scale: tuple[float, float] = (0.7, 1.05)
-    aug_shift: float = 0.04
+    aug_scale: tuple[float, float] = (0.7, 1.12)
+    aug_shift: float = 0.06
     limit: int | None = None
     # Operating point: escapes and false rejects allowed on validation, and the safety margin in logits.
     max_escapes: int = 0

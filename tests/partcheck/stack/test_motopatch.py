@@ -71,3 +71,20 @@ def test_copy_honours_if_none_match_and_copy_source_if_match_as_s3_does(moto):
             Bucket="mp-copy", Key="x", CopySource={"Bucket": "mp-copy", "Key": "nope"}, CopySourceIfMatch=etag
         )
     assert missing.value.response["Error"]["Code"] == "NoSuchKey"
+
+
+def test_a_long_poll_returns_as_soon_as_a_message_arrives(moto):
+    import threading
+
+    sqs = client("sqs", AwsConfig(endpoint_url=moto))
+    url = sqs.create_queue(QueueName="mp-longpoll")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="in flight")
+    sqs.receive_message(QueueUrl=url, VisibilityTimeout=60)  # an invisible message must not wake anyone
+    timer = threading.Timer(0.5, lambda: sqs.send_message(QueueUrl=url, MessageBody="new"))
+    timer.start()
+    started = time.monotonic()
+    got = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=10).get("Messages", [])
+    waited = time.monotonic() - started
+    timer.join()
+    assert [m["Body"] for m in got] == ["new"]
+    assert 0.4 < waited < 5  # woke for the new message, not at the end of the 10-second poll

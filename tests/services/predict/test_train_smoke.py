@@ -21,7 +21,10 @@ def data_dir(tmp_path: Path, sample_images: dict[str, list[Path]]) -> Path:
     return tmp_path / "data"
 
 
-def test_one_epoch_exports_a_loadable_model_with_a_true_card(data_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("pool", "head_pool"), [(True, "avg"), (False, "avgmax")])
+def test_one_epoch_exports_a_loadable_model_with_a_true_card(
+    data_dir: Path, tmp_path: Path, pool: bool, head_pool: str
+) -> None:
     pytest.importorskip("torch")
     from services.predict.onnx_backend import OnnxClassifier
     from services.predict.train.export import TOLERANCE
@@ -36,6 +39,8 @@ def test_one_epoch_exports_a_loadable_model_with_a_true_card(data_dir: Path, tmp
         batch_size=8,
         val_fraction=0.3,
         threads=1,
+        pool=pool,
+        head_pool=head_pool,
         command="pytest smoke",
     )
     card = train(cfg)
@@ -49,6 +54,7 @@ def test_one_epoch_exports_a_loadable_model_with_a_true_card(data_dir: Path, tmp
     assert card["temperature"] > 0
     assert 0.5 <= card["thresholds"]["t_ok"] <= 1.0
     assert card["command"] == "pytest smoke"
+    assert card["training"]["config"]["head_pool"] == head_pool
     clf = OnnxClassifier(onnx_path)
     sample = next(data_dir.glob("ok_front/*"))
     (prediction,) = clf.predict([sample.read_bytes()])
