@@ -65,6 +65,12 @@ class KeepAliveHandler(MotoRequestHandler):
     # client's delayed ACK (~40 ms) on a connection that stays open.
     disable_nagle_algorithm = True
 
+    def log_error(self, format: str, *args: Any) -> None:
+        """Errors as werkzeug logs them, except the normal end of an idle kept-alive connection."""
+        if format.startswith("Request timed out"):
+            return
+        super().log_error(format, *args)
+
     def run_wsgi(self) -> None:
         """Serve one request, leaving the connection open when its framing allows it."""
         length = self.headers.get("Content-Length")
