@@ -31,9 +31,9 @@ def route_message(
 ) -> Moved:
     """Move the message's image to its destination exactly once; idempotent under redelivery.
 
-    A move is a conditional write of the destination (never overwriting) followed by a delete of the
-    source, so a duplicate message, or a retry after a crash between the two steps, finds the copy
-    already there and only finishes the delete.
+    A move is a conditional server-side copy to the destination (never overwriting, only the predicted
+    bytes) followed by a delete of the source, so a duplicate message, or a retry after a crash between
+    the two steps, finds the copy already there and only finishes the delete.
     """
     moved, source = _place(body, store, prediction_bucket, thresholds)
     if source is not None:
