@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import mimetypes
 from collections.abc import Sequence
@@ -79,7 +80,7 @@ def _place(
     message = PredictionMessage.from_json(body)
     dest = destination_key(message.key, message.prediction, thresholds)
     source = (message.bucket, message.key)
-    if dest.startswith(Route.UNCLEAR.prefix) and store.head(prediction_bucket, decision_marker_key(dest)):
+    if dest.startswith(Route.UNCLEAR.prefix) and _decided(store, prediction_bucket, dest, message):
         # An inspector already decided this image; a redelivered message must not bring it back. The
         # source goes only if it still holds the predicted bytes: newer bytes bring their own event.
         current = store.head(*source)
@@ -108,6 +109,28 @@ def _place(
         return _refused(message, store, prediction_bucket, dest, metadata, content_type)
     log.info("moved s3://%s/%s -> s3://%s/%s", message.bucket, message.key, prediction_bucket, dest)
     return Moved("moved", dest), source
+
+
+def _decided(store: ObjectStore, bucket: str, dest: str, message: PredictionMessage) -> bool:
+    """Whether an inspector's decision marker for `dest` is about these very bytes.
+
+    A marker for other bytes (an image uploaded again under a decided name) must not make the router
+    delete the new image unseen: it goes to `unclear/` like any other.
+    """
+    try:
+        raw = store.get(bucket, decision_marker_key(dest)).body
+    except NotFound:
+        return False
+    try:
+        marker = json.loads(raw)
+        decided_etag = marker["original_metadata"]["source-etag"]
+    except (ValueError, TypeError, KeyError):
+        log.warning("unreadable decision marker for %s; routing the image as not decided", dest)
+        return False
+    if message.etag and decided_etag == message.etag:
+        return True
+    log.warning("decision marker for %s is about other bytes; routing the new image", dest)
+    return False
 
 
 def _refused(

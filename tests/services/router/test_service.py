@@ -1,5 +1,7 @@
 """Router moves against a moto server over HTTP: exactly-once results under at-least-once delivery."""
 
+import json
+
 import pytest
 
 from partcheck.aws import AwsConfig, client
@@ -94,12 +96,38 @@ def test_different_image_under_a_used_name_is_kept_beside_it(store):
     assert store.get(OUT, "defect/same.jpg").body == b"first"
 
 
+def _marker(store, unclear_key, source_etag):
+    # Built by the review service's own function, so a change of its format shows here.
+    from datetime import UTC, datetime
+
+    from services.review.core import decision_keys, marker_record
+
+    keys = decision_keys(unclear_key, "ok")
+    record = marker_record(
+        keys, "ok", "alice", datetime.now(UTC), None, {"source-etag": source_etag}, "image/jpeg", "audit/x"
+    )
+    store.put(OUT, keys.marker_key, json.dumps(record).encode())
+
+
 def test_human_decision_is_never_undone_by_a_redelivery(store):
     body = _body(store, "dec.jpg", label="unclear", p=0.5)
-    store.put(OUT, decision_marker_key("unclear/dec.jpg"), b"{}")
+    _marker(store, "unclear/dec.jpg", PredictionMessage.from_json(body).etag)
     result = route_message(body, store, OUT)
     assert result.status == "decided"
     assert "unclear/dec.jpg" not in _keys(store, OUT)
+    assert _keys(store, IN) == []
+
+
+@pytest.mark.parametrize("marker", ["other-bytes", None])
+def test_new_bytes_under_a_decided_name_are_routed_not_deleted(store, marker):
+    body = _body(store, "again.jpg", label="unclear", p=0.5, data=b"new image")
+    if marker is None:
+        store.put(OUT, decision_marker_key("unclear/again.jpg"), b"not json")
+    else:
+        _marker(store, "unclear/again.jpg", marker)
+    result = route_message(body, store, OUT)
+    assert result.status == "moved"
+    assert "unclear/again.jpg" in _keys(store, OUT)
     assert _keys(store, IN) == []
 
 
