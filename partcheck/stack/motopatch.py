@@ -1,4 +1,6 @@
-"""Two hot paths of moto's server that grow with the backlog or with every request, made constant-time.
+"""moto's server made to scale with the pipeline's load, to keep every message, and to copy as S3 does.
+
+The hot paths below grow with the backlog or cost on every request; each is now cheap.
 
 Found by profiling the moto process under `python -m bench pipeline` (py-spy, docs/pipeline.md):
 
@@ -16,7 +18,7 @@ Found by profiling the moto process under `python -m bench pipeline` (py-spy, do
   `backends.list_of_moto_modules()`, which lists moto's package folder and stats each
   entry (about 200 system calls), while holding the dispatcher's lock.
 
-Both replacements return what the originals return; only the local stack and the tests' server use them.
+Each replacement returns what the original returns; only the local stack and the tests' server use them.
 
 A thread-safety bug is fixed too: `Queue.delete_message` rebuilds the message list without the queue's
 lock and then assigns it, so a message sent meanwhile (an S3 notification) vanished, and of two
@@ -125,8 +127,10 @@ def _conditional_copy() -> None:
 
     @functools.wraps(copy_object)
     def checked_copy(self: Any) -> Any:
-        taken = self.backend.get_object(self.bucket_name, self.parse_key_name()) is not None
-        if self.headers.get("If-None-Match") == "*" and taken:
+        destination_free = self.headers.get("If-None-Match") != "*" or (
+            self.backend.get_object(self.bucket_name, self.parse_key_name()) is None
+        )
+        if not destination_free:
             raise PreconditionFailed("If-None-Match")
         wanted = self.headers.get("x-amz-copy-source-if-match")
         if wanted:
