@@ -118,7 +118,6 @@ def run(quick: bool = False) -> dict[str, Any]:
         cwd=workdir,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=dict(os.environ),
     )
     try:
         endpoint = f"http://127.0.0.1:{moto_port}"

@@ -70,7 +70,6 @@ def parse_s3_event(event: Any) -> tuple[list[Upload], list[str]]:
 class _Fetched:
     """An uploaded image read from S3, waiting for the model."""
 
-    upload: Upload
     body: bytes
     common: dict[str, Any]
     started: float
@@ -118,7 +117,7 @@ def _fetch(upload: Upload, store: ObjectStore, max_image_bytes: int) -> Predicti
     }
     if obj.info.size == 0:
         return PredictionMessage(outcome="rejected", rejection_reason="empty object (0 bytes)", **common)
-    return _Fetched(upload, obj.body, common, started, time.perf_counter())
+    return _Fetched(obj.body, common, started, time.perf_counter())
 
 
 def _classified(fetched: Sequence[_Fetched], classifier: Classifier) -> list[PredictionMessage]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from partcheck.errors import AlreadyExists, NotFound, StorageUnavailable
 from partcheck.layout import Route, decision_marker_key
 from partcheck.messages import PredictionMessage
-from partcheck.storage import ObjectStore
+from partcheck.storage import ObjectInfo, ObjectStore
 from partcheck.thresholds import Thresholds
 from services.router.core import alternate_key, destination_key, object_metadata
 
@@ -83,11 +83,9 @@ def _place(
     if dest.startswith(Route.UNCLEAR.prefix) and _decided(store, prediction_bucket, dest, message):
         # An inspector already decided this image; a redelivered message must not bring it back. The
         # source goes only if it still holds the predicted bytes: newer bytes bring their own event.
-        current = store.head(*source)
-        if current is None:
-            return _source_gone(message, store, prediction_bucket, dest), None
-        if message.etag and current.etag != message.etag:
-            return _stale(message), None
+        current = _current_source(message, store, prediction_bucket, dest)
+        if isinstance(current, Moved):
+            return current, None
         return Moved("decided", None), source
     metadata = object_metadata(message, thresholds)
     content_type = message.content_type or mimetypes.guess_type(message.key)[0]
@@ -143,11 +141,9 @@ def _refused(
 ) -> tuple[Moved, tuple[str, str] | None]:
     """Why a conditional copy was refused: a duplicate, newer source bytes, or another image's name."""
     source = (message.bucket, message.key)
-    current = store.head(*source)
-    if current is None:
-        return _source_gone(message, store, bucket, dest), None
-    if message.etag and current.etag != message.etag:
-        return _stale(message), None
+    current = _current_source(message, store, bucket, dest)
+    if isinstance(current, Moved):
+        return current, None
     existing = store.head(bucket, dest)
     if existing is None:
         # Neither condition holds any more: a concurrent write conflicted (S3's 409); try again later.
@@ -172,10 +168,18 @@ def _refused(
     return Moved("moved", final), source
 
 
-def _stale(message: PredictionMessage) -> Moved:
-    # The key was overwritten after this prediction; the new bytes bring their own event.
-    log.info("stale prediction for s3://%s/%s (etag changed), skipped", message.bucket, message.key)
-    return Moved("stale", None)
+def _current_source(
+    message: PredictionMessage, store: ObjectStore, bucket: str, dest: str
+) -> ObjectInfo | Moved:
+    """The source as it is now, or why this message has nothing left to move (gone, or newer bytes)."""
+    current = store.head(message.bucket, message.key)
+    if current is None:
+        return _source_gone(message, store, bucket, dest)
+    if message.etag and current.etag != message.etag:
+        # The key was overwritten after this prediction; the new bytes bring their own event.
+        log.info("stale prediction for s3://%s/%s (etag changed), skipped", message.bucket, message.key)
+        return Moved("stale", None)
+    return current
 
 
 def _source_gone(message: PredictionMessage, store: ObjectStore, bucket: str, dest: str) -> Moved:
