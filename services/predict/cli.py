@@ -17,6 +17,17 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _widths(text: str) -> tuple[int, ...]:
+    """'16,24,48' -> (16, 24, 48); a clear error for anything else."""
+    try:
+        widths = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise _fail(f"--widths must be comma-separated integers, not {text!r}") from None
+    if not widths or min(widths) < 1:
+        raise _fail(f"--widths needs at least one positive channel count, not {text!r}")
+    return widths
+
+
 def predict(
     images: Annotated[list[Path], typer.Argument(help="image files (JPEG, PNG, BMP, TIFF)")],
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
@@ -66,11 +77,15 @@ def train(
     data: Annotated[Path, typer.Option(help="folder with def_front/ and ok_front/")] = DEFAULT_DATA,
     out: Annotated[Path, typer.Option(help="where the ONNX file and its card go")] = Path("models"),
     epochs: Annotated[int, typer.Option(min=1)] = 24,
-    size: Annotated[int, typer.Option(min=32, max=512, help="input side in pixels")] = 96,
+    size: Annotated[int, typer.Option(min=32, max=512, help="input side in pixels")] = 300,
     batch_size: Annotated[int, typer.Option(min=2)] = 64,
     lr: Annotated[float, typer.Option(min=0.0, help="peak learning rate (one-cycle)")] = 2e-3,
     pool: Annotated[bool, typer.Option(help="max-pool after each stage instead of strided convs")] = True,
-    head_pool: Annotated[str, typer.Option(help="global pooling before the head: avg or avgmax")] = "avg",
+    head_pool: Annotated[str, typer.Option(help="global pooling before the head: avg or avgmax")] = "avgmax",
+    widths: Annotated[str, typer.Option(help="channels per stage, comma-separated")] = "16,24,48,96,128",
+    double_from: Annotated[int, typer.Option(min=0, help="first stage with a second conv")] = 1,
+    stem_stride: Annotated[int, typer.Option(min=1, help="stride of the first layer (1: plain 3x3)")] = 3,
+    stem_kernel: Annotated[int, typer.Option(min=1, help="kernel of a strided first layer")] = 5,
     aug_scale_max: Annotated[float, typer.Option(help="largest zoom-in of the augmentation")] = 1.12,
     aug_shift: Annotated[float, typer.Option(help="largest shift, as a fraction of the side")] = 0.06,
     seed: Annotated[int, typer.Option()] = 0,
@@ -98,6 +113,10 @@ def train(
         lr=lr,
         pool=pool,
         head_pool=head_pool,
+        widths=_widths(widths),
+        double_from=double_from,
+        stem_stride=stem_stride,
+        stem_kernel=stem_kernel,
         aug_scale=(0.7, aug_scale_max),
         aug_shift=aug_shift,
         seed=seed,

@@ -161,7 +161,8 @@ class OnnxClassifier:
                 results[i] = exc
                 continue
             t1 = time.perf_counter()
-            reason = quality.check(x, self.card.quality) or quality.check_scene(x, self.card.scene)
+            v = quality.view(x)
+            reason = quality.check(v, self.card.quality) or quality.check_scene(v, self.card.scene)
             t2 = time.perf_counter()
             timings = {"preprocess": (t1 - t0) * 1000, "quality": (t2 - t1) * 1000}
             if reason is not None:

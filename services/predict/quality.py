@@ -1,8 +1,9 @@
 """Image-quality checks on the preprocessed array: no verdict on a blank, dark, over-exposed or blurred frame.
 
-They run before the model because a CNN's softmax is confidently wrong on such inputs. The exposure limits
-are physical (a frame that is mostly black or white shows no part); the blur limit is calibrated on the
-training split's sharpness at training time and stored in the model card.
+They run before the model because a CNN's softmax is confidently wrong on such inputs, on `view(x)`, a
+~100 px reduction of the model's input. The exposure limits are physical (a frame that is mostly black or
+white shows no part); the blur limit is calibrated on the training split's sharpness at training time and
+stored in the model card.
 """
 
 from __future__ import annotations
@@ -12,6 +13,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from PIL import Image
+
+# The checks look at a view of about this side, whatever the model's input size: their limits then keep
+# one meaning across models, and their cost stays ~0.2 ms when the model reads 300 px photos.
+VIEW_SIDE = 100
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,15 @@ class QualityLimits:
     def to_dict(self) -> dict[str, float]:
         """For the model card."""
         return asdict(self)
+
+
+def view(x: np.ndarray) -> np.ndarray:
+    """The array the checks look at: `x` itself up to 2 x VIEW_SIDE, else an integer-factor box reduction."""
+    factor = x.shape[0] // VIEW_SIDE
+    if factor < 2:
+        return x
+    # Pillow's reduce() is a box filter in C: 0.08 ms for 300 -> 100 px, a fifth of a numpy reshape-mean.
+    return np.asarray(Image.fromarray(np.ascontiguousarray(x, dtype=np.float32)).reduce(factor))
 
 
 def sharpness(x: np.ndarray) -> float:

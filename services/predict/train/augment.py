@@ -17,7 +17,7 @@ import torch.nn.functional as F  # noqa: N812
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Ranges of every augmentation; `none()` turns them all off."""
+    """Ranges of every augmentation; `none()` turns all but rotation and flips off."""
 
     scale: tuple[float, float] = (0.7, 1.12)
     shift: float = 0.06
@@ -29,6 +29,20 @@ class AugmentConfig:
     noise_p: float = 0.2
     noise_sigma: float = 0.02
     lowres_p: float = 0.1
+
+    @classmethod
+    def none(cls) -> AugmentConfig:
+        """No zoom, shift or photometric change: `photometric` then returns its input (up to rounding)."""
+        return cls(
+            scale=(1.0, 1.0),
+            shift=0.0,
+            brightness=0.0,
+            contrast=(1.0, 1.0),
+            gamma=(1.0, 1.0),
+            blur_p=0.0,
+            noise_p=0.0,
+            lowres_p=0.0,
+        )
 
 
 def _uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Tensor:
@@ -49,10 +63,25 @@ def geometric(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torc
     theta[:, 1, 0] = sin * flip
     theta[:, 1, 1] = cos
     theta[:, :, 2] = (torch.rand(n, 2, generator=gen) * 2 - 1) * cfg.shift * 2
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    grid = affine_grid(theta, x.shape[-2], x.shape[-1])
     # Zoomed-out frames show plain background around the part, as a wider camera would, not mirrored parts.
     bg = border_median(x)
     return F.grid_sample(x - bg, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + bg
+
+
+def affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """`F.affine_grid(theta, (B, C, H, W), align_corners=False)` by broadcasting.
+
+    Same numbers, about a tenth of the time at 300 px: torch's version builds a (B, H, W, 3) base grid and
+    a batched matmul, which dominated an augmented training step at full resolution.
+    """
+    xs = (torch.arange(width, dtype=theta.dtype) * 2 + 1) / width - 1
+    ys = ((torch.arange(height, dtype=theta.dtype) * 2 + 1) / height - 1).view(1, height, 1)
+    xs = xs.view(1, 1, width)
+    t = theta.view(-1, 6, 1, 1)
+    gx = t[:, 0] * xs + t[:, 1] * ys + t[:, 2]
+    gy = t[:, 3] * xs + t[:, 4] * ys + t[:, 5]
+    return torch.stack([gx, gy], dim=-1)
 
 
 def border_median(x: torch.Tensor) -> torch.Tensor:
@@ -78,28 +107,31 @@ def photometric(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> to
     """Brightness, contrast, gamma, blur, noise and resolution loss, clipped to 0-1."""
     n = x.shape[0]
     size = x.shape[-1]
+    # Every random draw happens for the whole batch, in a fixed order, so a run is reproducible from the seed
+    # whichever images a draw selects.
     blur = torch.rand(n, generator=gen) < cfg.blur_p
-    if blur.any():
-        sigma = _uniform(int(blur.sum()), *cfg.blur_sigma, gen)
-        x = x.clone()
-        x[blur] = _gaussian_blur(x[blur], sigma)
+    sigma_all = _uniform(n, *cfg.blur_sigma, gen)
     low = torch.rand(n, generator=gen) < cfg.lowres_p
+    contrast = _uniform(n, *cfg.contrast, gen).view(n, 1, 1, 1)
+    bright = _uniform(n, -cfg.brightness, cfg.brightness, gen).view(n, 1, 1, 1)
+    gamma = torch.exp(_uniform(n, math.log(cfg.gamma[0]), math.log(cfg.gamma[1]), gen)).view(n, 1, 1, 1)
+    noisy = torch.rand(n, generator=gen) < cfg.noise_p
+    noise_level = torch.rand(n, generator=gen) * cfg.noise_sigma
+    x = x.clone()
+    if blur.any():
+        x[blur] = _gaussian_blur(x[blur], sigma_all[blur])
     if low.any():
         small = int(size * 0.5)
         down = F.interpolate(x[low], size=(small, small), mode="area")
-        x = x.clone()
         x[low] = F.interpolate(down, size=(size, size), mode="bilinear", align_corners=False)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    contrast = _uniform(n, *cfg.contrast, gen).view(n, 1, 1, 1)
-    bright = _uniform(n, -cfg.brightness, cfg.brightness, gen).view(n, 1, 1, 1)
-    x = ((x - mean) * contrast + mean + bright).clamp(0.0, 1.0)
-    gamma = torch.exp(_uniform(n, math.log(cfg.gamma[0]), math.log(cfg.gamma[1]), gen)).view(n, 1, 1, 1)
-    x = x.clamp_min(1e-6) ** gamma
-    noisy = (torch.rand(n, generator=gen) < cfg.noise_p).view(n, 1, 1, 1).to(x.dtype)
-    x = x + noisy * torch.randn(x.shape, generator=gen) * cfg.noise_sigma * torch.rand(
-        n, 1, 1, 1, generator=gen
-    )
-    return x.clamp(0.0, 1.0)
+    # In place on the batch's own copy: at 300 px each full-batch temporary costs tens of milliseconds.
+    x.sub_(mean).mul_(contrast).add_(mean + bright).clamp_(1e-6, 1.0)
+    x.log_().mul_(gamma).exp_()
+    if noisy.any():
+        k = int(noisy.sum())
+        x[noisy] += torch.randn((k, *x.shape[1:]), generator=gen) * noise_level[noisy].view(k, 1, 1, 1)
+    return x.clamp_(0.0, 1.0)
 
 
 def augment(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:

@@ -12,6 +12,24 @@ def _block(c_in: int, c_out: int, stride: int, pool: bool = False) -> nn.Sequent
         nn.BatchNorm2d(c_out),
         nn.ReLU(inplace=True),
     ]
+    return _pooled(layers, stride, pool)
+
+
+def _stem(c_out: int, kernel: int, stride: int, pool: bool) -> nn.Sequential:
+    """Overlapping patches of the full-resolution photo (e.g. 5x5 every 3 px) to `c_out` channels.
+
+    Every pixel of a 300 px photo reaches this first layer, so a 2-3 px pinhole on the rim is seen whole by
+    at least one patch, while the maps after it are as small as a 100 px network's.
+    """
+    layers: list[nn.Module] = [
+        nn.Conv2d(1, c_out, kernel, stride=stride, padding=(kernel - 1) // 2 - (stride - 1) // 2, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    ]
+    return _pooled(layers, 2, pool)
+
+
+def _pooled(layers: list[nn.Module], stride: int, pool: bool) -> nn.Sequential:
     if pool and stride == 2:
         # Max pooling keeps the response of a pinhole a few pixels wide; a strided conv can blur it away.
         layers.append(nn.MaxPool2d(2))
@@ -47,12 +65,17 @@ class PartNet(nn.Module):
         double_from: int = 1,
         pool: bool = False,
         head_pool: str = "avg",
+        stem_stride: int = 1,
+        stem_kernel: int = 3,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [Standardize()]
         c_in = 1
         for i, w in enumerate(widths):
-            layers.append(_block(c_in, w, 2, pool))
+            if i == 0 and stem_stride > 1:
+                layers.append(_stem(w, stem_kernel, stem_stride, pool))
+            else:
+                layers.append(_block(c_in, w, 2, pool))
             # A second conv only on the small late maps: depth where it is cheap.
             if i >= double_from:
                 layers.append(_block(w, w, 1))

@@ -188,9 +188,11 @@ def validate_model(model_path: Path, data_dir: Path, val_fraction: float) -> dic
     fit_photos = [it.path.read_bytes() for it in train_items[::SCENE_FIT_STRIDE]]
     fit_payloads = fit_photos + [reframe(b, v, seed=i) for v in VARIANTS for i, b in enumerate(fit_photos)]
     scene = quality.SceneModel.fit(
-        np.stack([quality.ring_descriptor(preprocess(b, size)) for b in fit_payloads])
+        np.stack([quality.ring_descriptor(quality.view(preprocess(b, size))) for b in fit_payloads])
     )
-    scene_scores = np.array([scene.distance(preprocess(b, size)) for bs in payloads.values() for b in bs])
+    scene_scores = np.array(
+        [scene.distance(quality.view(preprocess(b, size))) for bs in payloads.values() for b in bs]
+    )
     scene = dataclasses.replace(
         scene, threshold=float(np.quantile(scene_scores, SCENE_QUANTILE) * OOD_FACTOR)
     )

@@ -116,3 +116,21 @@ def test_scene_model_flags_what_is_not_a_round_part(sample_images: dict[str, lis
     assert again is not None
     assert again.distance(photos[0]) == pytest.approx(scene.distance(photos[0]))
     assert quality.check_scene(photos[0], None) is None
+
+
+def test_view_reduces_large_inputs_by_box_averaging_and_keeps_small_ones() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.random((300, 300), dtype=np.float32)
+    v = quality.view(x)
+    assert v.shape == (100, 100)
+    np.testing.assert_allclose(v, x.reshape(100, 3, 100, 3).mean(axis=(1, 3)), atol=1e-5)
+    assert quality.view(x[:250, :250]).shape == (125, 125)
+    small = x[:96, :96]
+    assert quality.view(small) is small
+
+
+def test_checks_see_the_same_exposure_through_the_view(sample_images: dict[str, list[Path]]) -> None:
+    path = sample_images["ok"][0]
+    full = preprocess(path.read_bytes(), 300)
+    assert float(quality.view(full).mean()) == pytest.approx(float(full.mean()), abs=1e-4)
+    assert quality.check(quality.view(full), quality.QualityLimits()) is None

@@ -21,9 +21,13 @@ def data_dir(tmp_path: Path, sample_images: dict[str, list[Path]]) -> Path:
     return tmp_path / "data"
 
 
-@pytest.mark.parametrize(("pool", "head_pool"), [(True, "avg"), (False, "avgmax")])
+@pytest.mark.parametrize(
+    ("pool", "head_pool", "size", "stem_stride"),
+    # The last is the shipped architecture at its real input size (strided stem over 300 px photos).
+    [(True, "avg", 64, 1), (False, "avgmax", 64, 1), (True, "avgmax", 300, 3)],
+)
 def test_one_epoch_exports_a_loadable_model_with_a_true_card(
-    data_dir: Path, tmp_path: Path, pool: bool, head_pool: str
+    data_dir: Path, tmp_path: Path, pool: bool, head_pool: str, size: int, stem_stride: int
 ) -> None:
     pytest.importorskip("torch")
     from services.predict.onnx_backend import OnnxClassifier
@@ -34,7 +38,8 @@ def test_one_epoch_exports_a_loadable_model_with_a_true_card(
     cfg = TrainConfig(
         data_dir=data_dir,
         out_dir=out,
-        size=64,
+        size=size,
+        stem_stride=stem_stride,
         epochs=1,
         batch_size=8,
         val_fraction=0.3,
@@ -48,13 +53,14 @@ def test_one_epoch_exports_a_loadable_model_with_a_true_card(
     on_disk = json.loads((out / "partcheck-defect.card.json").read_text())
     assert on_disk == json.loads(json.dumps(card))
     assert card["sha256"] == hashlib.sha256(onnx_path.read_bytes()).hexdigest()
-    assert card["input"]["size"] == 64
+    assert card["input"]["size"] == size
     assert card["training"]["counts"]["train"]["ok"] + card["training"]["counts"]["validation"]["ok"] == 12
     assert card["metrics"]["validation"]["onnx_max_abs_diff"] < TOLERANCE
     assert card["temperature"] > 0
     assert 0.5 <= card["thresholds"]["t_ok"] <= 1.0
     assert card["command"] == "pytest smoke"
     assert card["training"]["config"]["head_pool"] == head_pool
+    assert card["training"]["config"]["stem_stride"] == stem_stride
     clf = OnnxClassifier(onnx_path)
     sample = next(data_dir.glob("ok_front/*"))
     (prediction,) = clf.predict([sample.read_bytes()])
