@@ -18,6 +18,18 @@ Found by profiling the moto process under `python -m bench pipeline` (py-spy, do
   `backends.list_of_moto_modules()`, which lists moto's package folder and stats each
   entry (about 200 system calls), while holding the dispatcher's lock.
 
+Costs every request paid for answers that never change (measured per request type, docs/pipeline.md):
+
+- moto's Flask apps run in debug mode, so each request that reads its form built a new class (flask's
+  `attach_enctype_error_multidict`, a friendlier KeyError for multipart fields): ~30 % of a GetObject;
+- each action call listed the response class's methods with `inspect.getmembers`;
+- a receipt handle was 185 separate `random.choice` calls (a tenth of a ReceiveMessage);
+- ISO 8601 timestamps (LastModified of a copy or listing) went through dateutil's general parser;
+- `camelcase_to_underscores`, a character-by-character loop, ran for each of a queue's ~20 attribute
+  names on every message sent (a third of a SendMessageBatch) and for every action name;
+- `Queue.delete_message` asked every message of the queue, twice, for the list of its handles: a
+  DeleteMessageBatch of 10 on a backlog of n made 20 n calls; one C-speed pass finds the message now.
+
 Each replacement returns what the original returns; only the local stack and the tests' server use them.
 
 A thread-safety bug is fixed too: `Queue.delete_message` rebuilds the message list without the queue's
@@ -34,6 +46,7 @@ AWS honours both and the router's move relies on them, so here they answer 412 a
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -63,14 +76,7 @@ def apply() -> None:
 
     SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period  # type: ignore[method-assign]
 
-    delete_message = Queue.delete_message
-
-    @functools.wraps(delete_message)
-    def locked_delete(self: Any, receipt_handle: str) -> None:
-        with self._messages_lock:
-            delete_message(self, receipt_handle)
-
-    Queue.delete_message = locked_delete  # type: ignore[method-assign]
+    Queue.delete_message = _locked_indexed_delete(Queue.delete_message)  # type: ignore[method-assign]
 
     def visible_messages(queue: Any) -> list[Any]:
         now = unix_time_millis()
@@ -103,6 +109,11 @@ def apply() -> None:
 
     _conditional_copy()
     _cached_backend_lookup()
+    _no_debug_form_helper()
+    _cached_method_names()
+    _fast_receipt_handles()
+    _fast_timestamps()
+    _cached_camelcase()
 
     # The folder listing cannot change while the process runs (moto is imported once).
     modules = tuple(backends.list_of_moto_modules())
@@ -161,3 +172,113 @@ def _cached_backend_lookup() -> None:
         return cache[host]
 
     DomainDispatcherApplication.get_backend_for_host = cached  # type: ignore[method-assign]
+
+
+def _locked_indexed_delete(delete_message: Callable[..., None]) -> Callable[..., None]:
+    """`Queue.delete_message` under the queue's lock, finding the message in one pass at C speed.
+
+    moto calls `had_receipt_handle` on every message twice (each call builds a list of all the handles the
+    message ever had), so a `DeleteMessageBatch` of 10 on a backlog of n cost 20 n Python calls.
+    """
+    from operator import attrgetter
+
+    from moto.sqs.exceptions import ReceiptHandleIsInvalid
+
+    current_handle = attrgetter("receipt_handle")
+
+    @functools.wraps(delete_message)
+    def delete(self: Any, receipt_handle: str) -> None:
+        with self._messages_lock:
+            if receipt_handle in self.deleted_messages:
+                return  # already deleted: moto (and SQS) accept a second delete
+            messages = self._messages
+            try:
+                i = list(map(current_handle, messages)).index(receipt_handle)
+            except ValueError:
+                # An older receipt handle of a message received again since: moto accepts those too.
+                i = next((n for n, m in enumerate(messages) if receipt_handle in m._old_receipt_handles), -1)
+                if i < 0:
+                    raise ReceiptHandleIsInvalid() from None
+            message = messages[i]
+            self.pending_messages.discard(message)
+            self.deleted_messages.update(message.all_receipt_handles)
+            # A new list, as moto assigns one: a receive iterating the old list is not disturbed.
+            self._messages = messages[:i] + messages[i + 1 :]
+
+    return delete
+
+
+def _no_debug_form_helper() -> None:
+    # moto's Flask apps run in debug mode, where every request that reads its form (nearly all of them)
+    # gets its `files` dict replaced by an instance of a class created for that request, only to word a
+    # KeyError on a multipart field better: class creation (through typing's Generic) was ~30 % of a
+    # GetObject's CPU. moto never indexes `files` outside multipart uploads, which the helper skips anyway.
+    import flask.debughelpers
+
+    flask.debughelpers.attach_enctype_error_multidict = lambda request: None
+
+
+def _cached_method_names() -> None:
+    # moto lists the response class's methods with `inspect.getmembers` on every call of an action;
+    # the classes do not change once the server runs.
+    import moto.core.responses
+
+    responses: Any = moto.core.responses
+    responses.method_names_from_class = functools.cache(responses.method_names_from_class)
+
+
+def _fast_receipt_handles() -> None:
+    # 185 letters drawn one call each through a generator; `choices` draws the same alphabet in one call.
+    import string
+
+    import moto.sqs.models
+    from moto.moto_api._internal import mock_random
+
+    def generate_receipt_handle() -> str:
+        return "".join(mock_random.choices(string.ascii_lowercase, k=185))
+
+    models: Any = moto.sqs.models
+    models.generate_receipt_handle = generate_receipt_handle
+
+
+def _fast_timestamps() -> None:
+    # Timestamps moto keeps as ISO 8601 strings were parsed by dateutil's general parser for every
+    # response that carries one (LastModified of a copy, of each listed object).
+    import moto.core.serialize
+
+    serialize: Any = moto.core.serialize
+    serialize.parse_to_aware_datetime = _fast_iso8601(serialize.parse_to_aware_datetime)
+
+
+def _cached_camelcase() -> None:
+    # A pure function of its argument, looping over each character in Python; moto calls it for every
+    # queue attribute each time a queue's attributes are built (every SendMessage, once per message of a
+    # batch: a third of a SendMessageBatch) and for every action name. Modules imported it by name.
+    import sys
+
+    import moto.core.utils
+
+    original = moto.core.utils.camelcase_to_underscores
+    cached = functools.wraps(original)(functools.lru_cache(maxsize=4096)(original))
+    for module in [moto.core.utils, *(m for n, m in list(sys.modules.items()) if n.startswith("moto."))]:
+        if getattr(module, "camelcase_to_underscores", None) is original:
+            module.camelcase_to_underscores = cached  # type: ignore[attr-defined]
+
+
+_ISO8601_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3}|\.\d{6})?(Z|\+00:00)")
+
+
+def _fast_iso8601(to_datetime: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """botocore's `parse_to_aware_datetime`, with UTC ISO 8601 strings read by `fromisoformat`."""
+    from datetime import datetime
+
+    utc = to_datetime("1970-01-01T00:00:00Z").tzinfo  # dateutil's tzutc, as botocore returns it
+
+    @functools.wraps(to_datetime)
+    def parse(value: Any) -> Any:
+        if isinstance(value, str) and _ISO8601_UTC.fullmatch(value):
+            # dateutil's result exactly: the same fields, tzinfo the same tzutc.
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).replace(tzinfo=utc)
+        return to_datetime(value)
+
+    return parse
