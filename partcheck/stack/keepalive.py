@@ -65,6 +65,13 @@ class KeepAliveHandler(MotoRequestHandler):
     # client's delayed ACK (~40 ms) on a connection that stays open.
     disable_nagle_algorithm = True
 
+    def handle_expect_100(self) -> bool:
+        """Accept the request; its `100 Continue` is written by `run_wsgi`, as werkzeug's own does.
+
+        http.server wrote one here and werkzeug's `run_wsgi` a second, so each upload got two.
+        """
+        return True
+
     def log_error(self, format: str, *args: Any) -> None:
         """Errors as werkzeug logs them, except the normal end of an idle kept-alive connection."""
         if format.startswith("Request timed out"):

@@ -71,3 +71,24 @@ def test_chunked_requests_fall_back_to_closing_the_connection(moto):
     head = data.split(b"\r\n\r\n", 1)[0].lower()
     assert head.startswith(b"http/1.1 200")
     assert b"connection: close" in head
+
+
+def test_expect_100_continue_gets_one_interim_response(moto):
+    s3 = client("s3", AwsConfig(endpoint_url=moto))
+    s3.create_bucket(Bucket="ka-expect", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    host, port = moto.removeprefix("http://").split(":")
+    auth = "".join(f"{k}: {v}\r\n" for k, v in AUTH.items()).encode()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"PUT /ka-expect/k HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n"
+            b"Expect: 100-continue\r\n" + auth + b"\r\n"
+        )
+        interim = sock.recv(65536)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"hello")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+    # Once is what HTTP asks; a second interim response cost both sides a write and a read per upload.
+    assert data.startswith(b"HTTP/1.1 200"), data[:200]
+    assert s3.get_object(Bucket="ka-expect", Key="k")["Body"].read() == b"hello"
