@@ -17,8 +17,9 @@ def softmax_defect(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 def nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
     """Mean negative log-likelihood of the true labels at a temperature."""
-    p = np.clip(softmax_defect(logits, temperature), 1e-12, 1 - 1e-12)
-    return float(-np.mean(np.where(labels == 1, np.log(p), np.log(1 - p))))
+    # In log space: a float32 probability clipped to 1 - 1e-12 rounds to 1.0, and log(0) followed.
+    z = (logits[:, 1].astype(np.float64) - logits[:, 0]) / temperature
+    return float(np.mean(np.logaddexp(0.0, np.where(labels == 1, -z, z))))
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:

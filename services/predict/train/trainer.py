@@ -38,6 +38,9 @@ class TrainConfig:
     epochs: int = 24
     batch_size: int = 64
     lr: float = 2e-3
+    # Gradient-norm clip; 0 turns it off. Without it the 300 px run diverged once mid-schedule (loss
+    # 0.10 -> 0.52 in one epoch at the one-cycle peak) and lost five epochs recovering.
+    grad_clip: float = 1.0
     weight_decay: float = 5e-4
     val_fraction: float = 0.2
     seed: int = 0
@@ -51,7 +54,7 @@ class TrainConfig:
     stem_stride: int = 3
     stem_kernel: int = 5
     # Zoom range of the geometric augmentation (part size relative to the photo) and the shift.
-    aug_scale: tuple[float, float] = (0.7, 1.12)
+    aug_scale: tuple[float, float] = (0.65, 1.12)
     aug_shift: float = 0.06
     limit: int | None = None
     # Operating point: escapes and false rejects allowed on validation, and the safety margin in logits.
@@ -198,6 +201,8 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
                 loss = F.cross_entropy(net(x), y_train_t[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()  # type: ignore[no-untyped-call]
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
                 opt.step()
                 sched.step()
                 ema.update_parameters(net)
