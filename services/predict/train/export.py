@@ -16,7 +16,11 @@ TOLERANCE = 1e-3
 
 
 def export_onnx(model: Exported, size: int, path: Path, sample: np.ndarray) -> float:
-    """Write the model to `path` and return the max |torch - onnxruntime| over `sample` (uint8 NxSxS)."""
+    """Write the model to `path`; return the largest torch/onnxruntime difference over `sample` (uint8 NxSxS).
+
+    Each output's difference is taken relative to its largest magnitude (at least 1): float32 sums taken in
+    another order (onnxruntime fuses BatchNorm into the convolutions) differ in proportion to the values.
+    """
     import onnx
     import onnxruntime as ort
 
@@ -40,8 +44,10 @@ def export_onnx(model: Exported, size: int, path: Path, sample: np.ndarray) -> f
     ort_logits, ort_ood = session.run(None, {"image": x})
     with torch.no_grad():
         t_logits, t_ood = model(torch.from_numpy(x))
+    # Measured absolutely, a seed-1 run failed here after 10 minutes of training with 2.5e-3, where logits
+    # reach ~6 (the shipped model's, on these images): far below anything that moves a decision.
     diff = max(
-        float(np.abs(ort_logits - t_logits.numpy()).max()),
+        float(np.abs(ort_logits - t_logits.numpy()).max() / max(float(t_logits.abs().max()), 1.0)),
         float(np.abs(ort_ood - t_ood.numpy()).max() / max(float(t_ood.abs().max()), 1.0)),
     )
     if diff > TOLERANCE:

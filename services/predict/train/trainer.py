@@ -317,7 +317,7 @@ def _finish(
     max_diff = export.export_onnx(exported, cfg.size, onnx_path, x_val[:64])
     console.print(
         f"ONNX written: {onnx_path} ({onnx_path.stat().st_size / 1024:.0f} KiB); "
-        f"max |torch - onnxruntime| {max_diff:.2e}"
+        f"torch/onnxruntime relative difference {max_diff:.2e}"
     )
     sha = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
     created = datetime.now(UTC)
@@ -373,7 +373,7 @@ def _finish(
                 "ece_after": ece_after,
                 "accuracy_argmax": float(((p_val >= 0.5).astype(np.int64) == y_val).mean()),
                 "operating_point": asdict(op),
-                "onnx_max_abs_diff": max_diff,
+                "onnx_max_rel_diff": max_diff,
             },
         },
         "command": cfg.command,

@@ -55,7 +55,7 @@ def test_one_epoch_exports_a_loadable_model_with_a_true_card(
     assert card["sha256"] == hashlib.sha256(onnx_path.read_bytes()).hexdigest()
     assert card["input"]["size"] == size
     assert card["training"]["counts"]["train"]["ok"] + card["training"]["counts"]["validation"]["ok"] == 12
-    assert card["metrics"]["validation"]["onnx_max_abs_diff"] < TOLERANCE
+    assert card["metrics"]["validation"]["onnx_max_rel_diff"] < TOLERANCE
     assert card["temperature"] > 0
     assert 0.5 <= card["thresholds"]["t_ok"] <= 1.0
     assert card["command"] == "pytest smoke"
