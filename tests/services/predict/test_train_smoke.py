@@ -22,12 +22,18 @@ def data_dir(tmp_path: Path, sample_images: dict[str, list[Path]]) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("pool", "head_pool", "size", "stem_stride"),
+    ("pool", "head_pool", "size", "stem_stride", "defect_weight"),
     # The last is the shipped architecture at its real input size (strided stem over 300 px photos).
-    [(True, "avg", 64, 1), (False, "avgmax", 64, 1), (True, "avgmax", 300, 3)],
+    [(True, "avg", 64, 1, 1.0), (False, "avgmax", 64, 1, 3.0), (True, "avgmax", 300, 3, 1.0)],
 )
 def test_one_epoch_exports_a_loadable_model_with_a_true_card(
-    data_dir: Path, tmp_path: Path, pool: bool, head_pool: str, size: int, stem_stride: int
+    data_dir: Path,
+    tmp_path: Path,
+    pool: bool,
+    head_pool: str,
+    size: int,
+    stem_stride: int,
+    defect_weight: float,
 ) -> None:
     pytest.importorskip("torch")
     from services.predict.onnx_backend import OnnxClassifier
@@ -40,6 +46,7 @@ def test_one_epoch_exports_a_loadable_model_with_a_true_card(
         out_dir=out,
         size=size,
         stem_stride=stem_stride,
+        defect_weight=defect_weight,
         epochs=1,
         batch_size=8,
         val_fraction=0.3,
@@ -61,6 +68,7 @@ def test_one_epoch_exports_a_loadable_model_with_a_true_card(
     assert card["command"] == "pytest smoke"
     assert card["training"]["config"]["head_pool"] == head_pool
     assert card["training"]["config"]["stem_stride"] == stem_stride
+    assert card["training"]["config"]["defect_weight"] == defect_weight
     clf = OnnxClassifier(onnx_path)
     sample = next(data_dir.glob("ok_front/*"))
     (prediction,) = clf.predict([sample.read_bytes()])
