@@ -81,7 +81,7 @@ def train(
     batch_size: Annotated[int, typer.Option(min=2)] = 64,
     lr: Annotated[float, typer.Option(min=0.0, help="peak learning rate (one-cycle)")] = 2e-3,
     grad_clip: Annotated[float, typer.Option(min=0.0, help="gradient-norm clip (0: off)")] = 1.0,
-    defect_weight: Annotated[float, typer.Option(min=0.01, help="loss weight of defects vs ok")] = 1.0,
+    defect_weight: Annotated[float, typer.Option(min=0.01, help="loss weight of defects vs ok")] = 3.0,
     pool: Annotated[bool, typer.Option(help="max-pool after each stage instead of strided convs")] = True,
     head_pool: Annotated[str, typer.Option(help="global pooling before the head: avg or avgmax")] = "avgmax",
     widths: Annotated[str, typer.Option(help="channels per stage, comma-separated")] = "16,24,48,96,128",

@@ -43,8 +43,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     weight_decay: float = 5e-4
     # Loss weight of the defect class relative to ok (1: plain cross-entropy); >1 makes a missed defect
-    # cost more during training, as an escape does on the line.
-    defect_weight: float = 1.0
+    # cost more during training, as an escape does on the line. 3 against 1: unclear at zero escapes
+    # 3.9 % against 4.3 % on validation, re-framed escapes 0 against 8 (docs/model.md).
+    defect_weight: float = 3.0
     val_fraction: float = 0.2
     seed: int = 0
     threads: int = 2
@@ -183,7 +184,7 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
         opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.2
     )
     aug = AugmentConfig(scale=cfg.aug_scale, shift=cfg.aug_shift)
-    # None at weight 1 keeps the default run's arithmetic exactly that of the shipped model's training.
+    # None at weight 1: plain cross-entropy, exactly the arithmetic of the unweighted runs.
     class_weight = torch.tensor([1.0, cfg.defect_weight]) if cfg.defect_weight != 1.0 else None
     history: list[dict[str, float]] = []
     x_train_t = torch.from_numpy(x_train)
