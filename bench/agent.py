@@ -22,17 +22,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.proc import cpu_seconds, free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 BUCKET = "partcheck-inbound"
 SIZE = 100 * 1024
 PACE_PER_S = 20.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _jpeg(seed: int, size: int) -> bytes:
@@ -49,15 +45,6 @@ def _jpeg(seed: int, size: int) -> bytes:
         segments += b"\xff\xfe" + (len(body) + 2).to_bytes(2, "big") + body
         pad -= len(body) + 4
     return base[:2] + segments + base[2:]
-
-
-def _cpu_s(pid: int) -> float:
-    """User+system CPU seconds of a process (Linux /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _load() -> float:
@@ -122,13 +109,13 @@ def _run_mode(
                 f.write(payloads[i])
             closed[str(path)] = time.time()
 
-        cpu0 = (_cpu_s(agent.pid), _cpu_s(moto_pid))
+        cpu0 = (cpu_seconds(agent.pid), cpu_seconds(moto_pid))
         load0 = _load()
         for i in range(burst_n):
             write(i, "burst")
         burst_written = time.time()
         _wait_done(state, set(closed), timeout=120 + burst_n / 10)
-        cpu1 = (_cpu_s(agent.pid), _cpu_s(moto_pid))
+        cpu1 = (cpu_seconds(agent.pid), cpu_seconds(moto_pid))
         load1 = _load()
         paced: list[str] = []
         next_at = time.monotonic()
@@ -193,7 +180,7 @@ def run(quick: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="partcheck-bench-agent-") as tmp:
         for mode in ("native", "stability"):
             # A fresh moto per mode: its per-request cost grows with the objects it holds.
-            port = _free_port()
+            port = free_port()
             moto = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], env=env,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
             endpoint = f"http://127.0.0.1:{port}"

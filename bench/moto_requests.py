@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.proc import cpu_seconds, free_port
 from partcheck.aws import AwsConfig, client
 from partcheck.stack.bootstrap import bootstrap
 from partcheck.stack.config import StackSettings, use_local_credentials
@@ -43,27 +43,16 @@ METADATA_NAMES = "model-label confidence p-defect model-name model-version t-ok 
 METADATA = {k: f"value-{k}" for k in (*METADATA_NAMES.split(), "source-etag", "sorted-at", "predict-ms")}
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _own_cpu_s() -> float:
     t = os.times()
     return t.user + t.system
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run(quick: bool = False) -> dict[str, Any]:
     """Start moto, send each request type n times, report moto's and the client's CPU per request."""
     n = 100 if quick else 300
     use_local_credentials()
-    port = _free_port()
+    port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="partcheck-moto-requests-"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "partcheck", "moto", "--port", str(port), "--state-dir", str(workdir / "m")],
@@ -118,10 +107,10 @@ def _measure(pid: int, s3: Any, sqs: Any, settings: StackSettings, n: int) -> di
     out: dict[str, dict[str, float]] = {}
 
     def measure(name: str, request: Callable[[int], None], count: int) -> None:
-        moto0, own0 = _cpu_s(pid), _own_cpu_s()
+        moto0, own0 = cpu_seconds(pid), _own_cpu_s()
         for i in range(count):
             request(i)
-        moto1, own1 = _cpu_s(pid), _own_cpu_s()
+        moto1, own1 = cpu_seconds(pid), _own_cpu_s()
         out[name] = {"moto_ms": (moto1 - moto0) * 1000 / count, "client_ms": (own1 - own0) * 1000 / count}
 
     def put(i: int) -> None:

@@ -20,19 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.proc import free_port
 from partcheck.aws import AwsConfig, client
 from partcheck.stack.config import use_local_credentials
 
 ROOT = Path(__file__).resolve().parents[1]
 INBOUND, PREDICTIONS = "partcheck-inbound", "partcheck-predictions"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -102,7 +95,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     images = sorted((ROOT / "samples").glob("*.jpeg"))
     bodies = [p.read_bytes() for p in images]
     use_local_credentials()
-    moto_port, review_port = _free_port(), _free_port()
+    moto_port, review_port = free_port(), free_port()
     workdir = Path(tempfile.mkdtemp(prefix="partcheck-bench-"))
     proc = subprocess.Popen(
         [

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bench.proc import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "bench-review-predictions"
 CHROMIUM = "/usr/bin/chromium"
@@ -29,14 +31,6 @@ CHROMIUM_ARGS = [
 ]
 TARGET_MS = 100.0
 PAGE_TARGET_S = 1.0
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _p(values: list[float], q: float) -> float:
@@ -54,7 +48,7 @@ def _moto() -> Iterator[str]:
 
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
-    port = _free_port()
+    port = free_port()
     moto_server = Path(sys.executable).with_name("moto_server")
     proc = subprocess.Popen(
         [str(moto_server), "-H", "127.0.0.1", "-p", str(port)],
@@ -82,7 +76,7 @@ def _moto() -> Iterator[str]:
 def _serve(app: Any) -> Iterator[str]:
     import uvicorn
 
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
