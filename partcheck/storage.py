@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from partcheck.aws import aws_errors
+from botocore.exceptions import ClientError
+
+from partcheck.aws import aws_errors, translate
 from partcheck.errors import InvalidInput, NotFound, PartcheckError, StorageUnavailable
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import (
         DeleteMessageBatchRequestEntryTypeDef,
@@ -146,26 +149,48 @@ class ObjectStore:
             r = self._s3.copy_object(**kwargs)
         return _etag(r.get("CopyObjectResult", {}).get("ETag"))
 
-    def delete(self, bucket: str, key: str) -> None:
-        """Delete an object; deleting an absent key is not an error (S3 semantics)."""
+    def delete(self, bucket: str, key: str, *, if_match: str | None = None) -> None:
+        """Delete an object, if its ETag is still `if_match` (else AlreadyExists); an absent key is fine."""
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if if_match:
+            kwargs["IfMatch"] = f'"{if_match.strip(chr(34))}"'
         with aws_errors(f"delete s3://{bucket}/{key}"):
-            self._s3.delete_object(Bucket=bucket, Key=key)
+            try:
+                self._s3.delete_object(**kwargs)
+            except ClientError as exc:
+                # A conditional delete answers 404 for an absent key, which a plain delete accepts.
+                if exc.response.get("Error", {}).get("Code") != "NoSuchKey":
+                    raise
 
-    def delete_many(self, bucket: str, keys: Sequence[str]) -> dict[str, str]:
-        """Delete objects 1,000 to a call (absent keys are fine); returns each key not deleted and why."""
-        failed: dict[str, str] = {}
-        for start in range(0, len(keys), 1000):
-            chunk = list(keys[start : start + 1000])
+    def delete_many(
+        self, bucket: str, keys: Sequence[str] | Mapping[str, str | None]
+    ) -> dict[str, PartcheckError]:
+        """Delete objects 1,000 to a call, each given an ETag only if it still has it; returns the rest."""
+        # Each key not deleted comes with why; AlreadyExists means its ETag no longer matched (newer bytes,
+        # not a failure to retry). Absent keys count as deleted.
+        wanted: dict[str, str | None] = dict(keys) if isinstance(keys, Mapping) else dict.fromkeys(keys)
+        items = list(wanted.items())
+        failed: dict[str, PartcheckError] = {}
+        for start in range(0, len(items), 1000):
+            chunk = items[start : start + 1000]
+            objects: list[ObjectIdentifierTypeDef] = [
+                {"Key": k, "ETag": f'"{etag.strip(chr(34))}"'} if etag else {"Key": k} for k, etag in chunk
+            ]
             try:
                 with aws_errors(f"delete {len(chunk)} objects from s3://{bucket}"):
-                    r = self._s3.delete_objects(
-                        Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
-                    )
+                    r = self._s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
             except PartcheckError as exc:
-                failed.update(dict.fromkeys(chunk, str(exc)))
+                failed.update(dict.fromkeys((k for k, _ in chunk), exc))
                 continue
             for e in r.get("Errors", []):
-                failed[e.get("Key", "")] = f"{e.get('Code', '')} {e.get('Message', '')}".strip()
+                key = e.get("Key", "")
+                if e.get("Code") == "NoSuchKey":
+                    continue  # a conditional delete of an absent key: gone, as wanted
+                # The per-key errors carry S3 error codes: translated as a failed call's would be.
+                error = ClientError(
+                    {"Error": {"Code": e.get("Code", ""), "Message": e.get("Message", "")}}, "DeleteObjects"
+                )
+                failed[key] = translate(error, f"delete s3://{bucket}/{key}")
         return failed
 
     def list(self, bucket: str, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:

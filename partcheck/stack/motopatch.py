@@ -41,6 +41,9 @@ anywhere) and re-delivered acknowledged ones. Deletes now hold the lock that sen
 One gap in moto's S3 is filled the same way: CopyObject ignores `If-None-Match: *` (copy only if the
 destination key is free) and `x-amz-copy-source-if-match` (copy only if the source still has this ETag).
 AWS honours both and the router's move relies on them, so here they answer 412 as S3 does.
+DeleteObjects likewise ignores the `ETag` of each object (delete only if the object still has it), which
+the router's batch delete of sources relies on: such an object is kept and reported under `Errors` with
+`PreconditionFailed` (or `NoSuchKey` if absent, as moto's conditional DeleteObject answers).
 """
 
 from __future__ import annotations
@@ -108,6 +111,7 @@ def apply() -> None:
     SQSBackend.send_message = send_without_counts  # type: ignore[method-assign]
 
     _conditional_copy()
+    _conditional_batch_delete()
     _cached_backend_lookup()
     _no_debug_form_helper()
     _cached_method_names()
@@ -155,6 +159,52 @@ def _conditional_copy() -> None:
         return copy_object(self)
 
     S3Response.copy_object = checked_copy  # type: ignore[method-assign]
+
+
+def _conditional_batch_delete() -> None:
+    import xmltodict  # type: ignore[import-untyped]
+    from moto.core.responses import ActionResult
+    from moto.s3.responses import S3Response
+
+    delete_keys = S3Response._bucket_response_delete_keys
+
+    @functools.wraps(delete_keys)
+    def checked_delete_keys(self: Any, bucket_name: str, authenticated: bool = True) -> Any:
+        request = xmltodict.parse(self.body, strip_whitespace=False)
+        objects = request["Delete"].get("Object", [])
+        objects = objects if isinstance(objects, list) else [objects]
+        kept: list[Any] = []
+        refused: list[dict[str, str]] = []
+        for obj in objects:
+            wanted = obj.get("ETag") if authenticated else None
+            if not wanted:
+                kept.append(obj)
+                continue
+            current = self.backend.get_object(bucket_name, obj["Key"])
+            if current is None:
+                refused.append({"Key": obj["Key"], "Code": "NoSuchKey", "Message": "The key does not exist."})
+            elif wanted != "*" and wanted.strip('"') != current.etag.strip('"'):
+                message = "At least one of the pre-conditions you specified did not hold"
+                refused.append({"Key": obj["Key"], "Code": "PreconditionFailed", "Message": message})
+            else:
+                kept.append(obj)
+        if not refused:
+            return delete_keys(self, bucket_name, authenticated)
+        if not kept:  # moto refuses a request without objects as malformed
+            self.data["Action"] = "DeleteObjects"
+            return self.serialized(ActionResult({"Deleted": [], "Errors": refused}))
+        request["Delete"]["Object"] = kept
+        self.body = xmltodict.unparse(request)
+        serialized = self.serialized
+
+        def with_refused(result: Any) -> Any:
+            result.result["Errors"].extend(refused)
+            return serialized(result)
+
+        self.serialized = with_refused  # this request's own response object
+        return delete_keys(self, bucket_name, authenticated)
+
+    S3Response._bucket_response_delete_keys = checked_delete_keys  # type: ignore[method-assign]
 
 
 def _cached_backend_lookup() -> None:

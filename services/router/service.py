@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import mimetypes
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from partcheck.errors import AlreadyExists, NotFound, StorageUnavailable
 from partcheck.layout import Route, decision_marker_key
@@ -27,18 +27,30 @@ class Moved:
     destination: str | None
 
 
+class _Source(NamedTuple):
+    """An inbound object left to delete, and the ETag it must still have (None: unconditionally)."""
+
+    bucket: str
+    key: str
+    etag: str | None
+
+
 def route_message(
     body: str, store: ObjectStore, prediction_bucket: str, thresholds: Thresholds | None = None
 ) -> Moved:
     """Move the message's image to its destination exactly once; idempotent under redelivery.
 
     A move is a conditional server-side copy to the destination (never overwriting, only the predicted
-    bytes) followed by a delete of the source, so a duplicate message, or a retry after a crash between
-    the two steps, finds the copy already there and only finishes the delete.
+    bytes) followed by a delete of the source while it still holds the copied bytes, so a duplicate
+    message, or a retry after a crash between the two steps, finds the copy already there and only
+    finishes the delete, and bytes uploaded under the key meanwhile stay for their own event.
     """
     moved, source = _place(body, store, prediction_bucket, thresholds)
     if source is not None:
-        store.delete(*source)
+        try:
+            store.delete(source.bucket, source.key, if_match=source.etag)
+        except AlreadyExists:
+            _newer_bytes_kept(source.bucket, source.key)
     return moved
 
 
@@ -48,11 +60,12 @@ def route_messages(
     """Route several messages, deleting their sources in one call per bucket; one outcome per body.
 
     The same two steps as `route_message`, in two passes: every destination is written first, then the
-    sources go. A source that could not be deleted fails only its own message, whose redelivery finds
-    the destination written and finishes the delete.
+    sources go, each only while it holds the copied bytes. A source that could not be deleted fails only
+    its own message, whose redelivery finds the destination written and finishes the delete.
     """
     outcomes: list[Exception | None] = [None] * len(bodies)
-    sources: dict[str, dict[str, list[int]]] = {}
+    etags: dict[str, dict[str, str | None]] = {}
+    messages_of: dict[tuple[str, str], list[int]] = {}
     for i, body in enumerate(bodies):
         try:
             _, source = _place(body, store, prediction_bucket, thresholds)
@@ -60,17 +73,28 @@ def route_messages(
             outcomes[i] = exc
             continue
         if source is not None:
-            sources.setdefault(source[0], {}).setdefault(source[1], []).append(i)
-    for bucket, keys in sources.items():
-        for key, reason in store.delete_many(bucket, list(keys)).items():
-            for i in keys.get(key, []):
-                outcomes[i] = StorageUnavailable(f"delete s3://{bucket}/{key}: {reason}")
+            # Copies run in order, so a key copied twice (re-uploaded within the batch) can only still hold
+            # the bytes copied last: the earlier ones are already gone from the source.
+            etags.setdefault(source.bucket, {})[source.key] = source.etag
+            messages_of.setdefault((source.bucket, source.key), []).append(i)
+    for bucket, wanted in etags.items():
+        for key, error in store.delete_many(bucket, wanted).items():
+            if isinstance(error, AlreadyExists):
+                _newer_bytes_kept(bucket, key)
+                continue
+            for i in messages_of[(bucket, key)]:
+                outcomes[i] = StorageUnavailable(f"delete s3://{bucket}/{key}: {error}")
     return outcomes
+
+
+def _newer_bytes_kept(bucket: str, key: str) -> None:
+    # Not a failure: the predicted bytes are routed; the ones uploaded since bring their own event.
+    log.info("s3://%s/%s holds newer bytes than the ones routed; left for their own event", bucket, key)
 
 
 def _place(
     body: str, store: ObjectStore, prediction_bucket: str, thresholds: Thresholds | None
-) -> tuple[Moved, tuple[str, str] | None]:
+) -> tuple[Moved, _Source | None]:
     """Write the destination of one message; returns the outcome and the source left to delete.
 
     The write is a server-side copy that S3 refuses (412) when the destination exists or when the source
@@ -80,13 +104,15 @@ def _place(
     message = PredictionMessage.from_json(body)
     dest = destination_key(message.key, message.prediction, thresholds)
     source = (message.bucket, message.key)
+    # A message without an ETag (older predict) copied whatever the key held; its delete stays plain.
+    predicted = _Source(message.bucket, message.key, message.etag)
     if dest.startswith(Route.UNCLEAR.prefix) and _decided(store, prediction_bucket, dest, message):
         # An inspector already decided this image; a redelivered message must not bring it back. The
         # source goes only if it still holds the predicted bytes: newer bytes bring their own event.
         current = _current_source(message, store, prediction_bucket, dest)
         if isinstance(current, Moved):
             return current, None
-        return Moved("decided", None), source
+        return Moved("decided", None), predicted
     metadata = object_metadata(message, thresholds)
     content_type = message.content_type or mimetypes.guess_type(message.key)[0]
     try:
@@ -106,7 +132,7 @@ def _place(
     except AlreadyExists:
         return _refused(message, store, prediction_bucket, dest, metadata, content_type)
     log.info("moved s3://%s/%s -> s3://%s/%s", message.bucket, message.key, prediction_bucket, dest)
-    return Moved("moved", dest), source
+    return Moved("moved", dest), predicted
 
 
 def _decided(store: ObjectStore, bucket: str, dest: str, message: PredictionMessage) -> bool:
@@ -138,23 +164,24 @@ def _refused(
     dest: str,
     metadata: dict[str, str],
     content_type: str | None,
-) -> tuple[Moved, tuple[str, str] | None]:
+) -> tuple[Moved, _Source | None]:
     """Why a conditional copy was refused: a duplicate, newer source bytes, or another image's name."""
     source = (message.bucket, message.key)
     current = _current_source(message, store, bucket, dest)
     if isinstance(current, Moved):
         return current, None
+    # The bytes seen here are the ones copied, by this attempt or an earlier one.
+    seen = _Source(message.bucket, message.key, current.etag)
     existing = store.head(bucket, dest)
     if existing is None:
         # Neither condition holds any more: a concurrent write conflicted (S3's 409); try again later.
         raise StorageUnavailable(f"conditional copy to s3://{bucket}/{dest} conflicted; retry")
     if existing.metadata.get("source-etag") == current.etag:
         # Copied by an earlier delivery of this message that did not get to delete the source.
-        return Moved("moved", dest), source
+        return Moved("moved", dest), seen
     # A different image already holds this name: keep both, under a second name.
     final = alternate_key(dest, current.etag)
-    # AlreadyExists here: this very image was stored under the second name by an earlier attempt.
-    with contextlib.suppress(AlreadyExists):
+    try:
         store.copy(
             source,
             bucket,
@@ -164,8 +191,17 @@ def _refused(
             if_absent=True,
             source_etag=current.etag,
         )
+    except AlreadyExists:
+        # Either an earlier attempt stored this very image there, or the source changed since the HEAD
+        # above (the copy's source condition failed): only the first is a move.
+        held = store.head(bucket, final)
+        if held is None or held.metadata.get("source-etag") != current.etag:
+            raise StorageUnavailable(
+                f"copy of s3://{message.bucket}/{message.key} to s3://{bucket}/{final} was refused and "
+                "nothing of these bytes is there; retry"
+            ) from None
     log.info("moved s3://%s/%s -> s3://%s/%s (name taken)", message.bucket, message.key, bucket, final)
-    return Moved("moved", final), source
+    return Moved("moved", final), seen
 
 
 def _current_source(

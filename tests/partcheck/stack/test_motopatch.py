@@ -73,6 +73,33 @@ def test_copy_honours_if_none_match_and_copy_source_if_match_as_s3_does(moto):
     assert missing.value.response["Error"]["Code"] == "NoSuchKey"
 
 
+def test_batch_delete_honours_each_objects_etag_as_s3_does(moto):
+    s3 = client("s3", AwsConfig(endpoint_url=moto))
+    s3.create_bucket(Bucket="mp-delete-keys", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    old = s3.put_object(Bucket="mp-delete-keys", Key="changed", Body=b"one")["ETag"]
+    s3.put_object(Bucket="mp-delete-keys", Key="changed", Body=b"two")
+    same = s3.put_object(Bucket="mp-delete-keys", Key="same", Body=b"s")["ETag"]
+    s3.put_object(Bucket="mp-delete-keys", Key="plain", Body=b"p")
+    objects = [
+        {"Key": "changed", "ETag": old},
+        {"Key": "same", "ETag": same.strip('"')},  # S3 accepts the ETag with or without its quotes
+        {"Key": "plain"},
+        {"Key": "absent", "ETag": same},
+    ]
+    r = s3.delete_objects(Bucket="mp-delete-keys", Delete={"Objects": objects})
+    errors = {e["Key"]: e["Code"] for e in r["Errors"]}
+    assert errors == {"changed": "PreconditionFailed", "absent": "NoSuchKey"}
+    assert sorted(d["Key"] for d in r["Deleted"]) == ["plain", "same"]
+    listed = s3.list_objects_v2(Bucket="mp-delete-keys")["Contents"]
+    assert [o["Key"] for o in listed] == ["changed"]
+    assert s3.get_object(Bucket="mp-delete-keys", Key="changed")["Body"].read() == b"two"
+    # Every object refused: an answer with errors only, not moto's "no objects" MalformedXML.
+    r = s3.delete_objects(Bucket="mp-delete-keys", Delete={"Objects": [{"Key": "changed", "ETag": old}]})
+    assert [(e["Key"], e["Code"]) for e in r["Errors"]] == [("changed", "PreconditionFailed")]
+    assert "Deleted" not in r
+    assert s3.head_object(Bucket="mp-delete-keys", Key="changed")["ContentLength"] == 3
+
+
 def test_a_long_poll_returns_as_soon_as_a_message_arrives(moto):
     import threading
 

@@ -10,7 +10,7 @@ from partcheck.layout import decision_marker_key
 from partcheck.messages import Prediction, PredictionMessage
 from partcheck.storage import ObjectStore
 from partcheck.thresholds import Thresholds
-from services.router.service import route_message, route_messages
+from services.router.service import Moved, route_message, route_messages
 
 pytestmark = pytest.mark.integration
 IN, OUT = "pc-in", "pc-out"
@@ -169,8 +169,9 @@ class _DeleteFails(ObjectStore):
         self.refused = refused
 
     def delete_many(self, bucket, keys):
-        failed = super().delete_many(bucket, [k for k in keys if k != self.refused])
-        return {**failed, **({self.refused: "InternalError"} if self.refused in keys else {})}
+        failed = super().delete_many(bucket, {k: etag for k, etag in keys.items() if k != self.refused})
+        refused = {self.refused: StorageUnavailable("InternalError")} if self.refused in keys else {}
+        return {**failed, **refused}
 
 
 def test_a_batch_moves_each_image_once_and_deletes_sources_together(store):
@@ -198,6 +199,71 @@ def test_a_source_that_could_not_be_deleted_fails_only_its_message(store):
     assert _keys(store, OUT) == [f"defect/part/{i}.jpg" for i in range(3)]
 
 
+class _ReuploadAfter(ObjectStore):
+    """A store where the camera uploads new bytes under the source key right after the router's `step`."""
+
+    def __init__(self, store, step, key, data):
+        super().__init__(store._s3)
+        self.step, self.key, self.data = step, key, data
+
+    def _reupload(self, bucket, key):
+        if (bucket, key) == (IN, self.key) and self.data is not None:
+            data, self.data = self.data, None
+            super().put(IN, self.key, data)
+
+    def copy(self, source, bucket, key, **kwargs):
+        etag = super().copy(source, bucket, key, **kwargs)
+        if self.step == "copy":
+            self._reupload(*source)
+        return etag
+
+    def head(self, bucket, key):
+        info = super().head(bucket, key)
+        if self.step == "head":
+            self._reupload(bucket, key)
+        return info
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["single", "batch"])
+def test_bytes_uploaded_between_copy_and_delete_stay_for_their_own_event(store, batch, caplog):
+    body = _body(store, "again/a.jpg", data=b"A")
+    racing = _ReuploadAfter(store, "copy", "again/a.jpg", b"B")
+    with caplog.at_level("INFO", logger="services.router.service"):
+        if batch:
+            assert route_messages([body], racing, OUT) == [None]
+        else:
+            assert route_message(body, racing, OUT) == Moved("moved", "defect/again/a.jpg")
+    assert store.get(IN, "again/a.jpg").body == b"B"
+    assert store.get(OUT, "defect/again/a.jpg").body == b"A"
+    assert "holds newer bytes" in caplog.text
+
+
+def test_a_batch_deletes_the_sources_that_still_hold_their_bytes_and_keeps_the_newer(store):
+    bodies = [_body(store, f"mix/{i}.jpg", data=f"img-{i}".encode()) for i in range(3)]
+    racing = _ReuploadAfter(store, "copy", "mix/1.jpg", b"new")
+    assert route_messages(bodies, racing, OUT) == [None] * 3
+    assert _keys(store, IN) == ["mix/1.jpg"]
+    assert store.get(IN, "mix/1.jpg").body == b"new"
+    assert _keys(store, OUT) == [f"defect/mix/{i}.jpg" for i in range(3)]
+
+
+def test_a_decided_image_re_uploaded_before_its_source_delete_is_kept(store):
+    body = _body(store, "dec2.jpg", label="unclear", p=0.5, data=b"A")
+    _marker(store, "unclear/dec2.jpg", PredictionMessage.from_json(body).etag)
+    racing = _ReuploadAfter(store, "head", "dec2.jpg", b"B")
+    assert route_message(body, racing, OUT).status == "decided"
+    assert store.get(IN, "dec2.jpg").body == b"B"
+    assert "unclear/dec2.jpg" not in _keys(store, OUT)
+
+
+def test_a_message_without_an_etag_still_deletes_its_source(store):
+    message = PredictionMessage.from_json(_body(store, "old.jpg", data=b"A"))
+    body = message.model_copy(update={"etag": None}).to_json()
+    racing = _ReuploadAfter(store, "copy", "old.jpg", b"B")
+    assert route_message(body, racing, OUT).status == "moved"
+    assert _keys(store, IN) == []  # nothing to condition the delete on: the old, unconditional delete
+
+
 def test_copy_keeps_the_content_type_from_the_message_or_the_name(store):
     body = PredictionMessage.from_json(_body(store, "ct/a.png")).model_copy(
         update={"content_type": "image/png"}
@@ -206,3 +272,16 @@ def test_copy_keeps_the_content_type_from_the_message_or_the_name(store):
     route_message(_body(store, "ct/b.jpg"), store, OUT)
     assert store.head(OUT, "defect/ct/a.png").content_type == "image/png"
     assert store.head(OUT, "defect/ct/b.jpg").content_type == "image/jpeg"
+
+
+def test_a_second_name_copy_refused_because_the_source_changed_is_retried_not_reported_moved(store):
+    route_message(_body(store, "taken.jpg", data=b"first"), store, OUT)
+    body = _body(store, "taken.jpg", data=b"second")
+    # The camera re-uploads right after the router reads the source, before the copy to the second name.
+    racing = _ReuploadAfter(store, "head", "taken.jpg", b"third")
+    with pytest.raises(StorageUnavailable, match="nothing of these bytes"):
+        route_message(body, racing, OUT)
+    assert store.get(IN, "taken.jpg").body == b"third"
+    assert _keys(store, OUT) == ["defect/taken.jpg"]
+    # The redelivery finds newer bytes under the key: stale, and they bring their own event.
+    assert route_message(body, store, OUT) == Moved("stale", None)
