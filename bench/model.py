@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from partcheck.errors import InvalidImage
 from services.predict.onnx_backend import OnnxClassifier, card_path_for
 from services.predict.settings import DEFAULT_MODEL
 from services.predict.train.data import list_items, split
+from services.predict.train.evaluate import EvalResult, evaluate_one
 from services.predict.train.variants import VARIANTS, reframe
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "casting" / "train"
@@ -27,26 +27,12 @@ def _row(metric: str, value: float, unit: str, target: str, ok: bool | None) -> 
 
 
 def _verdicts(clf: OnnxClassifier, payloads: list[tuple[int, bytes]]) -> dict[str, float]:
-    n = len(payloads)
-    right = escapes = false_rejects = unclear = 0
-    for label, data in payloads:
-        out = clf.predict_many([data])[0]
-        if isinstance(out, InvalidImage):
-            unclear += 1
-            continue
-        # Top label without abstaining; a frame the quality checks refused has no model output: wrong.
-        from_model = out.reason is None or out.reason.startswith(("below", "out of"))
-        right += int(from_model and (out.p_defect >= 0.5) == bool(label))
-        unclear += int(out.label == "unclear")
-        escapes += int(out.label == "ok" and label == 1)
-        false_rejects += int(out.label == "defect" and label == 0)
-    return {
-        "n": n,
-        "accuracy": right / n,
-        "escapes": escapes,
-        "false_rejects": false_rejects,
-        "unclear_rate": unclear / n,
-    }
+    """evaluate's metrics, so the bench and `partcheck evaluate` count the same way."""
+    result = EvalResult(clf.name, clf.version, clf.thresholds.model_dump(), "bench")
+    result.rows = [evaluate_one(clf, str(i), label, data) for i, (label, data) in enumerate(payloads)]
+    s = result.summary()
+    keep = ("n", "accuracy", "escapes", "false_rejects", "unclear_rate", "refused_by_checks")
+    return {k: s[k] for k in keep}
 
 
 def run(quick: bool) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""`partcheck predict`, `train` and `evaluate` (heavy imports stay inside the commands)."""
+"""`partcheck predict`, `train`, `check-model` and `evaluate` (heavy imports stay inside the commands)."""
 
 from __future__ import annotations
 
@@ -156,6 +156,43 @@ def train(
             indent=2,
         )
     )
+
+
+def check_model(
+    model: Annotated[Path | None, typer.Option(help="ONNX model (default: the shipped one)")] = None,
+    data: Annotated[Path, typer.Option(help="the folder the model was trained on")] = DEFAULT_DATA,
+) -> None:
+    """Re-run a trained model's post-export calibration and checks (train's last step); update its card."""
+    import shlex
+    from datetime import UTC, datetime
+
+    from partcheck.errors import InvalidInput, ModelError
+    from services.predict.onnx_backend import card_path_for, sha256_file
+    from services.predict.settings import DEFAULT_MODEL
+    from services.predict.train.report import write_model_card_md
+    from services.predict.train.validate import validate_model
+
+    model = model or DEFAULT_MODEL
+    card_path = card_path_for(model)
+    try:
+        if not model.is_file() or not card_path.is_file():
+            raise ModelError(f"{model} or its card {card_path} not found")
+        raw = json.loads(card_path.read_text())
+        # The sha256 only: the limits this command replaces may be unreadable (an older scene descriptor).
+        if sha256_file(model) != str(raw["sha256"]).lower():
+            raise ModelError(f"{model} does not match its card {card_path}; refusing to re-check it")
+        metrics = validate_model(model, data, float(raw["training"]["config"]["val_fraction"]))
+    except (ModelError, InvalidInput, KeyError, TypeError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    card = json.loads(card_path.read_text())
+    # The weights are the trained ones; only the limits and metrics come from this later run.
+    card["checks"] = {
+        "command": shlex.join(["partcheck", "check-model", "--model", str(model), "--data", str(data)]),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    write_model_card_md(card, model.with_name("MODEL_CARD.md"))
+    typer.echo(json.dumps({"model": str(model), "version": card["version"], "metrics": metrics}, indent=2))
 
 
 def evaluate(

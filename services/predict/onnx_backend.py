@@ -178,6 +178,31 @@ class OnnxClassifier:
                 results[i] = self._decide(lg, od, {**timings, "inference": per_image})
         return [r for r in results if r is not None]
 
+    def model_p_defect(self, images: Sequence[bytes]) -> list[float | None]:
+        """The network's calibrated p_defect with no quality, scene or OOD gate; None if undecodable.
+
+        For evaluation only: "accuracy without abstaining" is the network's top label on every photo,
+        including the few the gates would send to an inspector. Production verdicts go through `predict_many`.
+        """
+        arrays: list[np.ndarray] = []
+        index: list[int] = []
+        out: list[float | None] = [None] * len(images)
+        for i, data in enumerate(images):
+            try:
+                arrays.append(preprocess(data, self.card.size))
+            except InvalidImage:
+                continue
+            index.append(i)
+        if arrays:
+            logits, _ = self._run(np.stack(arrays)[:, None])
+            for i, lg in zip(index, logits, strict=True):
+                out[i] = self._p_defect(lg)
+        return out
+
+    def _p_defect(self, logits: np.ndarray) -> float:
+        z = float(logits[1] - logits[0]) / self.card.temperature
+        return float(1.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0))))
+
     def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         outputs = self._session.run(None, {self._input: batch.astype(np.float32, copy=False)})
         names = [o.name for o in self._session.get_outputs()]
@@ -190,8 +215,7 @@ class OnnxClassifier:
         return logits, ood
 
     def _decide(self, logits: np.ndarray, ood: float, timings: dict[str, float]) -> Prediction:
-        z = float(logits[1] - logits[0]) / self.card.temperature
-        p_defect = float(1.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0))))
+        p_defect = self._p_defect(logits)
         confidence = max(p_defect, 1.0 - p_defect)
         ood_score = None if np.isnan(ood) else float(ood)
         threshold = self.card.ood_threshold

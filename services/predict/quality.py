@@ -59,6 +59,11 @@ def sharpness(x: np.ndarray) -> float:
     return float(np.mean(lap * lap)) / max(var, 1e-8)
 
 
+def blur_limit(views: list[np.ndarray]) -> float:
+    """Half the 0.001 quantile of the sharpness of good photos (their `view`s): the blur check's limit."""
+    return float(np.quantile([sharpness(v) for v in views], 0.001) * 0.5)
+
+
 def check(x: np.ndarray, limits: QualityLimits) -> str | None:
     """A reason why this frame must not get a verdict, or None when it is usable."""
     mean = float(x.mean())
@@ -83,6 +88,8 @@ def check(x: np.ndarray, limits: QualityLimits) -> str | None:
 
 
 RINGS = 12
+# Named in the card, so a card fitted on another descriptor is refused rather than misread.
+DESCRIPTOR = "ring-mean-spread-radial"
 
 
 @functools.lru_cache(maxsize=8)
@@ -94,11 +101,23 @@ def _ring_index(size: int) -> np.ndarray:
     return np.where(r < 1.0, np.minimum((r * RINGS).astype(np.int64), RINGS - 1), RINGS).ravel()
 
 
-def ring_descriptor(x: np.ndarray) -> np.ndarray:
-    """Mean and spread of the standardised brightness in 12 concentric rings: 24 numbers.
+@functools.lru_cache(maxsize=8)
+def _radial_unit(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """x and y components of the unit vector from the frame's centre to every pixel."""
+    c = (size - 1) / 2
+    yy, xx = np.mgrid[0:size, 0:size]
+    r = np.hypot(yy - c, xx - c) + 1e-6
+    return (xx - c) / r, (yy - c) / r
 
-    A top-view photo of a round casting has a characteristic radial profile and little variation around
-    each ring; drawn shapes, text or a photo of something else do not. Rotation-invariant by design.
+
+def ring_descriptor(x: np.ndarray) -> np.ndarray:
+    """Per ring of 12 concentric rings: mean and spread of the standardised brightness, and the radial share
+    of the gradient energy: 36 numbers.
+
+    A top-view photo of a round casting has a characteristic radial profile, little variation around each
+    ring, and edges that are circles round the centre, so its gradients point radially. Drawn shapes, text
+    or a photo of something else do not: the radial share alone moved the closest drawn-shapes frame from
+    inside the good photos' range (distance 1.95 against a 2.86 limit) to 8.2 against 2.4. Rotation-invariant.
     """
     z = (x - x.mean()) / (x.std() + 1e-3)
     idx = _ring_index(x.shape[0])
@@ -108,7 +127,12 @@ def ring_descriptor(x: np.ndarray) -> np.ndarray:
     squares = np.bincount(idx, weights=flat * flat, minlength=RINGS + 1)[:RINGS]
     mean = sums / counts
     spread = np.sqrt(np.maximum(squares / counts - mean * mean, 0.0))
-    return np.concatenate([mean, spread])
+    gy, gx = np.gradient(z)
+    ux, uy = _radial_unit(x.shape[0])
+    radial = gx * ux + gy * uy
+    energy = np.bincount(idx, weights=(gx * gx + gy * gy).ravel(), minlength=RINGS + 1)[:RINGS]
+    radial_energy = np.bincount(idx, weights=(radial * radial).ravel(), minlength=RINGS + 1)[:RINGS]
+    return np.concatenate([mean, spread, radial_energy / (energy + 1e-9)])
 
 
 @dataclass(frozen=True)
@@ -136,6 +160,7 @@ class SceneModel:
         """For the model card."""
         return {
             "method": "ring descriptor mahalanobis",
+            "descriptor": DESCRIPTOR,
             "rings": RINGS,
             "threshold": self.threshold,
             "mean": self.mean.tolist(),
@@ -147,6 +172,12 @@ class SceneModel:
         """From a card's `scene` section; None when the card has none."""
         if not data:
             return None
+        if data.get("descriptor") != DESCRIPTOR:
+            # Fitted on another descriptor: its distances would be meaningless (or fail on the shapes).
+            raise ValueError(
+                f"scene model fitted on descriptor {data.get('descriptor', 'ring-mean-spread')!r}, "
+                f"this code computes {DESCRIPTOR!r}; run `partcheck check-model` on the model"
+            )
         return cls(
             mean=np.asarray(data["mean"], dtype=np.float64),
             precision=np.asarray(data["precision"], dtype=np.float64),

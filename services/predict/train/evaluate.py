@@ -2,8 +2,9 @@
 
 Every image goes through `OnnxClassifier.predict_many` one at a time (bytes -> verdict, so the latency is
 what a worker sees). Metrics:
-- `accuracy`, `precision`, `recall`, `f1` (defect is positive): the model's top label without abstaining;
-  an image with no model output (rejected, or refused by the quality checks) counts as wrong;
+- `accuracy`, `precision`, `recall`, `f1` (defect is positive): the network's top label without abstaining,
+  on every image that decodes, including those the quality and scene checks send to `unclear/`
+  (`refused_by_checks` counts them); an image that does not decode (rejected) counts as wrong;
 - `escapes` (defect called ok), `false_rejects` (ok called defect), `unclear`, `rejected` at the thresholds;
 - `decided_accuracy`: accuracy among images that got ok/defect;
 - `confusion`: rows = truth (ok, defect), columns = verdict (ok, defect, unclear, rejected).
@@ -84,6 +85,10 @@ class EvalResult:
             "unclear": int((verdict == "unclear").sum()),
             "unclear_rate": float((verdict == "unclear").mean()) if n else 0.0,
             "rejected": int((verdict == "rejected").sum()),
+            "refused_by_checks": sum(
+                r.verdict == "unclear" and r.reason is not None and refused_by_checks(r.reason)
+                for r in self.rows
+            ),
             "decided": int(decided.sum()),
             "decided_accuracy": float(decided_correct.sum() / decided.sum()) if decided.any() else 0.0,
             "confusion": {"rows": list(LABELS), "columns": list(VERDICTS), "counts": confusion},
@@ -108,22 +113,26 @@ def evaluate_folder(classifier: OnnxClassifier, data_dir: Path) -> EvalResult:
         classifier.name, classifier.version, classifier.thresholds.model_dump(), str(data_dir)
     )
     for it in items:
-        data = it.path.read_bytes()
-        t0 = time.perf_counter()
-        out = classifier.predict_many([data])[0]
-        latency = (time.perf_counter() - t0) * 1000
-        if isinstance(out, InvalidImage):
-            result.rows.append(Row(str(it.path), it.label, "rejected", None, None, str(out), latency))
-        else:
-            model_p = out.p_defect if out.reason is None or not _quality_reason(out.reason) else None
-            result.rows.append(
-                Row(str(it.path), it.label, out.label, model_p, out.ood_score, out.reason, latency)
-            )
+        result.rows.append(evaluate_one(classifier, str(it.path), it.label, it.path.read_bytes()))
     return result
 
 
-def _quality_reason(reason: str) -> bool:
-    """Quality-check refusals carry no model output (p_defect is a placeholder 0.5)."""
+def evaluate_one(classifier: OnnxClassifier, path: str, truth: int, data: bytes) -> Row:
+    """One image through `predict_many`, timed; a refused frame's p_defect comes from the network alone."""
+    t0 = time.perf_counter()
+    out = classifier.predict_many([data])[0]
+    latency = (time.perf_counter() - t0) * 1000
+    if isinstance(out, InvalidImage):
+        return Row(path, truth, "rejected", None, None, str(out), latency)
+    p_defect: float | None = out.p_defect
+    if out.reason is not None and refused_by_checks(out.reason):
+        # The verdict carries no model output; ask the network alone (outside the timing).
+        p_defect = classifier.model_p_defect([data])[0]
+    return Row(path, truth, out.label, p_defect, out.ood_score, out.reason, latency)
+
+
+def refused_by_checks(reason: str) -> bool:
+    """True for a quality or scene refusal: its Prediction's p_defect is a placeholder 0.5."""
     return not reason.startswith(("below threshold", "out of distribution"))
 
 

@@ -134,6 +134,11 @@ def write_model_card_md(card: dict[str, Any], path: Path) -> Path:
         "",
         f"Created {card['created_at']} by `{card['command']}` "
         f"({tr['seconds'] / 60:.1f} min wall, torch {tr.get('torch', '?')}).",
+        *(
+            [f"Limits and metrics re-checked {card['checks']['at']} by `{card['checks']['command']}`."]
+            if card.get("checks")
+            else []
+        ),
         "",
         "## What it is",
         f"A small CNN trained from scratch (no pretrained weights) on {card['input']['size']}x"
@@ -165,14 +170,15 @@ def write_model_card_md(card: dict[str, Any], path: Path) -> Path:
     ]
     if onnx_val:
         lines += [
-            "| set | n | accuracy | escapes | false rejects | unclear rate |",
-            "| --- | --- | --- | --- | --- | --- |",
-            f"| validation | {onnx_val['n']} | {onnx_val['accuracy']:.4%} | {onnx_val['escapes']} | "
-            f"{onnx_val['false_rejects']} | {onnx_val['unclear_rate']:.2%} |",
+            "Accuracy is the network's top label on every photo, with no abstaining; the unclear rate "
+            "includes the photos the quality and scene checks refused (last column).",
+            "",
+            "| set | n | accuracy | escapes | false rejects | unclear rate | refused by checks |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
             *[
                 f"| {name} | {r['n']} | {r['accuracy']:.4%} | {r['escapes']} | {r['false_rejects']} | "
-                f"{r['unclear_rate']:.2%} |"
-                for name, r in m.get("reframed", {}).items()
+                f"{r['unclear_rate']:.2%} | {r.get('refused_by_checks', '?')} |"
+                for name, r in [("validation", onnx_val), *m.get("reframed", {}).items()]
             ],
             "",
             "Synthetic inputs that are not part photos (checking only, never tuned on): "

@@ -304,13 +304,15 @@ def _finish(
     ood_ref = np.concatenate([val_ood, *[o for _, o in var_out.values()]])
     ood_threshold = float(np.quantile(ood_ref, cfg.ood_quantile) * cfg.ood_factor)
 
-    sharp = np.array(
-        [
-            quality.sharpness(quality.view(a.astype(np.float32) / 255))
-            for a in [*x_val, *np.concatenate(list(var_arrays.values()))]
-        ]
+    # Preliminary: the post-export checks (validate.validate_model) set it again from bytes.
+    limits = quality.QualityLimits(
+        min_sharpness=quality.blur_limit(
+            [
+                quality.view(a.astype(np.float32) / 255)
+                for a in [*x_val, *np.concatenate(list(var_arrays.values()))]
+            ]
+        )
     )
-    limits = quality.QualityLimits(min_sharpness=float(np.quantile(sharp, 0.001) * 0.5))
 
     op = calibrate.choose_thresholds(p_val, y_val, cfg.max_escapes, cfg.max_false_rejects, cfg.margin)
     console.print(

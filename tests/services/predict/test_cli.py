@@ -82,3 +82,66 @@ def test_evaluate_bad_folder_exits_2(tiny: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["evaluate", "--data", str(tmp_path / "nope"), "--model", str(tiny)])
     assert result.exit_code == 2
     assert "not a directory" in result.output
+
+
+def _trained_like(tiny: Path) -> Path:
+    """tiny's card with the training fields `check-model` reads, as `partcheck train` writes them."""
+    card_path = tiny.with_name("tiny.card.json")
+    card = json.loads(card_path.read_text())
+    card["ood"] = {"threshold": 5.0, "quantile": 0.999, "factor": 1.0}
+    card["training"] = {
+        "config": {"val_fraction": 0.5},
+        "data_dir": "samples",
+        "data_sha256": "0" * 64,
+        "counts": {"train": {"ok": 6, "defect": 6}, "validation": {"ok": 6, "defect": 6}},
+        "split": "sha256(file name) < 0.5 -> validation",
+        "seconds": 1.0,
+    }
+    card["size_bytes"] = tiny.stat().st_size
+    card["input"]["preprocessing"] = "services.predict.preprocess.preprocess"
+    card["metrics"] = {}
+    card_path.write_text(json.dumps(card))
+    return card_path
+
+
+def test_check_model_recalibrates_the_limits_and_records_itself(
+    tiny: Path, tmp_path: Path, sample_images: dict[str, list[Path]]
+) -> None:
+    from services.predict import quality
+    from services.predict.train.variants import VARIANTS
+
+    card_path = _trained_like(tiny)
+    data = tmp_path / "data"
+    for label, folder in (("defect", "def_front"), ("ok", "ok_front")):
+        (data / folder).mkdir(parents=True)
+        for p in sample_images[label]:
+            (data / folder / p.name).write_bytes(p.read_bytes())
+    result = runner.invoke(app, ["check-model", "--model", str(tiny), "--data", str(data)])
+    assert result.exit_code == 0, result.output
+    card = json.loads(card_path.read_text())
+    assert card["checks"]["command"].startswith("partcheck check-model")
+    assert card["scene"]["descriptor"] == quality.DESCRIPTOR
+    assert len(card["scene"]["mean"]) == 3 * quality.RINGS
+    assert card["quality"]["min_sharpness"] > 0
+    assert set(card["metrics"]["reframed"]) == {v.name for v in VARIANTS}
+    n_val = card["metrics"]["validation_onnx"]["n"]
+    assert 0 < n_val < len(sample_images["defect"]) + len(sample_images["ok"])
+    assert "re-checked" in tiny.with_name("MODEL_CARD.md").read_text()
+    # Whatever tiny's verdicts are, nothing synthetic may get one: the scene and quality checks stop them.
+    assert all(c["verdict"] == 0 for c in card["metrics"]["synthetic_ood"].values())
+
+
+def test_check_model_refuses_a_model_its_card_does_not_describe(tiny: Path, tmp_path: Path) -> None:
+    _trained_like(tiny)
+    tiny.write_bytes(tiny.read_bytes() + b"\0")
+    result = runner.invoke(app, ["check-model", "--model", str(tiny), "--data", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "does not match its card" in result.output
+
+
+def test_a_card_fitted_on_another_scene_descriptor_is_refused_with_the_fix() -> None:
+    from services.predict import quality
+
+    old = {"mean": [0.0] * 24, "precision": [[1.0] * 24] * 24, "threshold": 2.0}
+    with pytest.raises(ValueError, match="partcheck check-model"):
+        quality.SceneModel.from_dict(old)

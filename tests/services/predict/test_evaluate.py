@@ -78,3 +78,40 @@ def test_folder_without_the_layout_is_refused(tmp_path: Path) -> None:
     clf = OnnxClassifier(tiny_model.build(tmp_path / "model"))
     with pytest.raises(InvalidInput, match="neither def_front"):
         evaluate_folder(clf, tmp_path / "model")
+
+
+def test_accuracy_counts_the_network_label_on_frames_the_checks_refuse(tmp_path: Path) -> None:
+    import io
+
+    from PIL import Image
+
+    def blank(level: int) -> bytes:
+        buf = io.BytesIO()
+        Image.new("L", (64, 64), level).save(buf, "PNG")
+        return buf.getvalue()
+
+    root = tmp_path / "data"
+    (root / "def_front").mkdir(parents=True)
+    (root / "ok_front").mkdir()
+    # Flat frames fail the quality checks (unclear, no verdict); tiny's own label is still right on both.
+    (root / "def_front" / "bright_blank.png").write_bytes(blank(225))
+    (root / "ok_front" / "dark_blank.png").write_bytes(blank(40))
+    (root / "ok_front" / "dark.png").write_bytes(textured(80, 1))
+    clf = OnnxClassifier(tiny_model.build(tmp_path / "model"))
+    s = evaluate_folder(clf, root).summary()
+    assert s["unclear"] == 2
+    assert s["refused_by_checks"] == 2
+    assert s["escapes"] == 0
+    assert s["false_rejects"] == 0
+    assert s["accuracy"] == pytest.approx(1.0)
+    assert s["recall"] == pytest.approx(1.0)
+
+
+def test_model_p_defect_skips_the_gates_and_marks_undecodable(tmp_path: Path) -> None:
+    clf = OnnxClassifier(tiny_model.build(tmp_path / "model"))
+    bright, broken = textured(200, 0), b"not an image"
+    p = clf.model_p_defect([bright, broken])
+    assert p[1] is None
+    assert p[0] is not None
+    assert p[0] > 0.99
+    assert clf.predict_many([bright])[0].p_defect == pytest.approx(p[0])

@@ -86,6 +86,23 @@ def test_shipped_model_gives_no_verdict_on_bad_frames(sample_images: dict[str, l
 
 
 @pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="the shipped model is not in models/ yet")
+def test_shipped_checks_accept_the_samples_as_other_cameras_frame_them(
+    sample_images: dict[str, list[Path]],
+) -> None:
+    """Zoomed in to 112 %, zoomed out to 70 %, shifted, resized: still a part photo for the checks."""
+    from services.predict.onnx_backend import OnnxClassifier
+    from services.predict.train.evaluate import refused_by_checks
+    from services.predict.train.variants import VARIANTS, reframe
+
+    clf = OnnxClassifier(DEFAULT_MODEL)
+    photos = [p.read_bytes() for p in sample_images["defect"] + sample_images["ok"]]
+    for v in VARIANTS:
+        preds = clf.predict([reframe(b, v, seed=i) for i, b in enumerate(photos)])
+        refused = [p.reason for p in preds if p.reason is not None and refused_by_checks(p.reason)]
+        assert not refused, (v.name, refused)
+
+
+@pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="the shipped model is not in models/ yet")
 def test_shipped_model_never_escapes_on_the_samples(sample_images: dict[str, list[Path]]) -> None:
     from services.predict.onnx_backend import OnnxClassifier
 
