@@ -22,7 +22,7 @@ class NotFound(PartcheckError):
 
 
 class AlreadyExists(PartcheckError):
-    """A conditional write found its destination already taken."""
+    """S3 refused a conditional request (412): the destination is taken, or the object's ETag changed."""
 
 
 class AccessDenied(PartcheckError):
