@@ -167,7 +167,7 @@ def check_model(
     from datetime import UTC, datetime
 
     from partcheck.errors import InvalidInput, ModelError
-    from services.predict.onnx_backend import card_path_for, sha256_file
+    from services.predict.onnx_backend import card_path_for, check_sha256
     from services.predict.settings import DEFAULT_MODEL
     from services.predict.train.report import write_model_card_md
     from services.predict.train.validate import validate_model
@@ -179,8 +179,7 @@ def check_model(
             raise ModelError(f"{model} or its card {card_path} not found")
         raw = json.loads(card_path.read_text())
         # The sha256 only: the limits this command replaces may be unreadable (an older scene descriptor).
-        if sha256_file(model) != str(raw["sha256"]).lower():
-            raise ModelError(f"{model} does not match its card {card_path}; refusing to re-check it")
+        check_sha256(model, str(raw["sha256"]))
         metrics = validate_model(model, data, float(raw["training"]["config"]["val_fraction"]))
     except (ModelError, InvalidInput, KeyError, TypeError, ValueError) as exc:
         raise _fail(str(exc)) from exc

@@ -90,6 +90,16 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def check_sha256(model_path: Path, expected: str) -> None:
+    """Raise ModelError unless the file's sha256 is the one its card records."""
+    actual = sha256_file(model_path)
+    if actual != expected.lower():
+        raise ModelError(
+            f"{model_path} does not match its card: sha256 {actual[:16]}... != card "
+            f"{expected[:16]}...; refusing a model the card does not describe"
+        )
+
+
 class OnnxClassifier:
     """ONNX Runtime classifier loaded once per process; thread-compatible for inference."""
 
@@ -110,12 +120,7 @@ class OnnxClassifier:
                 "or set PARTCHECK_PREDICT_MODEL_PATH"
             )
         self.card = ModelCard.load(card_path or card_path_for(model_path))
-        actual = sha256_file(model_path)
-        if actual != self.card.sha256:
-            raise ModelError(
-                f"{model_path} does not match its card: sha256 {actual[:16]}... != card "
-                f"{self.card.sha256[:16]}...; refusing a model the card does not describe"
-            )
+        check_sha256(model_path, self.card.sha256)
         options = ort.SessionOptions()
         # One thread per session by default: the workers scale by processes, and latency is per image.
         options.intra_op_num_threads = threads

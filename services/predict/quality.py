@@ -9,6 +9,7 @@ stored in the model card.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -59,9 +60,9 @@ def sharpness(x: np.ndarray) -> float:
     return float(np.mean(lap * lap)) / max(var, 1e-8)
 
 
-def blur_limit(views: list[np.ndarray]) -> float:
-    """Half the 0.001 quantile of the sharpness of good photos (their `view`s): the blur check's limit."""
-    return float(np.quantile([sharpness(v) for v in views], 0.001) * 0.5)
+def blur_limit(sharpness_of_good_photos: Sequence[float]) -> float:
+    """Half the 0.001 quantile of the `sharpness` of good photos' views: the blur check's limit."""
+    return float(np.quantile(sharpness_of_good_photos, 0.001) * 0.5)
 
 
 def check(x: np.ndarray, limits: QualityLimits) -> str | None:

@@ -308,7 +308,7 @@ def _finish(
     limits = quality.QualityLimits(
         min_sharpness=quality.blur_limit(
             [
-                quality.view(a.astype(np.float32) / 255)
+                quality.sharpness(quality.view(a.astype(np.float32) / 255))
                 for a in [*x_val, *np.concatenate(list(var_arrays.values()))]
             ]
         )
