@@ -166,6 +166,11 @@ class Agent:
         self._main = threading.Thread(target=self.loop, name="agent-main", daemon=True)
         self._main.start()
 
+    @property
+    def watching(self) -> bool:
+        """True once events are being received (the start-up scan covers files from before)."""
+        return self._observer is not None
+
     def stop(self) -> None:
         """Ask every thread to finish; safe from signal handlers."""
         self._stop.set()
@@ -289,6 +294,16 @@ class Agent:
         """A file appeared."""
         if self.wanted(path):
             self.tracker.created(path)
+
+    def on_opened(self, path: str) -> None:
+        """A file was opened (a writer may be about to write)."""
+        if self.wanted(path):
+            self.tracker.opened(path)
+
+    def on_closed_nowrite(self, path: str) -> None:
+        """A file was closed without being written."""
+        if self.wanted(path):
+            self.tracker.closed_nowrite(path)
 
     def on_modified(self, path: str) -> None:
         """A file was written."""

@@ -17,7 +17,9 @@ class _Candidate:
     first_seen: float
     observed: Identity | None = None
     observed_at: float = 0.0
-    wrote: bool = False  # a modify event came and no close-write yet
+    wrote: bool = False  # opened or written, and no close-write yet: wait for the close
+    written: bool = False  # a modify event came (a read-only close then does not end the wait)
+    opens: int = 0  # opens not yet matched by a read-only close
     finished: bool = False  # close-write or rename into the folder
     warned: bool = False
 
@@ -90,13 +92,36 @@ class Tracker:
         with self._lock:
             self._get(path, "event")
 
+    def opened(self, path: str) -> None:
+        """A tracked file was opened (inotify IN_OPEN): a writer may hold it, so wait for a close."""
+        if not self.close_events:
+            return
+        with self._lock:
+            cand = self._c.get(path)
+            # Untracked paths are ignored: the agent's own reads of dispatched files echo back as opens.
+            if cand is not None and not cand.finished:
+                cand.opens += 1
+                cand.wrote = True
+
+    def closed_nowrite(self, path: str) -> None:
+        """A tracked file was closed without writing: once no opener remains, stability decides again."""
+        with self._lock:
+            cand = self._c.get(path)
+            if cand is None or cand.finished:
+                return
+            cand.opens = max(0, cand.opens - 1)
+            if cand.opens == 0 and not cand.written and cand.wrote:
+                cand.wrote = False
+                cand.observed_at = 0.0  # restart the quiet period from now
+                self._observe(path, cand)
+
     def modified(self, path: str) -> None:
         """Bytes were written: with close events, wait for the close."""
         with self._lock:
             cand = self._get(path, "event")
             cand.finished = False
             if self.close_events:
-                cand.wrote = True
+                cand.wrote = cand.written = True
             else:
                 self._observe(path, cand)  # the stability clock restarts at the last write seen
 
@@ -104,7 +129,7 @@ class Tracker:
         """The writer closed the file (inotify IN_CLOSE_WRITE): finished now."""
         with self._lock:
             cand = self._get(path, "event")
-            cand.finished, cand.wrote = True, False
+            cand.finished, cand.wrote, cand.written, cand.opens = True, False, False, 0
 
     def moved_in(self, path: str) -> None:
         """Renamed into place, the usual "write a temp name, then rename" pattern: finished now."""
@@ -138,7 +163,14 @@ class Tracker:
                 if cand.wrote and now - cand.observed_at < self.open_warn_s:
                     continue  # waiting for the close-write event; no need to stat
                 wait = self.stability_s if cand.origin == "event" else self.scan_settle_s
-                old_enough = cand.observed is not None and wall - cand.observed[1] / 1e9 >= wait
+                # An old mtime shortens the wait (a file moved in keeps its mtime), except for a file just
+                # created while close events are on: its writer's open event comes right after the
+                # create, and a file taken before that is read while it is still being written.
+                old_enough = (
+                    cand.observed is not None
+                    and wall - cand.observed[1] / 1e9 >= wait
+                    and not (self.close_events and cand.origin == "event" and now - cand.first_seen < wait)
+                )
                 if (
                     not cand.wrote
                     and now - cand.observed_at < wait

@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from watchdog.events import (
     FileClosedEvent,
+    FileClosedNoWriteEvent,
     FileCreatedEvent,
     FileDeletedEvent,
     FileModifiedEvent,
     FileMovedEvent,
+    FileOpenedEvent,
     FileSystemEvent,
     FileSystemEventHandler,
 )
@@ -18,8 +20,18 @@ from watchdog.events import (
 if TYPE_CHECKING:
     from agent.service import Agent
 
-# Opens and read-only closes are left out: the agent's own reads would otherwise echo back as events.
-EVENTS = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent]
+# Opens tell a writer that has created a file but not written yet from a file moved in (which is finished);
+# read-only closes end the wait an open started when the opener was only reading (the agent's own reads
+# included, which are ignored because a dispatched file is no longer tracked).
+EVENTS = [
+    FileCreatedEvent,
+    FileOpenedEvent,
+    FileModifiedEvent,
+    FileClosedEvent,
+    FileClosedNoWriteEvent,
+    FileMovedEvent,
+    FileDeletedEvent,
+]
 
 
 def _path(raw: bytes | str) -> str:
@@ -39,8 +51,12 @@ class _Handler(FileSystemEventHandler):
             self.agent.on_created(src)
         elif kind == "modified":
             self.agent.on_modified(src)
+        elif kind == "opened":
+            self.agent.on_opened(src)
         elif kind == "closed":
             self.agent.on_closed(src)
+        elif kind == "closed_no_write":
+            self.agent.on_closed_nowrite(src)
         elif kind == "moved":
             self.agent.on_moved(src, _path(event.dest_path))
         elif kind == "deleted":

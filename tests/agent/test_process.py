@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -34,19 +35,31 @@ pytestmark = pytest.mark.integration
 PARTCHECK = Path(sys.executable).parent / "partcheck"
 
 
-def _spawn(cmd: list[str], inbox: Path, state: Path, endpoint: str, log: Path) -> subprocess.Popen[bytes]:
-    env = env_with_creds() | {
-        "PARTCHECK_AGENT_BACKOFF_MAX_S": "0.5",
-        "PARTCHECK_AGENT_BACKOFF_BASE_S": "0.05",
-    }
+def _spawn(
+    cmd: list[str],
+    inbox: Path,
+    state: Path,
+    endpoint: str,
+    log: Path,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    env = (
+        env_with_creds()
+        | {
+            "PARTCHECK_AGENT_BACKOFF_MAX_S": "0.5",
+            "PARTCHECK_AGENT_BACKOFF_BASE_S": "0.05",
+        }
+        | (extra_env or {})
+    )
     args = [*cmd, "--watch", str(inbox), "--endpoint-url", endpoint, "--state-dir", str(state),
             "--rescan-interval", "1", "--log-format", "json", "--no-status-line"]  # fmt: skip
     with open(log, "ab") as err:
         return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
 
 
-def _count(endpoint: str) -> int:
-    return int(s3_client(endpoint).list_objects_v2(Bucket=BUCKET).get("KeyCount", 0))
+def _count(endpoint: str, s3: Any = None) -> int:
+    s3 = s3 or s3_client(endpoint)
+    return int(s3.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0))
 
 
 def _done(state: Path) -> int:
@@ -64,36 +77,40 @@ def test_sigkill_mid_run_then_restart_loses_nothing_and_duplicates_nothing(moto:
     make_bucket(moto)
     inbox, state, log = tmp_path / "inbox", tmp_path / "state", tmp_path / "agent.log"
     inbox.mkdir()
-    payloads = {f"k{i:03d}.jpg": jpeg_bytes(100 + i, 30_000) for i in range(80)}
-    for name in list(payloads)[:60]:
+    first_batch, total = 200, 220
+    payloads = {f"k{i:03d}.jpg": jpeg_bytes(100 + i, 30_000) for i in range(total)}
+    for name in list(payloads)[:first_batch]:
         (inbox / name).write_bytes(payloads[name])
 
-    first = _spawn([sys.executable, "-m", "agent"], inbox, state, moto, log)
+    # One upload worker and a client built once for polling: a CI run once polled with a fresh client each
+    # time (slow under load) and 8 workers finished all the work before the kill landed.
+    s3 = s3_client(moto)
+    first = _spawn([sys.executable, "-m", "agent"], inbox, state, moto, log, {"PARTCHECK_AGENT_WORKERS": "1"})
     try:
-        wait_for(lambda: _count(moto) >= 10, timeout=30, interval=0.01)
+        wait_for(lambda: _count(moto, s3) >= 5, timeout=30, interval=0.01)
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
     assert first.returncode == -signal.SIGKILL
-    at_kill = _count(moto)
-    assert at_kill < 60, "the kill came after the work was done; the test proved nothing"
-    print(f"objects in S3 at SIGKILL: {at_kill} of 60")
-    for name in list(payloads)[60:]:  # arrive while the agent is down
+    at_kill = _count(moto, s3)
+    assert at_kill < first_batch, "the kill came after the work was done; the test proved nothing"
+    print(f"objects in S3 at SIGKILL: {at_kill} of {first_batch}")
+    for name in list(payloads)[first_batch:]:  # arrive while the agent is down
         (inbox / name).write_bytes(payloads[name])
 
     second = _spawn([str(PARTCHECK), "agent"], inbox, state, moto, log)
     try:
-        wait_for(lambda: _done(state) == 80, timeout=60, interval=0.2)
+        wait_for(lambda: _done(state) == total, timeout=90, interval=0.2)
     finally:
         second.send_signal(signal.SIGTERM)
         rc = second.wait(timeout=10)
     assert rc == 0
 
     stored = objects(moto)
-    assert len(stored) == 80
+    assert len(stored) == total
     by_name = {k.rsplit("/", 1)[-1]: body for k, (body, _m) in stored.items()}
     assert by_name == payloads
-    assert len({sha(b) for b in by_name.values()}) == 80
+    assert len({sha(b) for b in by_name.values()}) == total
     assert not any(inbox.iterdir())  # every file archived after its upload
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     assert any(entry["event"] == "agent stopped" for entry in lines)
@@ -102,7 +119,7 @@ def test_sigkill_mid_run_then_restart_loses_nothing_and_duplicates_nothing(moto:
     result = CliRunner().invoke(app, ["status", "--state-dir", str(state), "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
-    assert doc["counts"]["done"] == 80
+    assert doc["counts"]["done"] == total
     assert doc["counts"]["pending"] == doc["counts"]["uploading"] == 0
     assert doc["oldest_pending"] is None
 

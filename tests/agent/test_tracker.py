@@ -97,14 +97,101 @@ def test_moved_in_file_is_ready_at_once() -> None:
     assert t.due().ready == ["a.jpg"]
 
 
-def test_created_only_file_with_an_old_mtime_is_ready_quickly() -> None:
+def test_created_only_file_with_an_old_mtime_is_ready_quickly_without_close_events() -> None:
     fs = FakeFs()
-    t = tracker(fs)
+    t = tracker(fs, close_events=False)
     fs.write("a", 10)
-    fs.now += 100  # copied in with its original mtime, no writes seen
+    fs.now += 100  # moved in from outside with its original mtime, no writes seen
     t.created("a")
     fs.now += 0.05
     assert t.due().ready == ["a"]
+
+
+def test_with_close_events_a_created_file_waits_the_stability_period_even_with_an_old_mtime() -> None:
+    # The writer's open event follows the create; taking the file before it would read a file being written.
+    fs = FakeFs()
+    t = tracker(fs)
+    fs.write("a", 10)
+    fs.now += 100
+    t.created("a")
+    fs.now += 0.05
+    assert t.due().ready == []
+    fs.now += 0.2
+    assert t.due().ready == ["a"]
+
+
+def test_a_created_and_opened_file_waits_for_its_close_however_long_the_writer_pauses() -> None:
+    fs = FakeFs()
+    t = tracker(fs)
+    fs.write("a", 0)
+    t.created("a")
+    t.opened("a")  # the writer has not written a byte yet, and its first modify event may lag
+    fs.now += 5.0
+    assert t.due().ready == []
+    fs.write("a", 4096)
+    t.modified("a")
+    fs.now += 5.0
+    assert t.due().ready == []
+    t.closed("a")
+    assert t.due().ready == ["a"]
+
+
+def test_a_read_only_open_and_close_hands_back_to_stability() -> None:
+    fs = FakeFs()
+    t = tracker(fs)
+    fs.write("a", 10)
+    fs.now += 100
+    t.created("a")
+    t.opened("a")  # a reader (a viewer, an antivirus scanner)
+    t.opened("a")  # and a second one
+    fs.now += 1.0
+    t.closed_nowrite("a")
+    assert t.due().ready == []  # one opener is still there
+    t.closed_nowrite("a")
+    assert t.due().ready == ["a"]  # nobody wrote, and the bytes have been still for a second
+
+
+def test_after_a_read_only_close_a_recently_written_file_still_needs_its_quiet_period() -> None:
+    fs = FakeFs()
+    t = tracker(fs)
+    t.created("a")
+    fs.now += 0.2
+    fs.write("a", 10)  # written by something whose events were lost
+    t.opened("a")
+    t.closed_nowrite("a")
+    assert t.due().ready == []
+    fs.now += 0.3
+    assert t.due().ready == ["a"]
+
+
+def test_a_read_only_close_does_not_end_the_wait_for_a_file_being_written() -> None:
+    fs = FakeFs()
+    t = tracker(fs)
+    fs.write("a", 10)
+    t.created("a")
+    t.opened("a")
+    t.modified("a")
+    t.opened("a")
+    t.closed_nowrite("a")
+    t.closed_nowrite("a")  # more read-only closes than opens seen: no harm
+    fs.now += 5.0
+    assert t.due().ready == []
+    t.closed("a")
+    assert t.due().ready == ["a"]
+
+
+def test_opens_of_untracked_files_and_opens_without_close_events_are_ignored() -> None:
+    fs = FakeFs()
+    t = tracker(fs)
+    fs.write("a", 10)
+    t.opened("a")  # the agent's own read of a file it already took
+    t.closed_nowrite("a")
+    assert len(t) == 0
+    p = tracker(fs, close_events=False)
+    p.created("a")
+    p.opened("a")
+    fs.now += 0.3
+    assert p.due().ready == ["a"]
 
 
 def test_scanned_files_wait_longer_than_event_files() -> None:

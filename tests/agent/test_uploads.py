@@ -47,6 +47,9 @@ def test_200_files_written_concurrently_each_uploaded_once(
     start_agent: StartAgent, inbox: Path, moto: str
 ) -> None:
     agent = start_agent()
+    # A file written before the watch starts is the start-up scan's, where a pause longer than scan_settle_s
+    # looks finished (docs/agent.md, Limits); this test is about the event path.
+    wait_for(lambda: agent.watching)
     payloads = {f"img_{i:03d}.jpg": jpeg_bytes(i, 2000 + 37 * i) for i in range(200)}
     names = sorted(payloads)
 
@@ -80,6 +83,26 @@ def test_200_files_written_concurrently_each_uploaded_once(
     wait_for(lambda: not any(inbox.iterdir()), timeout=10)
     archived = list((agent.disposer.archive).rglob("*.jpg"))
     assert len(archived) == 200
+
+
+def test_a_writer_that_opens_and_pauses_before_its_first_byte_is_waited_for(
+    start_agent: StartAgent, inbox: Path, moto: str
+) -> None:
+    # A writer thread starved on a busy PC: the file exists, empty or partly written, with no modify event
+    # for longer than the stability wait. Its open event, not the stability rule, must decide.
+    agent = start_agent()
+    assert agent.tracker.close_events  # this machine has inotify; the test is about that path
+    wait_for(lambda: agent.watching)  # a file opened before that is the start-up scan's (scan_settle_s)
+    data = jpeg_bytes(77, 40_000)
+    with open(inbox / "slow.jpg", "wb") as f:
+        time.sleep(4 * agent.s.stability_wait_s)
+        f.write(data[:10_000])
+        f.flush()
+        time.sleep(4 * agent.s.stability_wait_s)
+        f.write(data[10_000:])
+    wait_for(lambda: agent.outbox.counts()["done"] == 1)
+    assert [r.state for r in agent.outbox.rows()] == ["done"]  # never taken early (empty or truncated)
+    assert [body for body, _m in objects(moto).values()] == [data]
 
 
 def test_key_layout_metadata_and_unicode_names(start_agent: StartAgent, inbox: Path, moto: str) -> None:
