@@ -17,11 +17,15 @@ class _Candidate:
     first_seen: float
     observed: Identity | None = None
     observed_at: float = 0.0
-    wrote: bool = False  # opened or written, and no close-write yet: wait for the close
-    written: bool = False  # a modify event came (a read-only close then does not end the wait)
+    written: bool = False  # a modify event came and no close-write yet (a read-only close changes nothing)
     opens: int = 0  # opens not yet matched by a read-only close
     finished: bool = False  # close-write or rename into the folder
     warned: bool = False
+
+    @property
+    def wrote(self) -> bool:
+        """Opened or written, and no close-write yet: wait for the close."""
+        return self.written or self.opens > 0
 
 
 @dataclass
@@ -101,7 +105,6 @@ class Tracker:
             # Untracked paths are ignored: the agent's own reads of dispatched files echo back as opens.
             if cand is not None and not cand.finished:
                 cand.opens += 1
-                cand.wrote = True
 
     def closed_nowrite(self, path: str) -> None:
         """A tracked file was closed without writing: once no opener remains, stability decides again."""
@@ -109,9 +112,9 @@ class Tracker:
             cand = self._c.get(path)
             if cand is None or cand.finished:
                 return
+            waited = cand.wrote
             cand.opens = max(0, cand.opens - 1)
-            if cand.opens == 0 and not cand.written and cand.wrote:
-                cand.wrote = False
+            if waited and not cand.wrote:
                 cand.observed_at = 0.0  # restart the quiet period from now
                 self._observe(path, cand)
 
@@ -121,7 +124,7 @@ class Tracker:
             cand = self._get(path, "event")
             cand.finished = False
             if self.close_events:
-                cand.wrote = cand.written = True
+                cand.written = True
             else:
                 self._observe(path, cand)  # the stability clock restarts at the last write seen
 
@@ -129,7 +132,7 @@ class Tracker:
         """The writer closed the file (inotify IN_CLOSE_WRITE): finished now."""
         with self._lock:
             cand = self._get(path, "event")
-            cand.finished, cand.wrote, cand.written, cand.opens = True, False, False, 0
+            cand.finished, cand.written, cand.opens = True, False, 0
 
     def moved_in(self, path: str) -> None:
         """Renamed into place, the usual "write a temp name, then rename" pattern: finished now."""

@@ -57,8 +57,7 @@ def _spawn(
         return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
 
 
-def _count(endpoint: str, s3: Any = None) -> int:
-    s3 = s3 or s3_client(endpoint)
+def _count(s3: Any) -> int:
     return int(s3.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0))
 
 
@@ -87,12 +86,12 @@ def test_sigkill_mid_run_then_restart_loses_nothing_and_duplicates_nothing(moto:
     s3 = s3_client(moto)
     first = _spawn([sys.executable, "-m", "agent"], inbox, state, moto, log, {"PARTCHECK_AGENT_WORKERS": "1"})
     try:
-        wait_for(lambda: _count(moto, s3) >= 5, timeout=30, interval=0.01)
+        wait_for(lambda: _count(s3) >= 5, timeout=30, interval=0.01)
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
     assert first.returncode == -signal.SIGKILL
-    at_kill = _count(moto, s3)
+    at_kill = _count(s3)
     assert at_kill < first_batch, "the kill came after the work was done; the test proved nothing"
     print(f"objects in S3 at SIGKILL: {at_kill} of {first_batch}")
     for name in list(payloads)[first_batch:]:  # arrive while the agent is down
