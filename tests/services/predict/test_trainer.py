@@ -12,8 +12,9 @@ from services.predict.train.trainer import classification_loss  # noqa: E402
 pytestmark = pytest.mark.unit
 
 
-@pytest.mark.parametrize("class_weight", [None, torch.tensor([1.0, 3.0])])
-def test_gamma_zero_is_cross_entropy(class_weight: torch.Tensor | None) -> None:
+@pytest.mark.parametrize("weights", [None, (1.0, 3.0)])
+def test_gamma_zero_is_cross_entropy(weights: tuple[float, float] | None) -> None:
+    class_weight = torch.tensor(weights) if weights is not None else None
     logits = torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
     target = torch.tensor([0, 1] * 8)
     expected = F.cross_entropy(logits, target, weight=class_weight)
