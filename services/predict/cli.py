@@ -92,6 +92,10 @@ def train(
     aug_scale_min: Annotated[float, typer.Option(help="smallest zoom of the augmentation")] = 0.65,
     aug_scale_max: Annotated[float, typer.Option(help="largest zoom-in of the augmentation")] = 1.12,
     aug_shift: Annotated[float, typer.Option(help="largest shift, as a fraction of the side")] = 0.06,
+    aug_blur_p: Annotated[float, typer.Option(min=0.0, max=1.0, help="probability of a Gaussian blur")] = 0.2,
+    aug_lowres_p: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="probability of a resolution loss")
+    ] = 0.1,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int, typer.Option(min=1)] = 2,
     val_fraction: Annotated[float, typer.Option(min=0.05, max=0.5)] = 0.2,
@@ -126,6 +130,8 @@ def train(
         stem_kernel=stem_kernel,
         aug_scale=(aug_scale_min, aug_scale_max),
         aug_shift=aug_shift,
+        aug_blur_p=aug_blur_p,
+        aug_lowres_p=aug_lowres_p,
         seed=seed,
         threads=threads,
         val_fraction=val_fraction,

@@ -63,6 +63,10 @@ class TrainConfig:
     # Zoom range of the geometric augmentation (part size relative to the photo) and the shift.
     aug_scale: tuple[float, float] = (0.65, 1.12)
     aug_shift: float = 0.06
+    # Probabilities of the Gaussian blur and of the resolution loss; both can erase a 2-3 px pinhole
+    # while the label still says defect.
+    aug_blur_p: float = 0.2
+    aug_lowres_p: float = 0.1
     limit: int | None = None
     # Operating point: escapes and false rejects allowed on validation, and the safety margin in logits.
     max_escapes: int = 0
@@ -198,7 +202,9 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.2
     )
-    aug = AugmentConfig(scale=cfg.aug_scale, shift=cfg.aug_shift)
+    aug = AugmentConfig(
+        scale=cfg.aug_scale, shift=cfg.aug_shift, blur_p=cfg.aug_blur_p, lowres_p=cfg.aug_lowres_p
+    )
     # None at weight 1: plain cross-entropy, exactly the arithmetic of the unweighted runs.
     class_weight = torch.tensor([1.0, cfg.defect_weight]) if cfg.defect_weight != 1.0 else None
     history: list[dict[str, float]] = []
