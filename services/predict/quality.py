@@ -49,15 +49,47 @@ def view(x: np.ndarray) -> np.ndarray:
     factor = x.shape[0] // VIEW_SIDE
     if factor < 2:
         return x
-    # Pillow's reduce() is a box filter in C: 0.08 ms for 300 -> 100 px, a fifth of a numpy reshape-mean.
-    return np.asarray(Image.fromarray(np.ascontiguousarray(x, dtype=np.float32)).reduce(factor))
+    h, w = x.shape
+    if h % factor or w % factor:
+        # Pillow's reduce() averages the partial boxes at the edges too.
+        return np.asarray(Image.fromarray(np.ascontiguousarray(x, dtype=np.float32)).reduce(factor))
+    # Summing `factor` strided row slices, then column slices: 0.04 ms for 300 -> 100 px, a third of
+    # Pillow's reduce() on a float image (0.13 ms) and a tenth of a reshape-mean.
+    x = np.asarray(x, dtype=np.float32)
+    rows = x[0::factor].copy()
+    for i in range(1, factor):
+        rows += x[i::factor]
+    out = rows[:, 0::factor].copy()
+    for j in range(1, factor):
+        out += rows[:, j::factor]
+    out *= np.float32(1.0 / (factor * factor))
+    return out
+
+
+def _mean_std(x: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation from one float64 dot product (numpy's std makes three passes)."""
+    flat = x.ravel().astype(np.float64)
+    mean = float(flat.sum()) / flat.size
+    var = max(float(flat @ flat) / flat.size - mean * mean, 0.0)
+    return mean, var**0.5
+
+
+def _laplacian_energy(x: np.ndarray) -> float:
+    """Mean squared 4-neighbour Laplacian, built in place (no temporary per neighbour)."""
+    lap = x[1:-1, 1:-1] * np.float32(4)
+    lap -= x[:-2, 1:-1]
+    lap -= x[2:, 1:-1]
+    lap -= x[1:-1, :-2]
+    lap -= x[1:-1, 2:]
+    flat = lap.ravel().astype(np.float64)
+    return float(flat @ flat) / flat.size
 
 
 def sharpness(x: np.ndarray) -> float:
     """Contrast-independent sharpness: mean squared 4-neighbour Laplacian over the image variance."""
-    lap = 4 * x[1:-1, 1:-1] - x[:-2, 1:-1] - x[2:, 1:-1] - x[1:-1, :-2] - x[1:-1, 2:]
-    var = float(x.var())
-    return float(np.mean(lap * lap)) / max(var, 1e-8)
+    x = np.asarray(x, dtype=np.float32)
+    _, std = _mean_std(x)
+    return _laplacian_energy(x) / max(std * std, 1e-8)
 
 
 def blur_limit(sharpness_of_good_photos: Sequence[float]) -> float:
@@ -67,22 +99,22 @@ def blur_limit(sharpness_of_good_photos: Sequence[float]) -> float:
 
 def check(x: np.ndarray, limits: QualityLimits) -> str | None:
     """A reason why this frame must not get a verdict, or None when it is usable."""
-    mean = float(x.mean())
-    std = float(x.std())
+    x = np.asarray(x, dtype=np.float32)
+    mean, std = _mean_std(x)
     if mean < limits.min_mean:
         return f"under-exposed or black frame (mean brightness {mean:.3f} < {limits.min_mean})"
     if mean > limits.max_mean:
         return f"over-exposed or blank frame (mean brightness {mean:.3f} > {limits.max_mean})"
     if std < limits.min_std:
         return f"blank frame: no contrast (std {std:.3f} < {limits.min_std})"
-    dark = float(np.mean(x <= 0.02))
+    dark = np.count_nonzero(x <= 0.02) / x.size
     if dark > limits.max_clipped_dark:
         return f"under-exposed: {dark:.0%} of pixels clipped black"
-    bright = float(np.mean(x >= 0.98))
+    bright = np.count_nonzero(x >= 0.98) / x.size
     if bright > limits.max_clipped_bright:
         return f"over-exposed: {bright:.0%} of pixels clipped white"
     if limits.min_sharpness > 0:
-        s = sharpness(x)
+        s = _laplacian_energy(x) / max(std * std, 1e-8)
         if s < limits.min_sharpness:
             return f"blurred: sharpness {s:.4f} < {limits.min_sharpness:.4f}"
     return None
@@ -102,13 +134,49 @@ def _ring_index(size: int) -> np.ndarray:
     return np.where(r < 1.0, np.minimum((r * RINGS).astype(np.int64), RINGS - 1), RINGS).ravel()
 
 
+# Per-pixel quantities summed per ring: z, z^2, gradient energy, radial gradient energy.
+_RING_ROWS = 4
+
+
+@functools.lru_cache(maxsize=8)
+def _ring_layout(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gather indices of the in-circle pixels in ring order (for each row), segment starts, ring sizes."""
+    idx = _ring_index(size)
+    order = np.argsort(idx, kind="stable")
+    order = order[idx[order] < RINGS]
+    counts = np.bincount(idx, minlength=RINGS + 1)[:RINGS]
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    # Indices into the 4 stacked per-pixel rows, flattened: a 1-D take is 4x faster than rows[:, order].
+    rows = np.arange(_RING_ROWS)[:, None] * (size * size)
+    return (
+        (rows + order[None, :]).ravel(),
+        np.concatenate([starts + k * len(order) for k in range(_RING_ROWS)]),
+        counts.astype(np.float64),
+    )
+
+
 @functools.lru_cache(maxsize=8)
 def _radial_unit(size: int) -> tuple[np.ndarray, np.ndarray]:
     """x and y components of the unit vector from the frame's centre to every pixel."""
     c = (size - 1) / 2
     yy, xx = np.mgrid[0:size, 0:size]
     r = np.hypot(yy - c, xx - c) + 1e-6
-    return (xx - c) / r, (yy - c) / r
+    return ((xx - c) / r).astype(np.float32), ((yy - c) / r).astype(np.float32)
+
+
+def _gradient(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`np.gradient(z)` for a 2-D array (central differences, one-sided at the edges), in a third the time."""
+    gy = np.empty_like(z)
+    gx = np.empty_like(z)
+    np.subtract(z[2:], z[:-2], out=gy[1:-1])
+    gy[1:-1] *= np.float32(0.5)
+    np.subtract(z[1], z[0], out=gy[0])
+    np.subtract(z[-1], z[-2], out=gy[-1])
+    np.subtract(z[:, 2:], z[:, :-2], out=gx[:, 1:-1])
+    gx[:, 1:-1] *= np.float32(0.5)
+    np.subtract(z[:, 1], z[:, 0], out=gx[:, 0])
+    np.subtract(z[:, -1], z[:, -2], out=gx[:, -1])
+    return gy, gx
 
 
 def ring_descriptor(x: np.ndarray) -> np.ndarray:
@@ -120,20 +188,25 @@ def ring_descriptor(x: np.ndarray) -> np.ndarray:
     or a photo of something else do not: the radial share alone moved the closest drawn-shapes frame from
     inside the good photos' range (distance 1.95 against a 2.86 limit) to 8.2 against 2.4. Rotation-invariant.
     """
-    z = (x - x.mean()) / (x.std() + 1e-3)
-    idx = _ring_index(x.shape[0])
-    flat = z.ravel()
-    counts = np.bincount(idx, minlength=RINGS + 1)[:RINGS]
-    sums = np.bincount(idx, weights=flat, minlength=RINGS + 1)[:RINGS]
-    squares = np.bincount(idx, weights=flat * flat, minlength=RINGS + 1)[:RINGS]
-    mean = sums / counts
-    spread = np.sqrt(np.maximum(squares / counts - mean * mean, 0.0))
-    gy, gx = np.gradient(z)
+    x = np.asarray(x, dtype=np.float32)
+    mean, std = _mean_std(x)
+    z = (x - np.float32(mean)) * np.float32(1.0 / (std + 1e-3))
+    gy, gx = _gradient(z)
     ux, uy = _radial_unit(x.shape[0])
-    radial = gx * ux + gy * uy
-    energy = np.bincount(idx, weights=(gx * gx + gy * gy).ravel(), minlength=RINGS + 1)[:RINGS]
-    radial_energy = np.bincount(idx, weights=(radial * radial).ravel(), minlength=RINGS + 1)[:RINGS]
-    return np.concatenate([mean, spread, radial_energy / (energy + 1e-9)])
+    radial = gx * ux
+    radial += gy * uy
+    radial *= radial
+    energy = gx * gx
+    energy += gy * gy
+    # Every per-ring sum in one gather and one reduceat instead of a bincount each.
+    order, starts, counts = _ring_layout(x.shape[0])
+    flat = z.ravel()
+    rows = np.stack([flat, flat * flat, energy.ravel(), radial.ravel()], dtype=np.float64)
+    per_ring = np.add.reduceat(rows.ravel().take(order), starts).reshape(_RING_ROWS, RINGS)
+    sums, squares, grad_energy, radial_energy = per_ring
+    ring_mean = sums / counts
+    spread = np.sqrt(np.maximum(squares / counts - ring_mean * ring_mean, 0.0))
+    return np.concatenate([ring_mean, spread, radial_energy / (grad_energy + 1e-9)])
 
 
 @dataclass(frozen=True)

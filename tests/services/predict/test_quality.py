@@ -151,3 +151,58 @@ def test_checks_see_the_same_exposure_through_the_view(sample_images: dict[str, 
     full = preprocess(path.read_bytes(), 300)
     assert float(quality.view(full).mean()) == pytest.approx(float(full.mean()), abs=1e-4)
     assert quality.check(quality.view(full), quality.QualityLimits()) is None
+
+
+def _reference_descriptor(x: np.ndarray) -> np.ndarray:
+    """The descriptor's definition in plain numpy (np.std, np.gradient, one bincount per sum)."""
+    z = (x - x.mean()) / (x.std() + 1e-3)
+    c = (x.shape[0] - 1) / 2
+    yy, xx = np.mgrid[0 : x.shape[0], 0 : x.shape[1]]
+    dist = np.hypot(yy - c, xx - c)
+    r = dist / (x.shape[0] / 2)
+    idx = np.where(
+        r < 1.0, np.minimum((r * quality.RINGS).astype(np.int64), quality.RINGS - 1), quality.RINGS
+    )
+    idx = idx.ravel()
+
+    def per_ring(w: np.ndarray) -> np.ndarray:
+        return np.bincount(idx, weights=w.ravel(), minlength=quality.RINGS + 1)[: quality.RINGS]
+
+    counts = per_ring(np.ones_like(z))
+    mean = per_ring(z) / counts
+    spread = np.sqrt(np.maximum(per_ring(z * z) / counts - mean * mean, 0.0))
+    gy, gx = np.gradient(z)
+    radial = (gx * (xx - c) + gy * (yy - c)) / (dist + 1e-6)
+    return np.concatenate([mean, spread, per_ring(radial * radial) / (per_ring(gx * gx + gy * gy) + 1e-9)])
+
+
+def _frames(sample_images: dict[str, list[Path]]) -> list[np.ndarray]:
+    rng = np.random.default_rng(3)
+    photos = [preprocess(p.read_bytes(), 300) for p in sample_images["ok"][:3] + sample_images["defect"][:3]]
+    return [*photos, rng.random((300, 300), dtype=np.float32), np.full((300, 300), 0.4, np.float32)]
+
+
+def test_fast_view_and_descriptor_equal_their_plain_numpy_definitions(
+    sample_images: dict[str, list[Path]],
+) -> None:
+    for x in _frames(sample_images):
+        v = quality.view(x)
+        np.testing.assert_allclose(v, x.reshape(100, 3, 100, 3).mean(axis=(1, 3)), rtol=1e-5, atol=1e-6)
+        # atol: a constant frame (z = 0) differs by float32 rounding of its mean, ~1e-5.
+        np.testing.assert_allclose(quality.ring_descriptor(v), _reference_descriptor(v), rtol=1e-4, atol=1e-4)
+        lap = 4 * v[1:-1, 1:-1] - v[:-2, 1:-1] - v[2:, 1:-1] - v[1:-1, :-2] - v[1:-1, 2:]
+        expected = float(np.mean(lap * lap)) / max(float(v.var()), 1e-8)
+        assert quality.sharpness(v) == pytest.approx(expected, rel=1e-4)
+
+
+def test_exposure_checks_use_the_plain_mean_and_std() -> None:
+    # A frame just below the contrast limit by numpy's own std is refused; just above it passes.
+    limits = quality.QualityLimits()
+    rng = np.random.default_rng(4)
+    base = rng.standard_normal((100, 100)).astype(np.float32)
+    base = (base - base.mean()) / base.std()
+    low = 0.5 + base * np.float32(limits.min_std * 0.98)
+    high = 0.5 + base * np.float32(limits.min_std * 1.02)
+    assert float(low.std()) < limits.min_std < float(high.std())
+    assert "no contrast" in (quality.check(low, limits) or "")
+    assert "no contrast" not in (quality.check(high, limits) or "")
