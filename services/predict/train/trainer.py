@@ -192,6 +192,10 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
     )
 
     net = PartNet(cfg.widths, cfg.double_from, cfg.pool, cfg.head_pool, cfg.stem_stride, cfg.stem_kernel)
+    # oneDNN's CPU convolutions are faster on channels-last (NHWC) tensors: a training step (64 images,
+    # 300 px, no augmentation, 2 threads, an AVX2 EPYC) took 431-440 ms in torch's default NCHW and
+    # 255-267 ms channels-last. A 1-channel input is the same memory either way; the weights decide.
+    net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     ema = torch.optim.swa_utils.AveragedModel(
         net,
         multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.995),  # type: ignore[no-untyped-call]
@@ -261,6 +265,7 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
     console.print(f"training took {train_seconds:.0f} s wall, {time.process_time() - cpu_started:.0f} s CPU")
     final = ema.module
     assert isinstance(final, PartNet)
+    final = final.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     final.eval()
     return _finish(
         cfg,
