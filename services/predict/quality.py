@@ -53,8 +53,8 @@ def view(x: np.ndarray) -> np.ndarray:
     if h % factor or w % factor:
         # Pillow's reduce() averages the partial boxes at the edges too.
         return np.asarray(Image.fromarray(np.ascontiguousarray(x, dtype=np.float32)).reduce(factor))
-    # Summing `factor` strided row slices, then column slices: 0.04 ms for 300 -> 100 px, a third of
-    # Pillow's reduce() on a float image (0.13 ms) and a tenth of a reshape-mean.
+    # Summing `factor` strided row slices, then column slices: 0.05 ms for 300 -> 100 px against 0.11 ms
+    # for Pillow's reduce() on a float image (session 7's machine).
     x = np.asarray(x, dtype=np.float32)
     rows = x[0::factor].copy()
     for i in range(1, factor):
@@ -67,7 +67,7 @@ def view(x: np.ndarray) -> np.ndarray:
 
 
 def _mean_std(x: np.ndarray) -> tuple[float, float]:
-    """Mean and standard deviation from one float64 dot product (numpy's std makes three passes)."""
+    """Mean and standard deviation from a sum and a float64 dot product (numpy's std builds temporaries)."""
     flat = x.ravel().astype(np.float64)
     mean = float(flat.sum()) / flat.size
     var = max(float(flat @ flat) / flat.size - mean * mean, 0.0)
@@ -165,7 +165,7 @@ def _radial_unit(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _gradient(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`np.gradient(z)` for a 2-D array (central differences, one-sided at the edges), in a third the time."""
+    """`np.gradient(z)` of a 2-D array (central differences, one-sided at edges) in under half the time."""
     gy = np.empty_like(z)
     gx = np.empty_like(z)
     np.subtract(z[2:], z[:-2], out=gy[1:-1])
