@@ -7,7 +7,7 @@ import logging
 import mimetypes
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from partcheck.errors import AlreadyExists, NotFound, StorageUnavailable
 from partcheck.layout import Route, decision_marker_key
@@ -106,7 +106,14 @@ def _place(
     source = (message.bucket, message.key)
     # A message without an ETag (older predict) copied whatever the key held; its delete stays plain.
     predicted = _Source(message.bucket, message.key, message.etag)
-    if dest.startswith(Route.UNCLEAR.prefix) and _decided(store, prediction_bucket, dest, message):
+    unclear = dest.startswith(Route.UNCLEAR.prefix)
+    decided = _decision(store, prediction_bucket, dest, message) if unclear else "none"
+    if decided == "other" and message.etag:
+        # The review keys a decision by name, so under the decided name these bytes could never be decided;
+        # a second name (as for any taken name) lets an inspector decide them and keeps the old decision.
+        dest = alternate_key(dest, message.etag)
+        decided = _decision(store, prediction_bucket, dest, message)
+    if decided == "same":
         # An inspector already decided this image; a redelivered message must not bring it back. The
         # source goes only if it still holds the predicted bytes: newer bytes bring their own event.
         current = _current_source(message, store, prediction_bucket, dest)
@@ -135,26 +142,28 @@ def _place(
     return Moved("moved", dest), predicted
 
 
-def _decided(store: ObjectStore, bucket: str, dest: str, message: PredictionMessage) -> bool:
-    """Whether an inspector's decision marker for `dest` is about these very bytes.
+def _decision(
+    store: ObjectStore, bucket: str, dest: str, message: PredictionMessage
+) -> Literal["none", "same", "other"]:
+    """Whether an inspector decided `dest`: not at all, these very bytes, or other bytes under its name.
 
     A marker for other bytes (an image uploaded again under a decided name) must not make the router
-    delete the new image unseen: it goes to `unclear/` like any other.
+    delete the new image unseen: it goes to `unclear/` like any other, under a second name.
     """
     try:
         raw = store.get(bucket, decision_marker_key(dest)).body
     except NotFound:
-        return False
+        return "none"
     try:
         marker = json.loads(raw)
         decided_etag = marker["original_metadata"]["source-etag"]
     except (ValueError, TypeError, KeyError):
         log.warning("unreadable decision marker for %s; routing the image as not decided", dest)
-        return False
+        return "other"
     if message.etag and decided_etag == message.etag:
-        return True
+        return "same"
     log.warning("decision marker for %s is about other bytes; routing the new image", dest)
-    return False
+    return "other"
 
 
 def _refused(

@@ -126,8 +126,25 @@ def test_new_bytes_under_a_decided_name_are_routed_not_deleted(store, marker):
     else:
         _marker(store, "unclear/again.jpg", marker)
     result = route_message(body, store, OUT)
-    assert result.status == "moved"
-    assert "unclear/again.jpg" in _keys(store, OUT)
+    etag = PredictionMessage.from_json(body).etag
+    assert etag
+    # A second name: under the decided one the review would refuse any decision on the new bytes.
+    second = f"unclear/again~{etag[:12]}.jpg"
+    assert (result.status, result.destination) == ("moved", second)
+    assert store.get(OUT, second).body == b"new image"
+    assert "unclear/again.jpg" not in _keys(store, OUT)
+    assert _keys(store, IN) == []
+
+
+def test_bytes_decided_under_their_second_name_stay_decided_on_redelivery(store):
+    body = _body(store, "twice.jpg", label="unclear", p=0.5, data=b"second image")
+    etag = PredictionMessage.from_json(body).etag
+    assert etag
+    _marker(store, "unclear/twice.jpg", "first-image-etag")
+    _marker(store, f"unclear/twice~{etag[:12]}.jpg", etag)
+    result = route_message(body, store, OUT)
+    assert result.status == "decided"
+    assert [k for k in _keys(store, OUT) if k.startswith("unclear/")] == []
     assert _keys(store, IN) == []
 
 
