@@ -134,7 +134,11 @@ def _run_mode(
         log.close()
     rows = _outbox_rows(state)
     burst_paths = [p for p in closed if "/burst_" in p]
-    started = {p: rows[p][0] for p in closed if rows.get(p) and rows[p][0] is not None}
+    started: dict[str, float] = {}
+    for p in closed:
+        start = rows[p][0] if p in rows else None
+        if start is not None:
+            started[p] = start
     first_close = min(closed[p] for p in burst_paths)
     last_upload = max(rows[p][1] or 0.0 for p in burst_paths)
     delays_burst = [(started[p] - closed[p]) * 1000 for p in burst_paths if p in started]

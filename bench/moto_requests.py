@@ -79,9 +79,14 @@ def run(quick: bool = False) -> dict[str, Any]:
         proc.terminate()
         proc.wait(60)
     per_image = sum(measured[name]["moto_ms"] * weight for name, weight in PER_IMAGE.items())
-    rows = [
-        {"metric": f"{name}: moto / client CPU", "value": f"{r['moto_ms']:.2f} / {r['client_ms']:.2f}"}
-        | {"unit": "ms per request", "target": "", "ok": None}
+    rows: list[dict[str, Any]] = [
+        {
+            "metric": f"{name}: moto / client CPU",
+            "value": f"{r['moto_ms']:.2f} / {r['client_ms']:.2f}",
+            "unit": "ms per request",
+            "target": "",
+            "ok": None,
+        }
         for name, r in measured.items()
     ]
     rows.append(
