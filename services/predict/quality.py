@@ -74,22 +74,21 @@ def _mean_std(x: np.ndarray) -> tuple[float, float]:
     return mean, var**0.5
 
 
-def _laplacian_energy(x: np.ndarray) -> float:
-    """Mean squared 4-neighbour Laplacian, built in place (no temporary per neighbour)."""
+def _sharpness(x: np.ndarray, std: float) -> float:
+    """`sharpness` of a float32 array whose std is known; the Laplacian is built in place."""
     lap = x[1:-1, 1:-1] * np.float32(4)
     lap -= x[:-2, 1:-1]
     lap -= x[2:, 1:-1]
     lap -= x[1:-1, :-2]
     lap -= x[1:-1, 2:]
     flat = lap.ravel().astype(np.float64)
-    return float(flat @ flat) / flat.size
+    return float(flat @ flat) / flat.size / max(std * std, 1e-8)
 
 
 def sharpness(x: np.ndarray) -> float:
     """Contrast-independent sharpness: mean squared 4-neighbour Laplacian over the image variance."""
     x = np.asarray(x, dtype=np.float32)
-    _, std = _mean_std(x)
-    return _laplacian_energy(x) / max(std * std, 1e-8)
+    return _sharpness(x, _mean_std(x)[1])
 
 
 def blur_limit(sharpness_of_good_photos: Sequence[float]) -> float:
@@ -114,7 +113,7 @@ def check(x: np.ndarray, limits: QualityLimits) -> str | None:
     if bright > limits.max_clipped_bright:
         return f"over-exposed: {bright:.0%} of pixels clipped white"
     if limits.min_sharpness > 0:
-        s = _laplacian_energy(x) / max(std * std, 1e-8)
+        s = _sharpness(x, std)
         if s < limits.min_sharpness:
             return f"blurred: sharpness {s:.4f} < {limits.min_sharpness:.4f}"
     return None
