@@ -62,7 +62,8 @@ def decode(data: bytes, size: int) -> Decoded:
                 # draft() keeps both sides >= the request, so the crop below never upsamples.
                 img.draft("L", (size, size))
             img.load()
-            img = ImageOps.exif_transpose(img)
+            # In place: the default returns a copy of every photo that needs no turn (the usual case).
+            ImageOps.exif_transpose(img, in_place=True)
     except InvalidImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -6,12 +6,16 @@ import torch
 from torch import nn
 
 
-def _block(c_in: int, c_out: int, stride: int, pool: bool = False) -> nn.Sequential:
+def _block(c_in: int, c_out: int, stride: int, pool: bool = False, pool_first: bool = False) -> nn.Sequential:
     layers: list[nn.Module] = [
         nn.Conv2d(c_in, c_out, 3, stride=1 if pool else stride, padding=1, bias=False),
         nn.BatchNorm2d(c_out),
         nn.ReLU(inplace=True),
     ]
+    if pool and pool_first and stride == 2:
+        # The max keeps a pinhole's response as well after as before the conv, and the widening conv
+        # then runs on a quarter of the positions: half the network's multiply-adds (docs/model.md).
+        return nn.Sequential(nn.MaxPool2d(2), *layers)
     return _pooled(layers, stride, pool)
 
 
@@ -67,6 +71,7 @@ class PartNet(nn.Module):
         head_pool: str = "avg",
         stem_stride: int = 1,
         stem_kernel: int = 3,
+        pool_first: bool = False,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [Standardize()]
@@ -75,7 +80,7 @@ class PartNet(nn.Module):
             if i == 0 and stem_stride > 1:
                 layers.append(_stem(w, stem_kernel, stem_stride, pool))
             else:
-                layers.append(_block(c_in, w, 2, pool))
+                layers.append(_block(c_in, w, 2, pool, pool_first))
             # A second conv only on the small late maps: depth where it is cheap.
             if i >= double_from:
                 layers.append(_block(w, w, 1))
