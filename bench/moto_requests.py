@@ -23,8 +23,11 @@ from typing import Any
 
 from bench.proc import cpu_seconds, free_port
 from partcheck.aws import AwsConfig, client
+from partcheck.messages import Prediction, PredictionMessage
 from partcheck.stack.bootstrap import bootstrap
 from partcheck.stack.config import StackSettings, use_local_credentials
+from partcheck.thresholds import Thresholds
+from services.router.core import object_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 # Requests per sorted image on the pipeline bench (docs/pipeline.md, "Throughput of the local stack").
@@ -38,9 +41,30 @@ PER_IMAGE = {
     "SendMessageBatch (10)": 0.21,
     "DeleteObjects (10)": 0.21,
 }
-# The router's metadata on a sorted image (services/router/core.py: object_metadata), by name.
-METADATA_NAMES = "model-label confidence p-defect model-name model-version t-ok t-defect reason source-key"
-METADATA = {k: f"value-{k}" for k in (*METADATA_NAMES.split(), "source-etag", "sorted-at", "predict-ms")}
+# What the router writes on a sorted image, from the router's own function, so the copy carries the
+# same headers as in the pipeline.
+METADATA = object_metadata(
+    PredictionMessage(
+        outcome="classified",
+        bucket="partcheck-inbound",
+        key="line-1/cam-1/cast_ok_0_1.jpeg",
+        etag="0" * 32,
+        metadata={"line": "line-1", "camera": "cam-1", "sha256": "0" * 64},
+        event_time="2026-12-03T12:00:00+00:00",
+        predicted_at="2026-12-03T12:00:00.1+00:00",
+        timings_ms={"classify": 2.0},
+        prediction=Prediction(
+            label="unclear",
+            confidence=0.9,
+            p_defect=0.1,
+            model_name="partcheck-defect",
+            model_version="2026.12.02-f22857da",
+            thresholds=Thresholds(t_ok=0.981, t_defect=0.6866),
+            reason="below threshold: p_ok 0.9000 < 0.9810",
+            ood_score=0.8,
+        ),
+    )
+)
 
 
 def _own_cpu_s() -> float:

@@ -84,9 +84,10 @@ def train(
     defect_weight: Annotated[float, typer.Option(min=0.01, help="loss weight of defects vs ok")] = 3.0,
     focal_gamma: Annotated[float, typer.Option(min=0.0, help="focal-loss exponent (0: cross-entropy)")] = 0.0,
     pool: Annotated[bool, typer.Option(help="max-pool after each stage instead of strided convs")] = True,
-    pool_first: Annotated[
-        bool, typer.Option(help="with --pool: pool before each stage's widening conv (half the cost)")
-    ] = False,
+    pool_first_from: Annotated[
+        int | None,
+        typer.Option(min=1, help="with --pool: from this stage on, pool before the widening conv (cheaper)"),
+    ] = None,
     head_pool: Annotated[str, typer.Option(help="global pooling before the head: avg or avgmax")] = "avgmax",
     widths: Annotated[str, typer.Option(help="channels per stage, comma-separated")] = "16,24,48,96,128",
     double_from: Annotated[int, typer.Option(min=0, help="first stage with a second conv")] = 1,
@@ -126,7 +127,7 @@ def train(
         defect_weight=defect_weight,
         focal_gamma=focal_gamma,
         pool=pool,
-        pool_first=pool_first,
+        pool_first_from=pool_first_from,
         head_pool=head_pool,
         widths=_widths(widths),
         double_from=double_from,

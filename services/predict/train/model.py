@@ -71,7 +71,7 @@ class PartNet(nn.Module):
         head_pool: str = "avg",
         stem_stride: int = 1,
         stem_kernel: int = 3,
-        pool_first: bool = False,
+        pool_first_from: int | None = None,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [Standardize()]
@@ -80,7 +80,8 @@ class PartNet(nn.Module):
             if i == 0 and stem_stride > 1:
                 layers.append(_stem(w, stem_kernel, stem_stride, pool))
             else:
-                layers.append(_block(c_in, w, 2, pool, pool_first))
+                first = pool_first_from is not None and i >= pool_first_from
+                layers.append(_block(c_in, w, 2, pool, first))
             # A second conv only on the small late maps: depth where it is cheap.
             if i >= double_from:
                 layers.append(_block(w, w, 1))

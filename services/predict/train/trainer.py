@@ -55,9 +55,10 @@ class TrainConfig:
     widths: tuple[int, ...] = (16, 24, 48, 96, 128)
     double_from: int = 1
     pool: bool = True
-    # Max-pool before each stage's widening conv instead of after it (only with `pool`): 0.93-0.95 ms of
-    # onnxruntime per photo instead of 1.45-1.51 ms on an AVX2 EPYC.
-    pool_first: bool = False
+    # From this stage on (the stem is 0), max-pool before the widening conv instead of after it (only with
+    # `pool`); None: never. From 1: 0.93-0.95 ms of onnxruntime per photo instead of 1.45-1.51 ms on an
+    # AVX2 EPYC, and 8.6 % unclear on validation instead of 3.6 % (docs/model.md, session 8).
+    pool_first_from: int | None = None
     head_pool: str = "avgmax"
     # A strided first layer over overlapping patches (kernel > stride) lets a 300 px input cost what a
     # 100 px one does; 1 = a plain 3x3 first stage.
@@ -195,7 +196,13 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
     )
 
     net = PartNet(
-        cfg.widths, cfg.double_from, cfg.pool, cfg.head_pool, cfg.stem_stride, cfg.stem_kernel, cfg.pool_first
+        cfg.widths,
+        cfg.double_from,
+        cfg.pool,
+        cfg.head_pool,
+        cfg.stem_stride,
+        cfg.stem_kernel,
+        cfg.pool_first_from,
     )
     # oneDNN's CPU convolutions are faster on channels-last (NHWC) tensors: a training step (64 images,
     # 300 px, no augmentation, 2 threads, an AVX2 EPYC) took 431-440 ms in torch's default NCHW and

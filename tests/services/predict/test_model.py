@@ -1,4 +1,4 @@
-"""The network's layout: where each stage's widening conv runs, with and without `pool_first`."""
+"""The network's layout: where each stage's widening conv runs, with and without `pool_first_from`."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def _conv_inputs(net: PartNet, side: int) -> list[tuple[int, int, int]]:
 
 def test_pool_first_runs_each_widening_conv_on_a_quarter_of_the_positions() -> None:
     after = _conv_inputs(PartNet(WIDTHS, 1, True, "avgmax", 3, 5), 300)
-    first = _conv_inputs(PartNet(WIDTHS, 1, True, "avgmax", 3, 5, pool_first=True), 300)
+    first = _conv_inputs(PartNet(WIDTHS, 1, True, "avgmax", 3, 5, pool_first_from=1), 300)
     assert [c[:2] for c in after] == [c[:2] for c in first]
     widening = [i for i, (c_in, c_out, _) in enumerate(after) if c_in != c_out and c_in != 1]
     assert len(widening) == 4
@@ -47,7 +47,7 @@ def test_pool_first_runs_each_widening_conv_on_a_quarter_of_the_positions() -> N
 
 def test_pool_first_keeps_the_parameters_and_the_final_map() -> None:
     after = PartNet(WIDTHS, 1, True, "avgmax", 3, 5)
-    first = PartNet(WIDTHS, 1, True, "avgmax", 3, 5, pool_first=True)
+    first = PartNet(WIDTHS, 1, True, "avgmax", 3, 5, pool_first_from=1)
     assert sum(p.numel() for p in after.parameters()) == sum(p.numel() for p in first.parameters())
     x = torch.rand(2, 1, 300, 300)
     assert after.body(x).shape == first.body(x).shape == (2, 128, 3, 3)
@@ -55,4 +55,12 @@ def test_pool_first_keeps_the_parameters_and_the_final_map() -> None:
 
 def test_pool_first_needs_pooling_to_change_anything() -> None:
     strided = _conv_inputs(PartNet(WIDTHS, 1, False, "avg", 3, 5), 300)
-    assert strided == _conv_inputs(PartNet(WIDTHS, 1, False, "avg", 3, 5, pool_first=True), 300)
+    assert strided == _conv_inputs(PartNet(WIDTHS, 1, False, "avg", 3, 5, pool_first_from=1), 300)
+
+
+def test_pool_first_from_a_later_stage_keeps_the_earlier_stages_at_full_size() -> None:
+    after = _conv_inputs(PartNet(WIDTHS, 1, True, "avgmax", 3, 5), 300)
+    from2 = _conv_inputs(PartNet(WIDTHS, 1, True, "avgmax", 3, 5, pool_first_from=2), 300)
+    # Stem, stage 1's two convs as before; stage 2's widening conv on half the side.
+    assert from2[:3] == after[:3]
+    assert from2[3][2] == after[3][2] // 2
