@@ -29,3 +29,13 @@ class Classifier(Protocol):
 def classify(image: bytes, classifier: Classifier) -> Prediction:
     """Classify one encoded image."""
     return classifier.predict([image])[0]
+
+
+def all_or_raise(results: Sequence[Prediction | InvalidImage]) -> list[Prediction]:
+    """`predict_many`'s results as `predict` returns them: InvalidImage naming every bad member, if any."""
+    bad = [(i, r) for i, r in enumerate(results) if isinstance(r, InvalidImage)]
+    if bad:
+        if len(results) == 1:
+            raise bad[0][1]
+        raise InvalidImage("; ".join(f"image {i}: {exc}" for i, exc in bad))
+    return [r for r in results if isinstance(r, Prediction)]

@@ -23,6 +23,7 @@ from partcheck.errors import InvalidImage, InvalidInput
 from partcheck.messages import Prediction
 from partcheck.thresholds import Thresholds
 from services.predict import quality
+from services.predict.core import all_or_raise
 from services.predict.preprocess import decode, to_array
 
 if TYPE_CHECKING:
@@ -50,13 +51,7 @@ class RekognitionClassifier:
 
     def predict(self, images: Sequence[bytes]) -> list[Prediction]:
         """Classify a batch; raises InvalidImage if any member cannot be decoded."""
-        results = self.predict_many(images)
-        bad = [(i, r) for i, r in enumerate(results) if isinstance(r, InvalidImage)]
-        if bad:
-            if len(results) == 1:
-                raise bad[0][1]
-            raise InvalidImage("; ".join(f"image {i}: {exc}" for i, exc in bad))
-        return [r for r in results if isinstance(r, Prediction)]
+        return all_or_raise(self.predict_many(images))
 
     def predict_many(self, images: Sequence[bytes]) -> list[Prediction | InvalidImage]:
         """One Prediction or InvalidImage per image, in order."""
