@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from PIL import Image, UnidentifiedImageError
 
 from partcheck.errors import InvalidImage
-from partcheck.messages import Prediction
+from partcheck.messages import Prediction, PredictionMessage
+from partcheck.storage import ObjectStore
 from partcheck.thresholds import Thresholds
 
 
@@ -64,3 +65,19 @@ class FakeClassifier:
                 )
             )
         return out
+
+
+def stored_prediction(
+    store: ObjectStore, bucket: str, key: str, image: bytes, p_defect: float
+) -> PredictionMessage:
+    """Upload `image` to bucket/key and return the message predict would send for it (p_defect as given)."""
+    fake = FakeClassifier()
+    fake.learn(image, p_defect)
+    return PredictionMessage(
+        outcome="classified",
+        bucket=bucket,
+        key=key,
+        etag=store.put(bucket, key, image),
+        prediction=fake.predict([image])[0],
+        predicted_at="2026-11-25T00:00:00+00:00",
+    )

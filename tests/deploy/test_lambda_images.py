@@ -25,7 +25,7 @@ from partcheck.stack.config import StackSettings
 from partcheck.storage import ObjectStore, Queue
 from tests.conftest import EVENTS
 from tests.deploy.test_compose import dockerfile_env
-from tests.fakes import FakeClassifier
+from tests.fakes import stored_prediction
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,17 +157,7 @@ def test_router_image_command_routes_an_sqs_batch(
     s3.put_bucket_notification_configuration(Bucket=settings.inbound_bucket, NotificationConfiguration={})
     store = ObjectStore(s3)
     image = sample_images["defect"][0].read_bytes()
-    fake = FakeClassifier()
-    fake.learn(image, 0.97)
-    etag = store.put(settings.inbound_bucket, "line-1/cam-1/x.jpeg", image)
-    message = PredictionMessage(
-        outcome="classified",
-        bucket=settings.inbound_bucket,
-        key="line-1/cam-1/x.jpeg",
-        etag=etag,
-        prediction=fake.predict([image])[0],
-        predicted_at="2026-11-25T00:00:00+00:00",
-    )
+    message = stored_prediction(store, settings.inbound_bucket, "line-1/cam-1/x.jpeg", image, 0.97)
     event = json.loads((EVENTS / "sqs_batch_predictions.json").read_text())
     event["Records"] = event["Records"][:1]
     event["Records"][0]["body"] = message.to_json()

@@ -6,13 +6,12 @@ import pytest
 
 from partcheck.aws import client
 from partcheck.consumer import DeadLetters, queue_url_from_arn
-from partcheck.messages import PredictionMessage
 from partcheck.stack.bootstrap import DLQ_SUFFIX, bootstrap
 from partcheck.stack.config import StackSettings
 from partcheck.storage import ObjectStore
 from services.router.handler import Runtime, handle
 from tests.conftest import EVENTS
-from tests.fakes import FakeClassifier
+from tests.fakes import stored_prediction
 
 pytestmark = pytest.mark.integration
 
@@ -24,17 +23,7 @@ def test_batch_routes_good_records_and_dead_letters_poison(moto, sample_images):
     s3.put_bucket_notification_configuration(Bucket=settings.inbound_bucket, NotificationConfiguration={})
     store = ObjectStore(s3)
     image = sample_images["defect"][0].read_bytes()
-    fake = FakeClassifier()
-    fake.learn(image, 0.97)
-    etag = store.put(settings.inbound_bucket, "a/b.jpeg", image)
-    good = PredictionMessage(
-        outcome="classified",
-        bucket=settings.inbound_bucket,
-        key="a/b.jpeg",
-        etag=etag,
-        prediction=fake.predict([image])[0],
-        predicted_at="2026-11-25T00:00:00+00:00",
-    )
+    good = stored_prediction(store, settings.inbound_bucket, "a/b.jpeg", image, 0.97)
     event = json.loads((EVENTS / "sqs_batch_predictions.json").read_text())
     event["Records"][0]["body"] = good.to_json()
     runtime = Runtime(store, settings.prediction_bucket, None, DeadLetters(sqs), queue_url_from_arn(sqs))
