@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.proc import cpu_seconds, free_port
+from bench.proc import cpu_seconds
+from partcheck.stack.config import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -21,11 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.proc import cpu_seconds, free_port
+from bench.proc import cpu_seconds
 from partcheck.aws import AwsConfig, client
 from partcheck.messages import Prediction, PredictionMessage
 from partcheck.stack.bootstrap import bootstrap
-from partcheck.stack.config import StackSettings, use_local_credentials
+from partcheck.stack.config import StackSettings, free_port, use_local_credentials
 from partcheck.thresholds import Thresholds
 from services.router.core import object_metadata
 

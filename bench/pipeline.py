@@ -20,9 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.proc import free_port
 from partcheck.aws import AwsConfig, client
-from partcheck.stack.config import use_local_credentials
+from partcheck.stack.config import free_port, use_local_credentials
 
 ROOT = Path(__file__).resolve().parents[1]
 INBOUND, PREDICTIONS = "partcheck-inbound", "partcheck-predictions"

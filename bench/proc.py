@@ -1,17 +1,9 @@
-"""Process facts the benchmarks share: a free loopback port, a process's CPU time."""
+"""Process facts the benchmarks share: a process's CPU time."""
 
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:

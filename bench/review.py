@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.proc import free_port
+from partcheck.stack.config import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "bench-review-predictions"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from partcheck.stack.config import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
@@ -24,13 +25,6 @@ os.environ.update(
 os.environ.pop("AWS_PROFILE", None)
 # moto's HTTP server logs every request; failures should show our logs, not thousands of those lines.
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
-
-
-def free_port() -> int:
-    """An unused TCP port on the loopback interface."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

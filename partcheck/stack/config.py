@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 from pydantic import Field
@@ -54,3 +55,10 @@ def use_local_credentials() -> dict[str, str]:
         os.environ.pop(name, None)
     os.environ.update(LOCAL_CREDENTIALS)
     return dict(LOCAL_CREDENTIALS)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

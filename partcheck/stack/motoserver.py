@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import signal
-import socket
 import threading
 from pathlib import Path
 
 from partcheck.aws import AwsConfig, client
 from partcheck.stack import motopatch
+from partcheck.stack.config import free_port
 from partcheck.stack.persist import Snapshotter, save_periodically
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def serve_moto(
     if snapshotter:
         # Restore through a private server first: moto's state is per process, so clients that connect
         # to the public port never see a half-restored stack.
-        staging_port = _free_port()
+        staging_port = free_port()
         staging = MotoServer("127.0.0.1", staging_port)
         staging.start()
         aws = AwsConfig(endpoint_url=f"http://127.0.0.1:{staging_port}", region=region)
@@ -64,9 +64,3 @@ def _signal_event() -> threading.Event:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     return stop
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from agent.cli import app
 from agent.outbox import Outbox
 from agent.service import Agent
+from partcheck.stack.config import free_port
 from tests.agent.conftest import (
     BUCKET,
     env_with_creds,
@@ -28,7 +29,7 @@ from tests.agent.conftest import (
     sha,
     wait_for,
 )
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 

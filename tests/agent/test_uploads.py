@@ -15,6 +15,7 @@ import pytest
 
 from agent import service
 from agent.service import Agent
+from partcheck.stack.config import free_port
 from tests.agent.conftest import (
     BUCKET,
     jpeg_bytes,
@@ -24,7 +25,6 @@ from tests.agent.conftest import (
     wait_for,
     write_slowly,
 )
-from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ import boto3
 import pytest
 import yaml
 
-from tests.conftest import free_port
+from partcheck.stack.config import free_port
 from tests.deploy.cfn import load_template
 
 ROOT = Path(__file__).resolve().parents[2]

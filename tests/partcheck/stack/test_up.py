@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from partcheck.stack.config import free_port
 
 pytestmark = pytest.mark.e2e
 PARTCHECK = [sys.executable, "-m", "partcheck"]

@@ -773,7 +773,13 @@ def test_first_queue_images_served_from_memory_until_replaced(
         return real_get(bucket, k, max_bytes=max_bytes)
 
     # The page's first image was loaded while the queue answered: no S3 GET for the browser's request.
-    time.sleep(0.5)
+    # Wait for that background load itself, not a fixed time: under a loaded CI machine 0.5 s was short,
+    # and the load's own GET then landed in `asked`.
+    with store._lock:
+        loads = list(store._images.values())
+    assert loads, "the queue answered without starting to load its first image"
+    for load in loads:
+        load.result(timeout=10)
     monkeypatch.setattr(store.store, "get", counting_get)
     r = alice.get(f"/api/items/{item}/image")
     assert r.status_code == 200
