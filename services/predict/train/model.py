@@ -13,8 +13,9 @@ def _block(c_in: int, c_out: int, stride: int, pool: bool = False, pool_first: b
         nn.ReLU(inplace=True),
     ]
     if pool and pool_first and stride == 2:
-        # The max keeps a pinhole's response as well after as before the conv, and the widening conv
-        # then runs on a quarter of the positions: half the network's multiply-adds (docs/model.md).
+        # The widening conv then runs on a quarter of the positions (from stage 1 on: about half the
+        # network's multiply-adds). Not the default: in both runs so far the band grew or the re-framed
+        # escapes did (docs/model.md, session 8).
         return nn.Sequential(nn.MaxPool2d(2), *layers)
     return _pooled(layers, stride, pool)
 
