@@ -56,8 +56,9 @@ class TrainConfig:
     double_from: int = 1
     pool: bool = True
     # From this stage on (the stem is 0), max-pool before the widening conv instead of after it (only with
-    # `pool`); None: never. From 1: 0.93-0.95 ms of onnxruntime per photo instead of 1.45-1.51 ms on an
-    # AVX2 EPYC, and 8.6 % unclear on validation instead of 3.6 % (docs/model.md, session 8).
+    # `pool`); None: never. onnxruntime per photo on an AVX2 EPYC, interleaved: 1.17 ms as shipped, 0.70 ms
+    # from 1, 0.86 ms from 2; unclear on validation 8.6 % from 1, 2.0 % and 9.6 % from 2 over two seeds,
+    # against 3.6 % shipped (docs/model.md, session 8).
     pool_first_from: int | None = None
     head_pool: str = "avgmax"
     # A strided first layer over overlapping patches (kernel > stride) lets a 300 px input cost what a
