@@ -106,6 +106,9 @@ def train(
     limit: Annotated[int | None, typer.Option(help="at most this many images per class (smoke runs)")] = None,
     max_escapes: Annotated[int, typer.Option(min=0, help="escapes allowed on validation")] = 0,
     margin: Annotated[float, typer.Option(min=0.0, help="threshold safety margin in logits")] = 0.5,
+    fp16_weights: Annotated[
+        bool, typer.Option(help="store conv weights as float16 (half the file; float32 arithmetic)")
+    ] = False,
     skip_checks: Annotated[bool, typer.Option(help="skip the post-export checks (smoke runs)")] = False,
 ) -> None:
     """Train the defect classifier from scratch and export it to ONNX with its model card."""
@@ -143,6 +146,7 @@ def train(
         limit=limit,
         max_escapes=max_escapes,
         margin=margin,
+        fp16_weights=fp16_weights,
     )
     try:
         card = run_training(cfg)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
 def _block(c_in: int, c_out: int, stride: int, pool: bool = False, pool_first: bool = False) -> nn.Sequential:
@@ -128,6 +131,31 @@ class Exported(nn.Module):
         diff = f[:, None, :] - self.means[None, :, :]
         d2 = (diff @ self.precision * diff).sum(dim=-1) / f.shape[1]
         return logits, d2.min(dim=1).values
+
+
+def fold_for_export(net: PartNet, fp16_weights: bool = False) -> PartNet:
+    """An eval-mode copy with every BatchNorm folded into its conv; with `fp16_weights`, conv weights rounded
+    to float16 values.
+
+    Calibration, thresholds and the OOD fit then run on exactly the weights the ONNX file holds: rounding
+    only inside the file moved the logits by 8e-4 and the OOD score by 2.5e-3 of their scale (shipped
+    model), past the export check's tolerance.
+    """
+    folded = copy.deepcopy(net).eval()
+    for seq in folded.modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        for i in range(len(seq) - 1):
+            conv, bn = seq[i], seq[i + 1]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                seq[i] = fuse_conv_bn_eval(conv, bn)
+                seq[i + 1] = nn.Identity()
+    if fp16_weights:
+        with torch.no_grad():
+            for m in folded.modules():
+                if isinstance(m, nn.Conv2d):
+                    m.weight.copy_(m.weight.half().float())
+    return folded
 
 
 def fit_mahalanobis(features: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

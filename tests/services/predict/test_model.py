@@ -1,4 +1,4 @@
-"""The network's layout: where each stage's widening conv runs, with and without `pool_first_from`."""
+"""The network's layout (widening convs with and without `pool_first_from`) and its fold for export."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from services.predict.train.model import PartNet  # noqa: E402
+from services.predict.train.model import PartNet, fold_for_export  # noqa: E402
 
 pytestmark = pytest.mark.unit
 
@@ -64,3 +64,39 @@ def test_pool_first_from_a_later_stage_keeps_the_earlier_stages_at_full_size() -
     # Stem, stage 1's two convs as before; stage 2's widening conv on half the side.
     assert from2[:3] == after[:3]
     assert from2[3][2] == after[3][2] // 2
+
+
+def _trained_like(net: PartNet) -> PartNet:
+    """Give every BatchNorm non-trivial statistics and affine terms, as training would."""
+    gen = torch.Generator().manual_seed(0)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+    return net.eval()
+
+
+def test_folding_batchnorm_keeps_the_outputs_and_removes_every_batchnorm() -> None:
+    net = _trained_like(PartNet(WIDTHS, 1, True, "avgmax", 3, 5))
+    folded = fold_for_export(net)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in net.modules())  # a copy: the original keeps its BNs
+    x = torch.rand(3, 1, 300, 300, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want, got = net(x), folded(x)
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_fp16_folding_leaves_only_float16_values_in_the_conv_weights() -> None:
+    net = _trained_like(PartNet(WIDTHS, 1, True, "avgmax", 3, 5))
+    folded = fold_for_export(net, fp16_weights=True)
+    convs = [m for m in folded.modules() if isinstance(m, nn.Conv2d)]
+    assert convs
+    for conv in convs:
+        assert conv.weight.dtype == torch.float32
+        assert torch.equal(conv.weight, conv.weight.half().float())
+    # Rounding moved them: the weights differ from the plain fold's.
+    plain = [m for m in fold_for_export(net).modules() if isinstance(m, nn.Conv2d)]
+    assert any(not torch.equal(a.weight, b.weight) for a, b in zip(convs, plain, strict=True))

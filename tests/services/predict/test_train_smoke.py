@@ -63,6 +63,9 @@ def test_one_epoch_exports_a_loadable_model_with_a_true_card(
     assert card["input"]["size"] == size
     assert card["training"]["counts"]["train"]["ok"] + card["training"]["counts"]["validation"]["ok"] == 12
     assert card["metrics"]["validation"]["onnx_max_rel_diff"] < TOLERANCE
+    fit = card["metrics"]["training_fit"]
+    assert fit["n"] == sum(card["training"]["counts"]["train"].values())
+    assert 0.0 <= fit["accuracy_argmax"] <= 1.0
     assert card["temperature"] > 0
     assert 0.5 <= card["thresholds"]["t_ok"] <= 1.0
     assert card["command"] == "pytest smoke"

@@ -1,4 +1,5 @@
-"""The training loss: gamma 0 is plain weighted cross-entropy; focusing shifts weight to the misclassified."""
+"""The training loss (gamma 0 is plain weighted cross-entropy; focusing shifts weight to the misclassified)
+and the fit on clean training photos."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from services.predict.train.trainer import classification_loss  # noqa: E402
+import numpy as np  # noqa: E402
+
+from services.predict.train.trainer import classification_loss, training_fit  # noqa: E402
 
 pytestmark = pytest.mark.unit
 
@@ -44,3 +47,11 @@ def test_focal_loss_puts_the_gradient_on_the_misclassified_image() -> None:
     plain, focal = share_of_wrong(0.0), share_of_wrong(2.0)
     assert plain < focal
     assert focal > 0.99
+
+
+def test_training_fit_counts_each_kind_of_miss() -> None:
+    # Rows: ok right, ok called defect, defect right, defect called ok, defect called ok (tie goes to ok).
+    logits = np.array([[2.0, -1.0], [0.1, 0.4], [-3.0, 3.0], [1.0, 0.0], [0.5, 0.5]], dtype=np.float32)
+    labels = np.array([0, 0, 1, 1, 1])
+    fit = training_fit(logits, labels)
+    assert fit == {"n": 5, "accuracy_argmax": 0.4, "defects_called_ok": 2, "ok_called_defect": 1}
