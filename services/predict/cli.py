@@ -100,6 +100,9 @@ def train(
     aug_lowres_p: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="probability of a resolution loss")
     ] = 0.1,
+    synth_pinhole_p: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="share of ok photos given synthetic rim pits, as defects")
+    ] = 0.0,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int, typer.Option(min=1)] = 2,
     val_fraction: Annotated[float, typer.Option(min=0.05, max=0.5)] = 0.2,
@@ -140,6 +143,7 @@ def train(
         aug_shift=aug_shift,
         aug_blur_p=aug_blur_p,
         aug_lowres_p=aug_lowres_p,
+        synth_pinhole_p=synth_pinhole_p,
         seed=seed,
         threads=threads,
         val_fraction=val_fraction,

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from services.predict import quality
 from services.predict.train import calibrate, data
-from services.predict.train.augment import AugmentConfig, augment
+from services.predict.train.augment import AugmentConfig, PinholeConfig, add_pinholes, augment
 from services.predict.train.model import Exported, PartNet, fit_mahalanobis, fold_for_export
 
 MODEL_NAME = "partcheck-defect"
@@ -72,6 +72,8 @@ class TrainConfig:
     # while the label still says defect.
     aug_blur_p: float = 0.2
     aug_lowres_p: float = 0.1
+    # Fraction of ok photos per batch given one or two synthetic rim pits and labelled defect (0: none).
+    synth_pinhole_p: float = 0.0
     limit: int | None = None
     # Operating point: escapes and false rejects allowed on validation, and the safety margin in logits.
     max_escapes: int = 0
@@ -224,6 +226,7 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
     aug = AugmentConfig(
         scale=cfg.aug_scale, shift=cfg.aug_shift, blur_p=cfg.aug_blur_p, lowres_p=cfg.aug_lowres_p
     )
+    pinholes = PinholeConfig(p=cfg.synth_pinhole_p)
     # None at weight 1: plain cross-entropy, exactly the arithmetic of the unweighted runs.
     class_weight = torch.tensor([1.0, cfg.defect_weight]) if cfg.defect_weight != 1.0 else None
     history: list[dict[str, float]] = []
@@ -243,8 +246,9 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
             net.train()
             total, count = 0.0, 0
             for idx in _batches(len(x_train), cfg.batch_size, gen):
-                x = augment(x_train_t[idx].float().div_(255.0).unsqueeze(1), aug, gen)
-                loss = classification_loss(net(x), y_train_t[idx], class_weight, cfg.focal_gamma)
+                x = x_train_t[idx].float().div_(255.0).unsqueeze(1)
+                x, y = add_pinholes(x, y_train_t[idx], pinholes, gen)
+                loss = classification_loss(net(augment(x, aug, gen)), y, class_weight, cfg.focal_gamma)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()  # type: ignore[no-untyped-call]
                 if cfg.grad_clip > 0:
