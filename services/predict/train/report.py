@@ -153,6 +153,16 @@ def write_model_card_md(card: dict[str, Any], path: Path) -> Path:
         f"{tr['split']}: train {counts['train']['ok']} ok + {counts['train']['defect']} defect, validation "
         f"{counts['validation']['ok']} ok + {counts['validation']['defect']} defect. Licence of the data: "
         "CC BY-NC-ND 4.0 (see the data set's README).",
+        *(
+            [
+                "",
+                f"Fit on the clean training photos (top label): {fit['accuracy_argmax']:.2%}, "
+                f"{fit['defects_called_ok']} defects called ok, "
+                f"{fit['ok_called_defect']} ok parts called defect.",
+            ]
+            if (fit := m.get("training_fit"))
+            else []
+        ),
         "",
         "## Decision",
         f"- temperature {card['temperature']:.4f} "

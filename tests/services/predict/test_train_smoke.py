@@ -22,9 +22,15 @@ def data_dir(tmp_path: Path, sample_images: dict[str, list[Path]]) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("pool", "head_pool", "size", "stem_stride", "defect_weight"),
-    # The last is the shipped architecture at its real input size (strided stem over 300 px photos).
-    [(True, "avg", 64, 1, 1.0), (False, "avgmax", 64, 1, 3.0), (True, "avgmax", 300, 3, 1.0)],
+    ("pool", "head_pool", "size", "stem_stride", "defect_weight", "fp16", "pinholes"),
+    # The third is the shipped architecture at its real input size (strided stem over 300 px photos); the
+    # fourth stores float16 weights and trains on synthetic pits.
+    [
+        (True, "avg", 64, 1, 1.0, False, 0.0),
+        (False, "avgmax", 64, 1, 3.0, False, 0.0),
+        (True, "avgmax", 300, 3, 1.0, False, 0.0),
+        (True, "avgmax", 96, 3, 3.0, True, 0.5),
+    ],
 )
 def test_one_epoch_exports_a_loadable_model_with_a_true_card(
     data_dir: Path,
@@ -34,8 +40,11 @@ def test_one_epoch_exports_a_loadable_model_with_a_true_card(
     size: int,
     stem_stride: int,
     defect_weight: float,
+    fp16: bool,
+    pinholes: float,
 ) -> None:
     pytest.importorskip("torch")
+    onnx = pytest.importorskip("onnx")
     from services.predict.onnx_backend import OnnxClassifier
     from services.predict.train.export import TOLERANCE
     from services.predict.train.trainer import TrainConfig, train
@@ -53,6 +62,8 @@ def test_one_epoch_exports_a_loadable_model_with_a_true_card(
         threads=1,
         pool=pool,
         head_pool=head_pool,
+        fp16_weights=fp16,
+        synth_pinhole_p=pinholes,
         command="pytest smoke",
     )
     card = train(cfg)
@@ -72,6 +83,15 @@ def test_one_epoch_exports_a_loadable_model_with_a_true_card(
     assert card["training"]["config"]["head_pool"] == head_pool
     assert card["training"]["config"]["stem_stride"] == stem_stride
     assert card["training"]["config"]["defect_weight"] == defect_weight
+    assert card["training"]["config"]["fp16_weights"] == fp16
+    assert card["training"]["config"]["synth_pinhole_p"] == pinholes
+    graph = onnx.load(str(onnx_path)).graph
+    stored = {i.data_type for i in graph.initializer}
+    assert (onnx.TensorProto.FLOAT16 in stored) == fp16
+    from services.predict.train.report import write_model_card_md
+
+    text = write_model_card_md(card, tmp_path / "MODEL_CARD.md").read_text()
+    assert f"Fit on the clean training photos (top label): {fit['accuracy_argmax']:.2%}" in text
     clf = OnnxClassifier(onnx_path)
     sample = next(data_dir.glob("ok_front/*"))
     (prediction,) = clf.predict([sample.read_bytes()])
