@@ -115,7 +115,9 @@ def choose_thresholds(
         if len(worst) <= allowed:
             return 0.5
         # Strictly above the (allowed+1)-th worst, plus the margin; never below 0.5 (the band's rule).
-        bound = _sigmoid(_logit(float(worst[allowed])) + margin)
+        w = float(worst[allowed])
+        # The logit round trip can land an ulp below w (seen at margin 0 for w = 0.9): never below it.
+        bound = max(_sigmoid(_logit(w) + margin), w)
         return float(min(max(np.nextafter(bound, 1.0), 0.5), 1.0))
 
     t_ok = side(defects_p_ok, max_escapes)

@@ -212,6 +212,15 @@ def write_model_card_md(card: dict[str, Any], path: Path) -> Path:
                 for r in m["escape_tradeoff"]
             ],
         ]
+    if all_sets := m.get("band_all_sets"):
+        lines += [
+            "",
+            "One band with no escape and no false reject on validation and all six re-framed copies at once "
+            f"(t_ok {all_sets['t_ok']:.4f}, t_defect {all_sets['t_defect']:.4f}; for comparing models, not "
+            "used by the services): unclear "
+            + ", ".join(f"{name} {rate:.2%}" for name, rate in all_sets["unclear_rate"].items())
+            + ".",
+        ]
     lines += [
         "",
         "## Limits",

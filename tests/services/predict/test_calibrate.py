@@ -33,3 +33,15 @@ def test_zero_escape_band_sits_above_the_most_ok_looking_defect() -> None:
     loose = calibrate.choose_thresholds(p_defect, labels, max_escapes=1, margin=0.0)
     assert loose.escapes == 1
     assert loose.unclear < op.unclear
+
+
+@pytest.mark.parametrize("worst_p_defect", [0.1, 0.3, 0.05, 0.2, 0.15])
+def test_at_margin_zero_the_band_is_strictly_above_the_worst_after_rounding(worst_p_defect: float) -> None:
+    # sigmoid(logit(0.9)) is 0.8999999999999999 in float64: one ulp up from it is 0.9 itself, which let the
+    # worst defect (p_ok 1 - 0.1 = 0.9) through as ok before the bound was kept at or above it.
+    p_defect = np.array([0.01, worst_p_defect, 0.99])
+    labels = np.array([0, 1, 1])
+    op = calibrate.choose_thresholds(p_defect, labels, margin=0.0)
+    assert op.t_ok > 1.0 - worst_p_defect
+    assert op.escapes == 0
+    assert op.unclear == 1

@@ -124,9 +124,13 @@ def test_check_model_recalibrates_the_limits_and_records_itself(
     assert len(card["scene"]["mean"]) == 3 * quality.RINGS
     assert card["quality"]["min_sharpness"] > 0
     assert set(card["metrics"]["reframed"]) == {v.name for v in VARIANTS}
+    all_sets = card["metrics"]["band_all_sets"]
+    assert set(all_sets["unclear_rate"]) == {"validation"} | {v.name for v in VARIANTS}
     n_val = card["metrics"]["validation_onnx"]["n"]
     assert 0 < n_val < len(sample_images["defect"]) + len(sample_images["ok"])
-    assert "re-checked" in tiny.with_name("MODEL_CARD.md").read_text()
+    model_card = tiny.with_name("MODEL_CARD.md").read_text()
+    assert "re-checked" in model_card
+    assert "One band with no escape and no false reject on validation and all six" in model_card
     # Whatever tiny's verdicts are, nothing synthetic may get one: the scene and quality checks stop them.
     assert all(c["verdict"] == 0 for c in card["metrics"]["synthetic_ood"].values())
 

@@ -1,0 +1,51 @@
+"""The post-export checks' one band over validation and its re-framed copies."""
+
+from __future__ import annotations
+
+import pytest
+
+from partcheck.messages import Prediction, Thresholds
+from services.predict.train.validate import band_all_sets
+
+pytestmark = pytest.mark.unit
+
+LABELLED = [("a", 1), ("b", 1), ("c", 0), ("d", 0)]
+
+
+def _p(p_defect: float, reason: str | None = None) -> Prediction:
+    return Prediction(
+        label="unclear",
+        confidence=max(p_defect, 1 - p_defect),
+        p_defect=p_defect,
+        model_name="m",
+        model_version="1",
+        thresholds=Thresholds(t_ok=0.9, t_defect=0.9),
+        reason=reason,
+    )
+
+
+def test_the_band_covers_the_hardest_photo_of_every_set() -> None:
+    sets = {
+        # Validation alone would allow t_ok just above 0.8 (the defect "b" at p_ok 0.2 -> 0.8).
+        "validation": [_p(0.99), _p(0.2), _p(0.01), _p(0.05)],
+        # A shrunk copy of "b" looks more ok (p_ok 0.9): the one band must keep it from an ok verdict.
+        "fill70": [_p(0.98), _p(0.1), _p(0.02), _p(0.3)],
+    }
+    band = band_all_sets(sets, LABELLED, margin=0.0)
+    assert band["t_ok"] > 0.9
+    assert band["t_defect"] > 0.3
+    # No wrong verdict anywhere, and the cost shows as unclear: "b" in both sets, "d" on fill70.
+    assert band["unclear_rate"] == {"validation": 0.25, "fill70": 0.5}
+
+
+def test_refused_photos_count_as_unclear_and_do_not_move_the_band() -> None:
+    refused = _p(0.5, reason="blurred: sharpness 0.01 < 0.1")
+    band = band_all_sets({"validation": [_p(0.99), refused, _p(0.01), _p(0.02)]}, LABELLED, margin=0.5)
+    # Every decided photo is far from 0.5, so both sides sit at the band's floor; the refused defect's
+    # placeholder p_defect 0.5 would have pushed t_ok to sigmoid(0.5) = 0.62 had it counted.
+    assert band["t_ok"] == 0.5
+    assert band["t_defect"] == 0.5
+    assert band["unclear_rate"] == {"validation": 0.25}
+    assert band["margin"] == 0.5
+    as_output = band_all_sets({"validation": [_p(0.99), _p(0.5), _p(0.01), _p(0.02)]}, LABELLED, margin=0.5)
+    assert as_output["t_ok"] == pytest.approx(0.6225, abs=1e-3)
