@@ -103,6 +103,12 @@ def train(
     synth_pinhole_p: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="share of ok photos given synthetic rim pits, as defects")
     ] = 0.0,
+    synth_pinhole_depth_min: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="shallowest synthetic pit, as a share of the brightness")
+    ] = 0.10,
+    synth_pinhole_depth_max: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="deepest synthetic pit")
+    ] = 0.35,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int, typer.Option(min=1)] = 2,
     val_fraction: Annotated[float, typer.Option(min=0.05, max=0.5)] = 0.2,
@@ -144,6 +150,7 @@ def train(
         aug_blur_p=aug_blur_p,
         aug_lowres_p=aug_lowres_p,
         synth_pinhole_p=synth_pinhole_p,
+        synth_pinhole_depth=(synth_pinhole_depth_min, synth_pinhole_depth_max),
         seed=seed,
         threads=threads,
         val_fraction=val_fraction,

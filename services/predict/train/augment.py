@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from services.predict.train.variants import PIT_RADIUS, flange_spot, paint_pit
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -162,8 +164,7 @@ class PinholeConfig:
     sigma: tuple[float, float] = (0.6, 1.3)
     depth: tuple[float, float] = (0.10, 0.35)
     highlight: tuple[float, float] = (0.0, 0.6)
-    # Annulus (fraction of the half side, measured in the data set's framing) where the flange and rims are.
-    radius: tuple[float, float] = (0.50, 0.82)
+    radius: tuple[float, float] = PIT_RADIUS
     candidates: int = 4
 
 
@@ -173,45 +174,30 @@ def add_pinholes(
     """Paint one or two small pits on the flange of a fraction `cfg.p` of the ok photos and label them defect.
 
     The network misses real 2-3 px rim pinholes even on its own training photos (19 of 5,314 wrong, 12 of
-    them defects): a few dozen examples among 3,018 defects. A real one (cast_def_0_4073) is ~3 px wide,
-    15 % darker than the flange, with a faint highlight beside it; these copy that. Runs before the
-    geometric augmentation, so the pits are rotated, scaled and blurred like real ones. `p` 0 draws nothing.
+    them defects): a few dozen examples among 3,018 defects. The pits (`variants.paint_pit`) copy a real
+    one. Runs before the geometric augmentation, so they are rotated, scaled and blurred like real ones.
+    `p` 0 draws nothing.
     """
     if cfg.p <= 0:
         return x, y
-    n, size = x.shape[0], x.shape[-1]
-    half = size / 2
+    n = x.shape[0]
     # Every draw for the whole batch, in a fixed order: reproducible from the seed.
     chosen = (torch.rand(n, generator=gen) < cfg.p) & (y == 0)
     two = torch.rand(n, generator=gen) < 0.3
     k = cfg.candidates
-    radius = _uniform(n * 2 * k, *cfg.radius, gen).view(n, 2, k) * half
-    angle = (torch.rand(n * 2 * k, generator=gen) * 2 * math.pi).view(n, 2, k)
-    sigma = _uniform(n * 2, *cfg.sigma, gen).view(n, 2)
-    depth = _uniform(n * 2, *cfg.depth, gen).view(n, 2)
-    glint = _uniform(n * 2, *cfg.highlight, gen).view(n, 2)
-    glint_dir = (torch.rand(n * 2, generator=gen) * 2 * math.pi).view(n, 2)
+    radius = _uniform(n * 2 * k, *cfg.radius, gen).view(n, 2, k).numpy()
+    angle = (torch.rand(n * 2 * k, generator=gen) * 2 * math.pi).view(n, 2, k).numpy()
+    sigma = _uniform(n * 2, *cfg.sigma, gen).view(n, 2).tolist()
+    depth = _uniform(n * 2, *cfg.depth, gen).view(n, 2).tolist()
+    glint = _uniform(n * 2, *cfg.highlight, gen).view(n, 2).tolist()
+    glint_dir = (torch.rand(n * 2, generator=gen) * 2 * math.pi).view(n, 2).tolist()
     if not chosen.any():
         return x, y
     x, y = x.clone(), y.clone()
-    cy = half + radius * torch.sin(angle)
-    cx = half + radius * torch.cos(angle)
-    taps = torch.arange(-4, 5, dtype=x.dtype)
     for i in torch.nonzero(chosen).flatten().tolist():
+        img = x[i, 0].numpy()  # a view: painting it paints the batch's copy
         for j in range(2 if two[i] else 1):
-            # Of a few candidate places, the brightest: bright metal (flange, rims), not the dark vanes.
-            ys = cy[i, j].round().long().clamp(4, size - 5)
-            xs = cx[i, j].round().long().clamp(4, size - 5)
-            best = int(x[i, 0, ys, xs].argmax())
-            py, px = int(ys[best]), int(xs[best])
-            fy = cy[i, j, best] - py
-            fx = cx[i, j, best] - px
-            s = sigma[i, j]
-            dy, dx = (taps - fy)[:, None], (taps - fx)[None, :]
-            pit = torch.exp(-(dy**2 + dx**2) / (2 * s**2))
-            gy, gx = dy - 2 * s * torch.sin(glint_dir[i, j]), dx - 2 * s * torch.cos(glint_dir[i, j])
-            shine = torch.exp(-(gy**2 + gx**2) / (2 * s**2))
-            patch = x[i, 0, py - 4 : py + 5, px - 4 : px + 5]
-            patch.mul_(1 - depth[i, j] * pit).mul_(1 + glint[i, j] * depth[i, j] * shine).clamp_(0.0, 1.0)
+            cy, cx = flange_spot(img, radius[i, j], angle[i, j])
+            paint_pit(img, cy, cx, sigma[i][j], depth[i][j], glint[i][j], glint_dir[i][j])
         y[i] = 1
     return x, y

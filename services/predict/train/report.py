@@ -221,6 +221,20 @@ def write_model_card_md(card: dict[str, Any], path: Path) -> Path:
             + ", ".join(f"{name} {rate:.2%}" for name, rate in all_sets["unclear_rate"].items())
             + ".",
         ]
+    if pits := m.get("pit_sensitivity"):
+        lines += [
+            "",
+            f"Ok validation photos given one synthetic rim pit ({pits['sigma_px']} px sigma; a real pinhole "
+            "is ~15 % deep): verdicts by depth. An ok verdict is what would escape if the pit were real.",
+            "",
+            "| pit depth | n | ok | unclear | defect |",
+            "| --- | --- | --- | --- | --- |",
+            *[
+                f"| {depth} | {r['n']} | {r['ok']:.1%} | {r['unclear']:.1%} | {r['defect']:.1%} |"
+                for depth, r in pits.items()
+                if isinstance(r, dict)
+            ],
+        ]
     lines += [
         "",
         "## Limits",

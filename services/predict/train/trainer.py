@@ -74,6 +74,7 @@ class TrainConfig:
     aug_lowres_p: float = 0.1
     # Fraction of ok photos per batch given one or two synthetic rim pits and labelled defect (0: none).
     synth_pinhole_p: float = 0.0
+    synth_pinhole_depth: tuple[float, float] = (0.10, 0.35)
     limit: int | None = None
     # Operating point: escapes and false rejects allowed on validation, and the safety margin in logits.
     max_escapes: int = 0
@@ -226,7 +227,7 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
     aug = AugmentConfig(
         scale=cfg.aug_scale, shift=cfg.aug_shift, blur_p=cfg.aug_blur_p, lowres_p=cfg.aug_lowres_p
     )
-    pinholes = PinholeConfig(p=cfg.synth_pinhole_p)
+    pinholes = PinholeConfig(p=cfg.synth_pinhole_p, depth=cfg.synth_pinhole_depth)
     # None at weight 1: plain cross-entropy, exactly the arithmetic of the unweighted runs.
     class_weight = torch.tensor([1.0, cfg.defect_weight]) if cfg.defect_weight != 1.0 else None
     history: list[dict[str, float]] = []

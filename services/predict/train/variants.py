@@ -3,6 +3,8 @@
 Used to check that the model is right on more than the data set's own framing: the part filling 70-100 %
 of the frame, moved off-centre, or zoomed in until the rim touches the edges (112 %, the largest zoom the
 training augmentation shows), the photo saved larger (e.g. 512x512) or smaller, re-encoded as JPEG.
+Also small synthetic pits on the flange (`flange_spot`, `paint_pit`), shaped like a real rim pinhole: the
+training augmentation can add them, and the post-export checks measure whether the model sees them.
 """
 
 from __future__ import annotations
@@ -70,3 +72,53 @@ def _zoom_in(img: Image.Image, variant: Variant, quality: int) -> bytes:
     buf = io.BytesIO()
     out.save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
+
+
+# Where pits go: an annulus in fractions of the half side, in the data set's framing (flange and rims).
+PIT_RADIUS = (0.50, 0.82)
+_PIT_TAPS = np.arange(-4, 5, dtype=np.float32)
+
+
+def flange_spot(img: np.ndarray, radius: np.ndarray, angle: np.ndarray) -> tuple[float, float]:
+    """Of candidate places (radius as a fraction of the half side, angle in radians), the brightest one.
+
+    Bright means metal (flange, rims), not the dark vanes or the hole, where real pinholes are seen.
+    """
+    size = img.shape[-1]
+    half = size / 2
+    cy = half + radius * half * np.sin(angle)
+    cx = half + radius * half * np.cos(angle)
+    ys = np.clip(np.round(cy).astype(np.int64), 4, size - 5)
+    xs = np.clip(np.round(cx).astype(np.int64), 4, size - 5)
+    best = int(np.argmax(img[ys, xs]))
+    return float(cy[best]), float(cx[best])
+
+
+def paint_pit(
+    img: np.ndarray,
+    cy: float,
+    cx: float,
+    sigma: float,
+    depth: float,
+    glint: float = 0.0,
+    glint_dir: float = 0.0,
+) -> None:
+    """Darken a Gaussian spot at (cy, cx) by `depth` in place; `glint` adds the highlight of its far wall.
+
+    Sized on a real rim pinhole (cast_def_0_4073: ~3 px wide, 15 % darker than the flange, a faint
+    highlight beside it). `img` is a 2-D float array in 0-1; the spot is drawn within 4 px of its centre.
+    """
+    size = img.shape[-1]
+    py = int(np.clip(round(cy), 4, size - 5))
+    px = int(np.clip(round(cx), 4, size - 5))
+    dy = (_PIT_TAPS - np.float32(cy - py))[:, None]
+    dx = (_PIT_TAPS - np.float32(cx - px))[None, :]
+    two_s2 = np.float32(2 * sigma**2)
+    pit = np.exp(-(dy**2 + dx**2) / two_s2)
+    gy = dy - np.float32(2 * sigma * np.sin(glint_dir))
+    gx = dx - np.float32(2 * sigma * np.cos(glint_dir))
+    shine = np.exp(-(gy**2 + gx**2) / two_s2)
+    patch = img[py - 4 : py + 5, px - 4 : px + 5]
+    patch *= 1 - np.float32(depth) * pit
+    patch *= 1 + np.float32(glint * depth) * shine
+    np.clip(patch, 0.0, 1.0, out=patch)

@@ -126,11 +126,17 @@ def test_check_model_recalibrates_the_limits_and_records_itself(
     assert set(card["metrics"]["reframed"]) == {v.name for v in VARIANTS}
     all_sets = card["metrics"]["band_all_sets"]
     assert set(all_sets["unclear_rate"]) == {"validation"} | {v.name for v in VARIANTS}
+    pits = card["metrics"]["pit_sensitivity"]
+    assert {k for k in pits if k != "sigma_px"} == {"0.00", "0.15", "0.30", "0.50"}
+    for verdicts in (v for k, v in pits.items() if k != "sigma_px"):
+        assert verdicts["n"] > 0
+        assert verdicts["ok"] + verdicts["unclear"] + verdicts["defect"] == pytest.approx(1.0)
     n_val = card["metrics"]["validation_onnx"]["n"]
     assert 0 < n_val < len(sample_images["defect"]) + len(sample_images["ok"])
     model_card = tiny.with_name("MODEL_CARD.md").read_text()
     assert "re-checked" in model_card
     assert "One band with no escape and no false reject on validation and all six" in model_card
+    assert "| pit depth | n | ok | unclear | defect |" in model_card
     # Whatever tiny's verdicts are, nothing synthetic may get one: the scene and quality checks stop them.
     assert all(c["verdict"] == 0 for c in card["metrics"]["synthetic_ood"].values())
 

@@ -1,4 +1,4 @@
-"""Re-framed copies of a photo: the part zoomed out into a new frame, or zoomed in by a centre crop."""
+"""Re-framed copies of a photo (zoomed out into a new frame or in by a centre crop), and synthetic pits."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.predict.train.variants import VARIANTS, Variant, reframe
+from services.predict.train.variants import VARIANTS, Variant, flange_spot, paint_pit, reframe
 
 pytestmark = pytest.mark.unit
 
@@ -49,3 +49,31 @@ def test_every_variant_decodes_at_its_size() -> None:
         img = Image.open(io.BytesIO(reframe(_disc(), v, seed=i)))
         assert img.format == "JPEG"
         assert img.size == (v.out_size, v.out_size)
+
+
+def test_paint_pit_darkens_a_small_spot_in_place_by_its_depth() -> None:
+    img = np.full((40, 40), 0.8, dtype=np.float32)
+    paint_pit(img, 20.0, 20.0, sigma=1.0, depth=0.3)
+    assert img[20, 20] == pytest.approx(0.8 * 0.7)
+    changed = np.argwhere(np.abs(img - 0.8) > 1e-6)
+    assert changed.min(axis=0).tolist() == [16, 16]
+    assert changed.max(axis=0).tolist() == [24, 24]
+    # Half depth one sigma away; nearly nothing three sigmas away.
+    assert img[20, 21] == pytest.approx(0.8 * (1 - 0.3 * np.exp(-0.5)), rel=1e-5)
+    assert img[20, 23] > 0.8 * 0.996
+
+
+def test_paint_pit_glint_brightens_beside_the_pit_and_stays_in_range() -> None:
+    img = np.full((40, 40), 0.95, dtype=np.float32)
+    paint_pit(img, 20.0, 20.0, sigma=1.0, depth=0.5, glint=1.0, glint_dir=0.0)
+    # The highlight sits 2 sigmas along +x: brighter than the background there, clipped at 1.
+    assert img[20, 22] > 0.95
+    assert img.max() <= 1.0
+    assert img[20, 20] < 0.95 * 0.6
+
+
+def test_flange_spot_takes_the_brightest_candidate() -> None:
+    img = np.zeros((100, 100), dtype=np.float32)
+    img[50, 85] = 1.0  # radius 0.7 of the half side, angle 0
+    cy, cx = flange_spot(img, np.array([0.7, 0.7, 0.6]), np.array([np.pi / 2, 0.0, np.pi]))
+    assert (round(cy), round(cx)) == (50, 85)
