@@ -74,7 +74,7 @@ class TrainConfig:
     aug_lowres_p: float = 0.1
     # Fraction of ok photos per batch given one or two synthetic rim pits and labelled defect (0: none).
     synth_pinhole_p: float = 0.0
-    synth_pinhole_depth: tuple[float, float] = (0.10, 0.35)
+    synth_pinhole_depth: tuple[float, float] = PinholeConfig.depth
     limit: int | None = None
     # Operating point: escapes and false rejects allowed on validation, and the safety margin in logits.
     max_escapes: int = 0
