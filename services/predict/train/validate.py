@@ -135,7 +135,7 @@ def band_all_sets(
     """One band with no escape and no false reject on validation and every re-framed copy at once.
 
     The card's band comes from validation alone; a model whose band is narrower there often lets shrunk
-    copies of the hardest defects through (every narrower run of sessions 4-9). Judged at this one rule,
+    copies of the hardest defects through (most narrower runs of sessions 4-9 did). Judged at this one rule,
     two models compare on what a new camera would cost in unclear images. Refused photos count as unclear.
     """
     from services.predict.train.calibrate import choose_thresholds
