@@ -174,8 +174,8 @@ def add_pinholes(
     """Paint one or two small pits on the flange of a fraction `cfg.p` of the ok photos and label them defect.
 
     The shipped network misses real 2-3 px rim pinholes even on its own training photos (19 of 5,314
-    wrong, 12 of them defects). The pits (`variants.paint_pit`) copy a real one. Runs before the geometric augmentation, so they are rotated, scaled and blurred like real ones.
-    `p` 0 draws nothing.
+    wrong, 12 of them defects). The pits (`variants.paint_pit`) copy a real one. Runs before the geometric
+    augmentation, so they are rotated, scaled and blurred like real ones. `p` 0 draws nothing.
     """
     if cfg.p <= 0:
         return x, y
