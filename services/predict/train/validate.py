@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from partcheck.errors import InvalidImage
 from partcheck.messages import Prediction
+from partcheck.thresholds import Thresholds
 from services.predict import quality
 from services.predict.onnx_backend import OnnxClassifier, card_path_for
 from services.predict.preprocess import preprocess
@@ -148,9 +149,10 @@ def band_all_sets(
         max_false_rejects=0,
         margin=margin,
     )
+    band = Thresholds(t_ok=op.t_ok, t_defect=op.t_defect)
     rates = {}
     for name, (p, _) in per_set.items():
-        decided = int(((1.0 - p >= op.t_ok) | (p >= op.t_defect)).sum())
+        decided = sum(band.decide(float(x)) != "unclear" for x in p)
         rates[name] = 1.0 - decided / max(len(sets[name]), 1)
     return {"t_ok": op.t_ok, "t_defect": op.t_defect, "margin": margin, "unclear_rate": rates}
 
