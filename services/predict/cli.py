@@ -109,6 +109,16 @@ def train(
     synth_pinhole_depth_max: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="deepest synthetic pit")
     ] = 0.35,
+    synth_pit_pairs: Annotated[
+        int, typer.Option(min=0, help="pitted copies of this many ok photos added to each batch, as defects")
+    ] = 0,
+    synth_pit_curriculum: Annotated[
+        int, typer.Option(min=0, help="epochs over which the copies' pits shrink from deep blobs to size")
+    ] = 0,
+    pit_aux_weight: Annotated[
+        float, typer.Option(min=0.0, help="weight of the loss that makes a stage locate the pits (0: none)")
+    ] = 0.0,
+    pit_aux_stage: Annotated[int, typer.Option(min=0, help="stage whose map locates the pits")] = 1,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int, typer.Option(min=1)] = 2,
     val_fraction: Annotated[float, typer.Option(min=0.05, max=0.5)] = 0.2,
@@ -151,6 +161,10 @@ def train(
         aug_lowres_p=aug_lowres_p,
         synth_pinhole_p=synth_pinhole_p,
         synth_pinhole_depth=(synth_pinhole_depth_min, synth_pinhole_depth_max),
+        synth_pit_pairs=synth_pit_pairs,
+        synth_pit_curriculum=synth_pit_curriculum,
+        pit_aux_weight=pit_aux_weight,
+        pit_aux_stage=pit_aux_stage,
         seed=seed,
         threads=threads,
         val_fraction=val_fraction,

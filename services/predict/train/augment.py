@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
@@ -58,6 +59,17 @@ def _uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Ten
 
 def geometric(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
     """Random rotation, flip, scale (zoom out pads with the reflected background) and shift."""
+    return geometric_with_masks(x, None, cfg, gen)[0]
+
+
+def geometric_with_masks(
+    x: torch.Tensor, masks: torch.Tensor | None, cfg: AugmentConfig, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`geometric`, and the same warp applied to `masks` (B, 1, S, S; zero outside the frame).
+
+    The masks say where a synthetic pit was painted; warped with the photo, they still say where it is.
+    They draw nothing from `gen`, so a run with masks sees the same geometry as one without.
+    """
     n = x.shape[0]
     angle = torch.rand(n, generator=gen) * 2 * math.pi
     # theta maps output to input coordinates: a factor s > 1 there shows the part smaller (zoomed out).
@@ -83,7 +95,9 @@ def geometric(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torc
         k = int(textured.sum())
         noise = torch.randn((k, *x.shape[1:]), generator=gen) * sigma[textured].view(k, 1, 1, 1)
         out[textured] += noise * outside
-    return out
+    if masks is None:
+        return out, None
+    return out, F.grid_sample(masks, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -156,6 +170,15 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.
     return photometric(geometric(x, cfg, gen), cfg, gen)
 
 
+def augment_with_masks(
+    x: torch.Tensor, masks: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`augment`, with `masks` moved by the same geometry (photometry leaves them as they are)."""
+    out, moved = geometric_with_masks(x, masks, cfg, gen)
+    assert moved is not None
+    return photometric(out, cfg, gen), moved
+
+
 @dataclass(frozen=True)
 class PinholeConfig:
     """Synthetic pits: size, depth and place of the dark spot, and the highlight a pit's far wall shows."""
@@ -200,3 +223,72 @@ def add_pinholes(
             paint_pit(img, cy, cx, sigma[i][j], depth[i][j], glint[i][j], glint_dir[i][j])
         y[i] = 1
     return x, y
+
+
+# Where the curriculum starts (`pit_schedule`): a deep blob a few pixels wide, which a network learned to
+# see in 520 steps where it did not learn a 30 %-deep, 1 px one (docs/model.md, session 9).
+PIT_START = PinholeConfig(sigma=(2.0, 3.0), depth=(0.5, 0.9))
+
+
+def pit_schedule(final: PinholeConfig, t: float, start: PinholeConfig = PIT_START) -> PinholeConfig:
+    """Pit size and depth a fraction `t` (0-1) of the way from `start` to `final`; the rest from `final`."""
+    t = min(max(t, 0.0), 1.0)
+
+    def lerp(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+        return (a[0] * (1 - t) + b[0] * t, a[1] * (1 - t) + b[1] * t)
+
+    return PinholeConfig(
+        p=final.p,
+        sigma=lerp(start.sigma, final.sigma),
+        depth=lerp(start.depth, final.depth),
+        highlight=final.highlight,
+        radius=final.radius,
+        candidates=final.candidates,
+    )
+
+
+def add_pit_pairs(
+    x: torch.Tensor, y: torch.Tensor, k: int, cfg: PinholeConfig, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Append pitted copies of up to `k` of the batch's ok photos, labelled defect; also where each pit is.
+
+    Returns (photos, labels, masks, supervised) for the batch plus its copies. A copy differs from its
+    clean original only by the pit, so the pit is the one thing the label can be learned from; unpaired
+    pits at the same rate left the network hedging (44 % unclear). `masks` (B+k, 1, S, S) is 1 on a 3x3
+    square at each pit's centre and 0 elsewhere; `supervised` marks the photos whose mask is known (the ok
+    photos and the copies, not the real defects, whose flaw is somewhere unmarked).
+    """
+    n, size = x.shape[0], x.shape[-1]
+    ok = torch.nonzero(y == 0).flatten()
+    # Every draw for k copies whatever the batch holds, in a fixed order: reproducible from the seed.
+    order = torch.randperm(len(ok), generator=gen)
+    c = cfg.candidates
+    two = (torch.rand(k, generator=gen) < 0.3).tolist()
+    radius = _uniform(k * 2 * c, *cfg.radius, gen).view(k, 2, c).numpy()
+    angle = (torch.rand(k * 2 * c, generator=gen) * 2 * math.pi).view(k, 2, c).numpy()
+    sigma = _uniform(k * 2, *cfg.sigma, gen).view(k, 2).tolist()
+    depth = _uniform(k * 2, *cfg.depth, gen).view(k, 2).tolist()
+    glint = _uniform(k * 2, *cfg.highlight, gen).view(k, 2).tolist()
+    glint_dir = (torch.rand(k * 2, generator=gen) * 2 * math.pi).view(k, 2).tolist()
+    chosen = ok[order[:k]]
+    copies = x[chosen].clone()
+    masks = torch.zeros(n + len(chosen), 1, size, size)
+    for j in range(len(chosen)):
+        img = copies[j, 0].numpy()  # a view: painting it paints the copy
+        for m in range(2 if two[j] else 1):
+            cy, cx = flange_spot(img, radius[j, m], angle[j, m])
+            paint_pit(img, cy, cx, sigma[j][m], depth[j][m], glint[j][m], glint_dir[j][m])
+            py, px = int(np.clip(round(cy), 1, size - 2)), int(np.clip(round(cx), 1, size - 2))
+            masks[n + j, 0, py - 1 : py + 2, px - 1 : px + 2] = 1.0
+    photos = torch.cat([x, copies])
+    labels = torch.cat([y, torch.ones(len(chosen), dtype=y.dtype)])
+    supervised = torch.cat([y == 0, torch.ones(len(chosen), dtype=torch.bool)])
+    return photos, labels, masks, supervised
+
+
+def relabel_hidden_pits(y: torch.Tensor, masks: torch.Tensor, first_copy: int) -> torch.Tensor:
+    """Copies whose every pit the geometry moved out of the frame are ok photos again."""
+    visible = masks[first_copy:].amax(dim=(1, 2, 3)) > 0.5
+    y = y.clone()
+    y[first_copy:] = visible.to(y.dtype)
+    return y

@@ -76,16 +76,25 @@ class PartNet(nn.Module):
         stem_stride: int = 1,
         stem_kernel: int = 3,
         pool_first_from: int | None = None,
+        aux_stage: int | None = None,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [Standardize()]
         c_in = 1
+        self.aux_at: int | None = None
+        self.aux: nn.Module | None = None
         for i, w in enumerate(widths):
             if i == 0 and stem_stride > 1:
                 layers.append(_stem(w, stem_kernel, stem_stride, pool))
             else:
                 first = pool_first_from is not None and i >= pool_first_from
                 layers.append(_block(c_in, w, 2, pool, first))
+            if i == aux_stage:
+                # Training only (the exported graph never calls it): a 1x1 conv saying which cell of this
+                # stage's map holds a synthetic pit. Probes put it after stage 1's downsampling block (a
+                # 25 px map at 300 px input): there a 30 %-deep pit was learned, on the stem or stage 2 not.
+                self.aux_at = len(layers)
+                self.aux = nn.Conv2d(w, 1, 1)
             # A second conv only on the small late maps: depth where it is cheap.
             if i >= double_from:
                 layers.append(_block(w, w, 1))
@@ -97,6 +106,18 @@ class PartNet(nn.Module):
         self.feature_dim = c_in * (1 if head_pool == "avg" else 2)
         self.dropout = nn.Dropout(0.2)
         self.head = nn.Linear(self.feature_dim, 2)
+        if aux_stage is not None and self.aux is None:
+            raise ValueError(f"aux_stage {aux_stage} is not a stage of widths {widths}")
+
+    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits [ok, defect] and the auxiliary pit map [B, 1, h, w] (logits) of stage `aux_stage`."""
+        if self.aux is None or self.aux_at is None:
+            raise ValueError("this network has no auxiliary head (aux_stage=None)")
+        h = self.body[: self.aux_at](x)
+        aux: torch.Tensor = self.aux(h)
+        f = torch.flatten(self.pool(self.body[self.aux_at :](h)), 1)
+        logits: torch.Tensor = self.head(self.dropout(f))
+        return logits, aux
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate features (after pooling), used by the OOD score."""

@@ -22,7 +22,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from services.predict import quality
 from services.predict.train import calibrate, data
-from services.predict.train.augment import AugmentConfig, PinholeConfig, add_pinholes, augment
+from services.predict.train.augment import (
+    AugmentConfig,
+    PinholeConfig,
+    add_pinholes,
+    add_pit_pairs,
+    augment,
+    augment_with_masks,
+    pit_schedule,
+    relabel_hidden_pits,
+)
 from services.predict.train.model import Exported, PartNet, fit_mahalanobis, fold_for_export
 
 MODEL_NAME = "partcheck-defect"
@@ -75,6 +84,15 @@ class TrainConfig:
     # Fraction of ok photos per batch given one or two synthetic rim pits and labelled defect (0: none).
     synth_pinhole_p: float = 0.0
     synth_pinhole_depth: tuple[float, float] = PinholeConfig.depth
+    # Pitted copies of this many ok photos appended to each batch (0: none), each beside its clean original.
+    synth_pit_pairs: int = 0
+    # Epochs over which the copies' pits shrink from deep blobs (augment.PIT_START) to the pit size and
+    # `synth_pinhole_depth` above; 0 starts at that size.
+    synth_pit_curriculum: int = 0
+    # Weight of the auxiliary loss that makes stage `pit_aux_stage` say which cell holds a synthetic pit
+    # (0: no auxiliary head). Needs `synth_pit_pairs`.
+    pit_aux_weight: float = 0.0
+    pit_aux_stage: int = 1
     limit: int | None = None
     # Operating point: escapes and false rejects allowed on validation, and the safety margin in logits.
     max_escapes: int = 0
@@ -162,6 +180,47 @@ def classification_loss(
     return -(w * (1 - log_p.exp()).pow(focal_gamma) * log_p).sum() / w.sum()
 
 
+def pit_map_loss(aux_logits: torch.Tensor, masks: torch.Tensor, supervised: torch.Tensor) -> torch.Tensor:
+    """Per-cell BCE of the auxiliary map against "a pit lies in this cell", over the supervised photos.
+
+    A cell is positive where the (warped) pit mask reaches 0.5. Positives are weighted by the number of
+    cells, so one pitted cell counts as much as all the clean cells of a photo.
+    """
+    if not supervised.any():
+        # A batch without ok photos (the last one of an epoch can hold two defects): nothing to learn, and
+        # the mean of no cells would be NaN, which poisoned a whole run's weights.
+        return aux_logits.sum() * 0.0
+    side = aux_logits.shape[-1]
+    target = (F.adaptive_max_pool2d(masks, side) > 0.5).float()
+    per_cell = F.binary_cross_entropy_with_logits(
+        aux_logits, target, pos_weight=torch.tensor(float(side * side)), reduction="none"
+    )
+    return per_cell[supervised].mean()
+
+
+def _pit_pair_step(
+    net: PartNet,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    pits: PinholeConfig,
+    aug: AugmentConfig,
+    class_weight: torch.Tensor | None,
+    cfg: TrainConfig,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, float]:
+    """The loss of one batch with pitted copies appended (and the pit map's part of it, for the log)."""
+    n = x.shape[0]
+    x, y, masks, supervised = add_pit_pairs(x, y, cfg.synth_pit_pairs, pits, gen)
+    x, masks = augment_with_masks(x, masks, aug, gen)
+    y = relabel_hidden_pits(y, masks, n)
+    if cfg.pit_aux_weight == 0:
+        return classification_loss(net(x), y, class_weight, cfg.focal_gamma), 0.0
+    logits, aux_logits = net.forward_with_aux(x)
+    aux = pit_map_loss(aux_logits, masks, supervised)
+    loss = classification_loss(logits, y, class_weight, cfg.focal_gamma) + cfg.pit_aux_weight * aux
+    return loss, float(aux.detach())
+
+
 def _subset(items: list[data.Item], limit: int | None) -> list[data.Item]:
     if limit is None:
         return items
@@ -176,6 +235,8 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
     console = console or Console(stderr=True)
     started = time.perf_counter()
     cpu_started = time.process_time()
+    if cfg.pit_aux_weight > 0 and cfg.synth_pit_pairs == 0:
+        raise ValueError("the pit map loss needs pitted copies: set synth_pit_pairs (--synth-pit-pairs) above 0")
     torch.set_num_threads(cfg.threads)
     _keep_freed_memory()
     gen = _seed_everything(cfg.seed)
@@ -209,6 +270,7 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
         cfg.stem_stride,
         cfg.stem_kernel,
         cfg.pool_first_from,
+        cfg.pit_aux_stage if cfg.pit_aux_weight > 0 else None,
     )
     # oneDNN's CPU convolutions are faster on channels-last (NHWC) tensors: a training step (64 images,
     # 300 px, no augmentation, 2 threads, an AVX2 EPYC) took 431-440 ms in torch's default NCHW and
@@ -245,11 +307,18 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
         task = progress.add_task("epoch 1", total=cfg.epochs * steps_per_epoch, stats="")
         for epoch in range(1, cfg.epochs + 1):
             net.train()
-            total, count = 0.0, 0
+            total, count, aux_total = 0.0, 0, 0.0
+            pits_now = pit_schedule(
+                pinholes, (epoch - 1) / cfg.synth_pit_curriculum if cfg.synth_pit_curriculum else 1.0
+            )
             for idx in _batches(len(x_train), cfg.batch_size, gen):
                 x = x_train_t[idx].float().div_(255.0).unsqueeze(1)
                 x, y = add_pinholes(x, y_train_t[idx], pinholes, gen)
-                loss = classification_loss(net(augment(x, aug, gen)), y, class_weight, cfg.focal_gamma)
+                if cfg.synth_pit_pairs == 0:
+                    loss = classification_loss(net(augment(x, aug, gen)), y, class_weight, cfg.focal_gamma)
+                else:
+                    loss, aux_loss = _pit_pair_step(net, x, y, pits_now, aug, class_weight, cfg, gen)
+                    aux_total += aux_loss * len(idx)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()  # type: ignore[no-untyped-call]
                 if cfg.grad_clip > 0:
@@ -272,13 +341,16 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
             history.append(
                 {"epoch": epoch, "train_loss": total / count, "val_accuracy": val_acc, "val_nll": val_nll}
             )
+            if cfg.pit_aux_weight > 0:
+                history[-1]["pit_map_loss"] = aux_total / count
             progress.update(
                 task,
                 description=f"epoch {epoch}/{cfg.epochs}",
                 stats=f"loss {total / count:.4f}  val acc {val_acc:.4f}  val nll {val_nll:.4f}",
             )
+            pit_map = f"  pit map {aux_total / count:.4f}" if cfg.pit_aux_weight > 0 else ""
             console.print(
-                f"epoch {epoch:2d}  loss {total / count:.4f}  val acc {val_acc:.4f}  "
+                f"epoch {epoch:2d}  loss {total / count:.4f}{pit_map}  val acc {val_acc:.4f}  "
                 f"val nll {val_nll:.4f}  {time.perf_counter() - started:.0f}s"
             )
     train_seconds = time.perf_counter() - started

@@ -10,13 +10,19 @@ torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 from services.predict.train.augment import (  # noqa: E402
+    PIT_START,
     AugmentConfig,
     PinholeConfig,
     add_pinholes,
+    add_pit_pairs,
     affine_grid,
     augment,
+    augment_with_masks,
     geometric,
+    geometric_with_masks,
     photometric,
+    pit_schedule,
+    relabel_hidden_pits,
 )
 
 pytestmark = pytest.mark.unit
@@ -130,3 +136,96 @@ def test_pinholes_are_reproducible_from_the_seed() -> None:
     b = add_pinholes(x, y, PinholeConfig(p=0.5), torch.Generator().manual_seed(7))
     assert torch.equal(a[0], b[0])
     assert torch.equal(a[1], b[1])
+
+
+def test_masks_move_with_the_photo_and_draw_nothing_extra() -> None:
+    # A photo that is its own mask (black frame, bright squares) must come out equal to its warped mask.
+    x = torch.zeros(16, 1, 64, 64)
+    x[:, :, 20:23, 40:43] = 1.0
+    x[::2, :, 50:53, 10:13] = 1.0
+    cfg = AugmentConfig(bg_noise_p=0.0)
+    out, moved = geometric_with_masks(x, x.clone(), cfg, torch.Generator().manual_seed(4))
+    assert moved is not None
+    assert torch.equal(out, moved)
+    assert not torch.equal(moved, x)  # the geometry did move them
+    # Same draws as the geometry without masks: a run with masks sees the same rotations and zooms.
+    assert torch.equal(geometric(x, cfg, torch.Generator().manual_seed(4)), out)
+    gen_a, gen_b = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    plain = augment(x, AugmentConfig(), gen_a)
+    with_masks, _ = augment_with_masks(x, x.clone(), AugmentConfig(), gen_b)
+    assert torch.equal(plain, with_masks)
+    assert torch.equal(gen_a.get_state(), gen_b.get_state())
+
+
+def test_a_zoomed_out_square_mask_keeps_a_full_value_cell() -> None:
+    # At the smallest zoom, samples are 1.5 px apart; one of them still lands inside the 3x3 square.
+    masks = torch.zeros(32, 1, 120, 120)
+    masks[:, :, 70:73, 88:91] = 1.0
+    cfg = AugmentConfig(scale=(0.65, 0.65), shift=0.0, bg_noise_p=0.0)
+    _, moved = geometric_with_masks(torch.rand(32, 1, 120, 120), masks, cfg, torch.Generator().manual_seed(0))
+    assert moved is not None
+    assert bool((moved.amax(dim=(1, 2, 3)) > 0.99).all())
+
+
+def test_pit_pairs_append_pitted_copies_of_ok_photos_with_masks_at_the_pits() -> None:
+    x, y = _flange_batch(8)
+    x = x * torch.linspace(0.9, 1.0, len(y)).view(-1, 1, 1, 1)  # tell the photos apart
+    k = 3
+    photos, labels, masks, supervised = add_pit_pairs(
+        x, y, k, PinholeConfig(), torch.Generator().manual_seed(2)
+    )
+    n = len(y)
+    assert photos.shape == (n + k, *x.shape[1:])
+    assert torch.equal(photos[:n], x)  # the batch itself is untouched
+    assert labels.tolist() == y.tolist() + [1] * k
+    assert supervised.tolist() == (y == 0).tolist() + [True] * k
+    assert not masks[:n].any()
+    originals = []
+    for j in range(k):
+        copy, mask = photos[n + j, 0], masks[n + j]
+        # The copy is one of the ok photos, darkened only near the marked squares' centres.
+        i = min(range(n), key=lambda i: float((copy - x[i, 0]).abs().sum()))
+        originals.append(i)
+        assert y[i] == 0
+        darker = (x[i, 0] - copy) > 0.02
+        near_mask = F.max_pool2d(mask[None], 9, stride=1, padding=4)[0, 0] > 0
+        assert darker.any()
+        assert not (darker & ~near_mask).any()
+        centres = -F.max_pool2d(-mask[None], 3, stride=1, padding=1)[0, 0] > 0  # squares eroded to centres
+        assert 1 <= int(centres.sum()) <= 2
+        assert bool(darker[centres].all())
+    assert len(set(originals)) == k  # three different photos
+
+
+def test_pit_pairs_are_reproducible_and_take_at_most_the_ok_photos() -> None:
+    x, y = _flange_batch(8)
+    a = add_pit_pairs(x, y, 2, PinholeConfig(), torch.Generator().manual_seed(9))
+    b = add_pit_pairs(x, y, 2, PinholeConfig(), torch.Generator().manual_seed(9))
+    assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+    photos, labels, _, _ = add_pit_pairs(x, y, 20, PinholeConfig(), torch.Generator())
+    assert len(photos) == len(y) + int((y == 0).sum())
+    assert int(labels.sum()) == int(y.sum()) + int((y == 0).sum())  # every ok photo copied, as a defect
+    only_defects = torch.ones_like(y)
+    photos, labels, masks, supervised = add_pit_pairs(x, only_defects, 3, PinholeConfig(), torch.Generator())
+    assert torch.equal(photos, x)
+    assert torch.equal(labels, only_defects)
+    assert not masks.any()
+    assert not supervised.any()
+
+
+def test_a_copy_whose_pits_left_the_frame_is_ok_again() -> None:
+    y = torch.tensor([0, 1, 1, 1])
+    masks = torch.zeros(4, 1, 10, 10)
+    masks[2, 0, 4, 4] = 1.0
+    masks[3, 0, 4, 4] = 0.3  # the bilinear rest of a pit sampled at the edge of the frame
+    assert relabel_hidden_pits(y, masks, 2).tolist() == [0, 1, 1, 0]
+
+
+def test_pit_schedule_runs_from_the_start_to_the_final_pits() -> None:
+    final = PinholeConfig(p=0.1)
+    assert pit_schedule(final, 0.0) == PinholeConfig(p=0.1, sigma=PIT_START.sigma, depth=PIT_START.depth)
+    assert pit_schedule(final, 1.0) == final
+    assert pit_schedule(final, 7.0) == final
+    half = pit_schedule(final, 0.5)
+    assert half.depth == pytest.approx(((0.5 + 0.10) / 2, (0.9 + 0.35) / 2))
+    assert half.sigma == pytest.approx(((2.0 + 0.6) / 2, (3.0 + 1.3) / 2))

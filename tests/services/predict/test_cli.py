@@ -84,6 +84,15 @@ def test_evaluate_bad_folder_exits_2(tiny: Path, tmp_path: Path) -> None:
     assert "not a directory" in result.output
 
 
+def test_train_refuses_a_pit_map_without_pitted_copies(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    args = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "m"), "--pit-aux-weight", "1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert "synth_pit_pairs" in result.output
+    assert not (tmp_path / "m").exists()
+
+
 def _trained_like(tiny: Path) -> Path:
     """tiny's card with the training fields `check-model` reads, as `partcheck train` writes them."""
     card_path = tiny.with_name("tiny.card.json")

@@ -100,3 +100,25 @@ def test_fp16_folding_leaves_only_float16_values_in_the_conv_weights() -> None:
     # Rounding moved them: the weights differ from the plain fold's.
     plain = [m for m in fold_for_export(net).modules() if isinstance(m, nn.Conv2d)]
     assert any(not torch.equal(a.weight, b.weight) for a, b in zip(convs, plain, strict=True))
+
+
+def test_the_aux_head_reads_stage_one_and_leaves_the_logits_alone() -> None:
+    net = _trained_like(PartNet(WIDTHS, 1, True, "avgmax", 3, 5, aux_stage=1))
+    x = torch.rand(2, 1, 300, 300, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        logits, aux = net.forward_with_aux(x)
+        assert torch.equal(logits, net(x))
+    assert aux.shape == (2, 1, 25, 25)  # the probes' 25 px map: stem to 50 px, stage 1 to 25 px
+    # Exported features and logits do not depend on the head: the same weights without it agree.
+    plain = PartNet(WIDTHS, 1, True, "avgmax", 3, 5)
+    plain.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("aux.")})
+    plain.eval()
+    with torch.no_grad():
+        assert torch.equal(plain(x), logits)
+
+
+def test_aux_head_errors() -> None:
+    with pytest.raises(ValueError, match="no auxiliary head"):
+        PartNet(WIDTHS).forward_with_aux(torch.rand(1, 1, 64, 64))
+    with pytest.raises(ValueError, match="aux_stage 7"):
+        PartNet(WIDTHS, aux_stage=7)

@@ -22,14 +22,14 @@ def data_dir(tmp_path: Path, sample_images: dict[str, list[Path]]) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("pool", "head_pool", "size", "stem_stride", "defect_weight", "fp16", "pinholes"),
+    ("pool", "head_pool", "size", "stem_stride", "defect_weight", "fp16", "pinholes", "pit_pairs"),
     # The third is the shipped architecture at its real input size (strided stem over 300 px photos); the
-    # fourth stores float16 weights and trains on synthetic pits.
+    # fourth stores float16 weights and trains on synthetic pits, scattered and paired, with the pit map.
     [
-        (True, "avg", 64, 1, 1.0, False, 0.0),
-        (False, "avgmax", 64, 1, 3.0, False, 0.0),
-        (True, "avgmax", 300, 3, 1.0, False, 0.0),
-        (True, "avgmax", 96, 3, 3.0, True, 0.5),
+        (True, "avg", 64, 1, 1.0, False, 0.0, 0),
+        (False, "avgmax", 64, 1, 3.0, False, 0.0, 0),
+        (True, "avgmax", 300, 3, 1.0, False, 0.0, 0),
+        (True, "avgmax", 96, 3, 3.0, True, 0.5, 2),
     ],
 )
 def test_one_epoch_exports_a_loadable_model_with_a_true_card(
@@ -42,6 +42,7 @@ def test_one_epoch_exports_a_loadable_model_with_a_true_card(
     defect_weight: float,
     fp16: bool,
     pinholes: float,
+    pit_pairs: int,
 ) -> None:
     pytest.importorskip("torch")
     onnx = pytest.importorskip("onnx")
@@ -64,6 +65,9 @@ def test_one_epoch_exports_a_loadable_model_with_a_true_card(
         head_pool=head_pool,
         fp16_weights=fp16,
         synth_pinhole_p=pinholes,
+        synth_pit_pairs=pit_pairs,
+        synth_pit_curriculum=pit_pairs,
+        pit_aux_weight=1.0 if pit_pairs else 0.0,
         command="pytest smoke",
     )
     card = train(cfg)
@@ -85,8 +89,13 @@ def test_one_epoch_exports_a_loadable_model_with_a_true_card(
     assert card["training"]["config"]["defect_weight"] == defect_weight
     assert card["training"]["config"]["fp16_weights"] == fp16
     assert card["training"]["config"]["synth_pinhole_p"] == pinholes
+    assert card["training"]["config"]["synth_pit_pairs"] == pit_pairs
+    # The pit map's loss is logged per epoch when it trains, and only then.
+    assert all(("pit_map_loss" in h) == bool(pit_pairs) for h in card["training"]["history"])
     graph = onnx.load(str(onnx_path)).graph
     stored = {i.data_type for i in graph.initializer}
+    # The auxiliary head is training only: the exported graph has one 1-channel conv, the stem's input.
+    assert not [i for i in graph.initializer if list(i.dims)[:2] == [1, 24]]
     assert (onnx.TensorProto.FLOAT16 in stored) == fp16
     from services.predict.train.report import write_model_card_md
 

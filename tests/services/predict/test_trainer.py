@@ -8,9 +8,11 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
+from pathlib import Path  # noqa: E402
+
 import numpy as np  # noqa: E402
 
-from services.predict.train.trainer import classification_loss, training_fit  # noqa: E402
+from services.predict.train.trainer import TrainConfig, classification_loss, pit_map_loss, train, training_fit  # noqa: E402
 
 pytestmark = pytest.mark.unit
 
@@ -55,3 +57,30 @@ def test_training_fit_counts_each_kind_of_miss() -> None:
     labels = np.array([0, 0, 1, 1, 1])
     fit = training_fit(logits, labels)
     assert fit == {"n": 5, "accuracy_argmax": 0.4, "defects_called_ok": 2, "ok_called_defect": 1}
+
+
+def test_pit_map_loss_marks_the_pit_cell_and_ignores_unsupervised_photos() -> None:
+    masks = torch.zeros(3, 1, 12, 12)
+    masks[0, 0, 4:7, 8:11] = 1.0  # a pit in the cell (1, 2) of a 3x3 map of 4 px cells
+    masks[2, 0, 0:3, 0:3] = 1.0  # a real defect's photo would have no mask; this one must not count
+    supervised = torch.tensor([True, True, False])
+    right = torch.full((3, 1, 3, 3), -8.0)
+    right[0, 0, 1, 2] = 8.0
+    wrong = right.clone()
+    wrong[0, 0, 1, 2] = -8.0  # the pit missed
+    low, high = pit_map_loss(right, masks, supervised), pit_map_loss(wrong, masks, supervised)
+    assert float(low) < 1e-2
+    # One missed pit costs as much as every clean cell of a photo wrong: weighted by the 9 cells.
+    assert float(high) == pytest.approx(9 * 8.0 / 18, rel=1e-2)
+    unsupervised_wrong = right.clone()
+    unsupervised_wrong[2] = 8.0
+    assert torch.equal(pit_map_loss(unsupervised_wrong, masks, supervised), low)
+    # A batch of real defects only (no ok photo, so no copy): zero, not the NaN of an empty mean.
+    none = pit_map_loss(unsupervised_wrong, masks, torch.zeros(3, dtype=torch.bool))
+    assert float(none) == 0.0
+
+
+def test_the_pit_map_needs_pitted_copies(tmp_path: Path) -> None:
+    cfg = TrainConfig(data_dir=tmp_path, out_dir=tmp_path, pit_aux_weight=1.0)
+    with pytest.raises(ValueError, match="synth_pit_pairs"):
+        train(cfg)
