@@ -236,7 +236,7 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     cpu_started = time.process_time()
     if cfg.pit_aux_weight > 0 and cfg.synth_pit_pairs == 0:
-        raise ValueError("the pit map loss needs pitted copies: set synth_pit_pairs (--synth-pit-pairs) above 0")
+        raise ValueError("the pit map loss needs pitted copies: set synth_pit_pairs (--synth-pit-pairs) > 0")
     torch.set_num_threads(cfg.threads)
     _keep_freed_memory()
     gen = _seed_everything(cfg.seed)
