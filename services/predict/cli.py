@@ -115,6 +115,9 @@ def train(
     synth_pit_curriculum: Annotated[
         int, typer.Option(min=0, help="epochs over which the copies' pits shrink from deep blobs to size")
     ] = 0,
+    synth_pit_weight: Annotated[
+        float, typer.Option(min=0.0, help="loss weight of a pitted copy (real defects: --defect-weight)")
+    ] = 1.0,
     pit_aux_weight: Annotated[
         float, typer.Option(min=0.0, help="weight of the loss that makes a stage locate the pits (0: none)")
     ] = 0.0,
@@ -163,6 +166,7 @@ def train(
         synth_pinhole_depth=(synth_pinhole_depth_min, synth_pinhole_depth_max),
         synth_pit_pairs=synth_pit_pairs,
         synth_pit_curriculum=synth_pit_curriculum,
+        synth_pit_weight=synth_pit_weight,
         pit_aux_weight=pit_aux_weight,
         pit_aux_stage=pit_aux_stage,
         seed=seed,

@@ -84,3 +84,17 @@ def test_the_pit_map_needs_pitted_copies(tmp_path: Path) -> None:
     cfg = TrainConfig(data_dir=tmp_path, out_dir=tmp_path, pit_aux_weight=1.0)
     with pytest.raises(ValueError, match="synth_pit_pairs"):
         train(cfg)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 2.0])
+def test_sample_weights_of_the_class_weights_give_the_class_weighted_loss(gamma: float) -> None:
+    logits = torch.randn(16, 2, generator=torch.Generator().manual_seed(3))
+    target = torch.tensor([0, 1, 1, 0] * 4)
+    class_weight = torch.tensor([1.0, 3.0])
+    expected = classification_loss(logits, target, class_weight, gamma)
+    got = classification_loss(logits, target, None, gamma, class_weight[target])
+    assert torch.allclose(got, expected, atol=1e-6)
+    # Down-weighting one photo moves the loss toward the others'.
+    lighter = class_weight[target].clone()
+    lighter[1] = 1.0
+    assert not torch.allclose(classification_loss(logits, target, None, gamma, lighter), expected)
