@@ -109,15 +109,15 @@ def _model_outputs(
 
 
 def _tradeoff(
-    preds: list[Prediction | InvalidImage], labelled: list[tuple[str, int]]
+    preds: list[Prediction | InvalidImage], labelled: list[tuple[str, int]], margin: float
 ) -> list[dict[str, Any]]:
-    """What allowing 0-3 escapes on validation would cost in unclear images (same margin as training)."""
+    """What allowing 0-3 escapes on validation would cost in unclear images (at the training margin)."""
     from services.predict.train.calibrate import choose_thresholds
 
     p, y = _model_outputs(preds, labelled)
     rows = []
     for k in range(4):
-        op = choose_thresholds(p, y, max_escapes=k, max_false_rejects=0, margin=0.5)
+        op = choose_thresholds(p, y, max_escapes=k, max_false_rejects=0, margin=margin)
         rows.append(
             {
                 "max_escapes": k,
@@ -308,7 +308,7 @@ def validate_model(model_path: Path, data_dir: Path, val_fraction: float) -> dic
     margin = float(card.get("training", {}).get("config", {}).get("margin", 0.5))
     ok_photos = [b for (_, label), b in zip(labelled, payloads["validation"], strict=True) if label == 0]
     metrics: dict[str, Any] = {
-        "escape_tradeoff": _tradeoff(sets["validation"], labelled),
+        "escape_tradeoff": _tradeoff(sets["validation"], labelled, margin),
         "band_all_sets": band_all_sets(sets, labelled, margin),
         "pit_sensitivity": pit_sensitivity(clf, ok_photos, size),
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from partcheck.errors import InvalidImage
 from partcheck.messages import Prediction, Thresholds
 from services.predict.train.validate import band_all_sets
 
@@ -49,3 +50,15 @@ def test_refused_photos_count_as_unclear_and_do_not_move_the_band() -> None:
     assert band["margin"] == 0.5
     as_output = band_all_sets({"validation": [_p(0.99), _p(0.5), _p(0.01), _p(0.02)]}, LABELLED, margin=0.5)
     assert as_output["t_ok"] == pytest.approx(0.6225, abs=1e-3)
+
+
+def test_the_escape_tradeoff_uses_the_training_margin() -> None:
+    from services.predict.train.validate import _tradeoff
+
+    preds: list[Prediction | InvalidImage] = [_p(0.99), _p(0.2), _p(0.01), _p(0.05)]
+    tight, wide = _tradeoff(preds, LABELLED, 0.0), _tradeoff(preds, LABELLED, 1.0)
+    assert [r["max_escapes"] for r in tight] == [0, 1, 2, 3]
+    # The worst defect sits at p_ok 0.8: without a margin the ok side starts just above it, a margin of
+    # one logit moves it further (sigmoid(logit(0.8) + 1) = 0.916).
+    assert 0.8 <= tight[0]["t_ok"] < 0.81
+    assert wide[0]["t_ok"] == pytest.approx(0.916, abs=1e-3)
