@@ -118,6 +118,9 @@ def train(
     synth_pit_weight: Annotated[
         float, typer.Option(min=0.0, help="loss weight of a pitted copy (real defects: --defect-weight)")
     ] = 1.0,
+    synth_pit_sharp: Annotated[
+        bool, typer.Option(help="keep pitted pairs out of the blur and resolution loss that can erase a pit")
+    ] = False,
     pit_aux_weight: Annotated[
         float, typer.Option(min=0.0, help="weight of the loss that makes a stage locate the pits (0: none)")
     ] = 0.0,
@@ -167,6 +170,7 @@ def train(
         synth_pit_pairs=synth_pit_pairs,
         synth_pit_curriculum=synth_pit_curriculum,
         synth_pit_weight=synth_pit_weight,
+        synth_pit_sharp=synth_pit_sharp,
         pit_aux_weight=pit_aux_weight,
         pit_aux_stage=pit_aux_stage,
         seed=seed,

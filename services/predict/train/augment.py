@@ -134,8 +134,14 @@ def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return xs.reshape(x.shape)
 
 
-def photometric(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
-    """Brightness, contrast, gamma, blur, noise and resolution loss, clipped to 0-1."""
+def photometric(
+    x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, sharp: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Brightness, contrast, gamma, blur, noise and resolution loss, clipped to 0-1.
+
+    Photos marked in `sharp` (a bool per photo) skip the blur and the resolution loss; the draws are the
+    same either way.
+    """
     n = x.shape[0]
     size = x.shape[-1]
     # Every random draw happens for the whole batch, in a fixed order, so a run is reproducible from the seed
@@ -148,6 +154,9 @@ def photometric(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> to
     gamma = torch.exp(_uniform(n, math.log(cfg.gamma[0]), math.log(cfg.gamma[1]), gen)).view(n, 1, 1, 1)
     noisy = torch.rand(n, generator=gen) < cfg.noise_p
     noise_level = torch.rand(n, generator=gen) * cfg.noise_sigma
+    if sharp is not None:
+        blur &= ~sharp
+        low &= ~sharp
     x = x.clone()
     if blur.any():
         x[blur] = _gaussian_blur(x[blur], sigma_all[blur])
@@ -171,12 +180,16 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.
 
 
 def augment_with_masks(
-    x: torch.Tensor, masks: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator
+    x: torch.Tensor,
+    masks: torch.Tensor,
+    cfg: AugmentConfig,
+    gen: torch.Generator,
+    sharp: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`augment`, with `masks` moved by the same geometry (photometry leaves them as they are)."""
     out, moved = geometric_with_masks(x, masks, cfg, gen)
     assert moved is not None
-    return photometric(out, cfg, gen), moved
+    return photometric(out, cfg, gen, sharp), moved
 
 
 @dataclass(frozen=True)
@@ -249,10 +262,11 @@ def pit_schedule(final: PinholeConfig, t: float, start: PinholeConfig = PIT_STAR
 
 def add_pit_pairs(
     x: torch.Tensor, y: torch.Tensor, k: int, cfg: PinholeConfig, gen: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Append pitted copies of up to `k` of the batch's ok photos, labelled defect; also where each pit is.
 
-    Returns (photos, labels, masks, supervised) for the batch plus its copies. A copy differs from its
+    Returns (photos, labels, masks, supervised, sources) for the batch plus its copies; `sources` holds
+    each copy's index in the batch. A copy differs from its
     clean original only by the pit, so the pit is the one thing the label can be learned from; unpaired
     pits at the same rate left the network hedging (44 % unclear). `masks` (B+k, 1, S, S) is 1 on a 3x3
     square at each pit's centre and 0 elsewhere; `supervised` marks the photos whose mask is known (the ok
@@ -283,7 +297,7 @@ def add_pit_pairs(
     photos = torch.cat([x, copies])
     labels = torch.cat([y, torch.ones(len(chosen), dtype=y.dtype)])
     supervised = torch.cat([y == 0, torch.ones(len(chosen), dtype=torch.bool)])
-    return photos, labels, masks, supervised
+    return photos, labels, masks, supervised, chosen
 
 
 def relabel_hidden_pits(y: torch.Tensor, masks: torch.Tensor, first_copy: int) -> torch.Tensor:

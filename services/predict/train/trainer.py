@@ -91,6 +91,9 @@ class TrainConfig:
     synth_pit_curriculum: int = 0
     # Loss weight of a pitted copy (real defects keep `defect_weight`).
     synth_pit_weight: float = 1.0
+    # Keep both photos of a pair out of the blur and the resolution loss, which can erase a pit while its
+    # copy is still labelled defect.
+    synth_pit_sharp: bool = False
     # Weight of the auxiliary loss that makes stage `pit_aux_stage` say which cell holds a synthetic pit
     # (0: no auxiliary head). Needs `synth_pit_pairs`.
     pit_aux_weight: float = 0.0
@@ -222,8 +225,14 @@ def _pit_pair_step(
 ) -> tuple[torch.Tensor, float]:
     """The loss of one batch with pitted copies appended (and the pit map's part of it, for the log)."""
     n = x.shape[0]
-    x, y, masks, supervised = add_pit_pairs(x, y, cfg.synth_pit_pairs, pits, gen)
-    x, masks = augment_with_masks(x, masks, aug, gen)
+    x, y, masks, supervised, sources = add_pit_pairs(x, y, cfg.synth_pit_pairs, pits, gen)
+    sharp = None
+    if cfg.synth_pit_sharp:
+        # Both photos of a pair: a blurred original beside a sharp copy would teach "sharp means pitted".
+        sharp = torch.zeros(len(x), dtype=torch.bool)
+        sharp[n:] = True
+        sharp[sources] = True
+    x, masks = augment_with_masks(x, masks, aug, gen, sharp)
     y = relabel_hidden_pits(y, masks, n)
     weight = class_weight[y] if class_weight is not None else torch.ones(len(y))
     # A copy whose pit the augmentation blurred away looks exactly like its ok original. At the defect

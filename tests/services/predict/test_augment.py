@@ -171,7 +171,7 @@ def test_pit_pairs_append_pitted_copies_of_ok_photos_with_masks_at_the_pits() ->
     x, y = _flange_batch(8)
     x = x * torch.linspace(0.9, 1.0, len(y)).view(-1, 1, 1, 1)  # tell the photos apart
     k = 3
-    photos, labels, masks, supervised = add_pit_pairs(
+    photos, labels, masks, supervised, sources = add_pit_pairs(
         x, y, k, PinholeConfig(), torch.Generator().manual_seed(2)
     )
     n = len(y)
@@ -185,6 +185,7 @@ def test_pit_pairs_append_pitted_copies_of_ok_photos_with_masks_at_the_pits() ->
         copy, mask = photos[n + j, 0], masks[n + j]
         # The copy is one of the ok photos, darkened only near the marked squares' centres.
         i = min(range(n), key=lambda i: float((copy - x[i, 0]).abs().sum()))
+        assert int(sources[j]) == i
         originals.append(i)
         assert y[i] == 0
         darker = (x[i, 0] - copy) > 0.02
@@ -202,12 +203,15 @@ def test_pit_pairs_are_reproducible_and_take_at_most_the_ok_photos() -> None:
     a = add_pit_pairs(x, y, 2, PinholeConfig(), torch.Generator().manual_seed(9))
     b = add_pit_pairs(x, y, 2, PinholeConfig(), torch.Generator().manual_seed(9))
     assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
-    photos, labels, _, _ = add_pit_pairs(x, y, 20, PinholeConfig(), torch.Generator())
+    photos, labels, _, _, _ = add_pit_pairs(x, y, 20, PinholeConfig(), torch.Generator())
     assert len(photos) == len(y) + int((y == 0).sum())
     assert int(labels.sum()) == int(y.sum()) + int((y == 0).sum())  # every ok photo copied, as a defect
     only_defects = torch.ones_like(y)
-    photos, labels, masks, supervised = add_pit_pairs(x, only_defects, 3, PinholeConfig(), torch.Generator())
+    photos, labels, masks, supervised, sources = add_pit_pairs(
+        x, only_defects, 3, PinholeConfig(), torch.Generator()
+    )
     assert torch.equal(photos, x)
+    assert len(sources) == 0
     assert torch.equal(labels, only_defects)
     assert not masks.any()
     assert not supervised.any()
@@ -229,3 +233,16 @@ def test_pit_schedule_runs_from_the_start_to_the_final_pits() -> None:
     half = pit_schedule(final, 0.5)
     assert half.depth == pytest.approx(((0.5 + 0.10) / 2, (0.9 + 0.35) / 2))
     assert half.sigma == pytest.approx(((2.0 + 0.6) / 2, (3.0 + 1.3) / 2))
+
+
+def test_sharp_photos_skip_blur_and_resolution_loss_with_the_same_draws() -> None:
+    x = torch.rand(16, 1, 32, 32, generator=torch.Generator().manual_seed(0)).clamp(0.01, 1.0)
+    off = AugmentConfig.none()
+    cfg = AugmentConfig(**{**off.__dict__, "blur_p": 1.0, "lowres_p": 1.0})
+    sharp = torch.tensor([True, False] * 8)
+    gen_a, gen_b = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    out = photometric(x, cfg, gen_a, sharp)
+    everything = photometric(x, cfg, gen_b)
+    assert torch.allclose(out[sharp], x[sharp], atol=1e-4)  # nothing else was on
+    assert torch.equal(out[~sharp], everything[~sharp])
+    assert torch.equal(gen_a.get_state(), gen_b.get_state())
