@@ -204,6 +204,43 @@ class PinholeConfig:
     candidates: int = 4
 
 
+@dataclass(frozen=True)
+class _PitDraws:
+    """Candidate places, size, depth and highlight of up to two pits for each of a number of photos."""
+
+    two: list[bool]
+    radius: np.ndarray
+    angle: np.ndarray
+    sigma: list[list[float]]
+    depth: list[list[float]]
+    glint: list[list[float]]
+    glint_dir: list[list[float]]
+
+
+def _draw_pits(n: int, cfg: PinholeConfig, gen: torch.Generator) -> _PitDraws:
+    # In this order for every caller: the runs with pits stay reproducible from their seed.
+    c = cfg.candidates
+    return _PitDraws(
+        two=(torch.rand(n, generator=gen) < 0.3).tolist(),
+        radius=_uniform(n * 2 * c, *cfg.radius, gen).view(n, 2, c).numpy(),
+        angle=(torch.rand(n * 2 * c, generator=gen) * 2 * math.pi).view(n, 2, c).numpy(),
+        sigma=_uniform(n * 2, *cfg.sigma, gen).view(n, 2).tolist(),
+        depth=_uniform(n * 2, *cfg.depth, gen).view(n, 2).tolist(),
+        glint=_uniform(n * 2, *cfg.highlight, gen).view(n, 2).tolist(),
+        glint_dir=(torch.rand(n * 2, generator=gen) * 2 * math.pi).view(n, 2).tolist(),
+    )
+
+
+def _paint_pits(img: np.ndarray, pits: _PitDraws, i: int) -> list[tuple[float, float]]:
+    """Paint photo `i`'s one or two pits onto `img` (2-D, in place); their centres."""
+    centres = []
+    for j in range(2 if pits.two[i] else 1):
+        cy, cx = flange_spot(img, pits.radius[i, j], pits.angle[i, j])
+        paint_pit(img, cy, cx, pits.sigma[i][j], pits.depth[i][j], pits.glint[i][j], pits.glint_dir[i][j])
+        centres.append((cy, cx))
+    return centres
+
+
 def add_pinholes(
     x: torch.Tensor, y: torch.Tensor, cfg: PinholeConfig, gen: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -218,22 +255,12 @@ def add_pinholes(
     n = x.shape[0]
     # Every draw for the whole batch, in a fixed order: reproducible from the seed.
     chosen = (torch.rand(n, generator=gen) < cfg.p) & (y == 0)
-    two = torch.rand(n, generator=gen) < 0.3
-    k = cfg.candidates
-    radius = _uniform(n * 2 * k, *cfg.radius, gen).view(n, 2, k).numpy()
-    angle = (torch.rand(n * 2 * k, generator=gen) * 2 * math.pi).view(n, 2, k).numpy()
-    sigma = _uniform(n * 2, *cfg.sigma, gen).view(n, 2).tolist()
-    depth = _uniform(n * 2, *cfg.depth, gen).view(n, 2).tolist()
-    glint = _uniform(n * 2, *cfg.highlight, gen).view(n, 2).tolist()
-    glint_dir = (torch.rand(n * 2, generator=gen) * 2 * math.pi).view(n, 2).tolist()
+    pits = _draw_pits(n, cfg, gen)
     if not chosen.any():
         return x, y
     x, y = x.clone(), y.clone()
     for i in torch.nonzero(chosen).flatten().tolist():
-        img = x[i, 0].numpy()  # a view: painting it paints the batch's copy
-        for j in range(2 if two[i] else 1):
-            cy, cx = flange_spot(img, radius[i, j], angle[i, j])
-            paint_pit(img, cy, cx, sigma[i][j], depth[i][j], glint[i][j], glint_dir[i][j])
+        _paint_pits(x[i, 0].numpy(), pits, i)  # a view: painting it paints the batch's copy
         y[i] = 1
     return x, y
 
@@ -276,22 +303,12 @@ def add_pit_pairs(
     ok = torch.nonzero(y == 0).flatten()
     # Every draw for k copies whatever the batch holds, in a fixed order: reproducible from the seed.
     order = torch.randperm(len(ok), generator=gen)
-    c = cfg.candidates
-    two = (torch.rand(k, generator=gen) < 0.3).tolist()
-    radius = _uniform(k * 2 * c, *cfg.radius, gen).view(k, 2, c).numpy()
-    angle = (torch.rand(k * 2 * c, generator=gen) * 2 * math.pi).view(k, 2, c).numpy()
-    sigma = _uniform(k * 2, *cfg.sigma, gen).view(k, 2).tolist()
-    depth = _uniform(k * 2, *cfg.depth, gen).view(k, 2).tolist()
-    glint = _uniform(k * 2, *cfg.highlight, gen).view(k, 2).tolist()
-    glint_dir = (torch.rand(k * 2, generator=gen) * 2 * math.pi).view(k, 2).tolist()
+    pits = _draw_pits(k, cfg, gen)
     chosen = ok[order[:k]]
     copies = x[chosen].clone()
     masks = torch.zeros(n + len(chosen), 1, size, size)
     for j in range(len(chosen)):
-        img = copies[j, 0].numpy()  # a view: painting it paints the copy
-        for m in range(2 if two[j] else 1):
-            cy, cx = flange_spot(img, radius[j, m], angle[j, m])
-            paint_pit(img, cy, cx, sigma[j][m], depth[j][m], glint[j][m], glint_dir[j][m])
+        for cy, cx in _paint_pits(copies[j, 0].numpy(), pits, j):  # a view: painting it paints the copy
             py, px = int(np.clip(round(cy), 1, size - 2)), int(np.clip(round(cx), 1, size - 2))
             masks[n + j, 0, py - 1 : py + 2, px - 1 : px + 2] = 1.0
     photos = torch.cat([x, copies])
