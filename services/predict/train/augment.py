@@ -58,7 +58,7 @@ def _uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Ten
 
 
 def geometric(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
-    """Random rotation, flip, scale (zoom out pads with the reflected background) and shift."""
+    """Random rotation, flip, scale (a zoom-out shows the background level around the part) and shift."""
     return geometric_with_masks(x, None, cfg, gen)[0]
 
 
@@ -292,12 +292,12 @@ def add_pit_pairs(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Append pitted copies of up to `k` of the batch's ok photos, labelled defect; also where each pit is.
 
-    Returns (photos, labels, masks, supervised, sources) for the batch plus its copies; `sources` holds
-    each copy's index in the batch. A copy differs from its
-    clean original only by the pit, so the pit is the one thing the label can be learned from; unpaired
+    Returns (photos, labels, masks, supervised, sources) for the batch plus its copies. A copy differs from
+    its clean original only by the pit, so the pit is the one thing the label can be learned from; unpaired
     pits at the same rate left the network hedging (44 % unclear). `masks` (B+k, 1, S, S) is 1 on a 3x3
     square at each pit's centre and 0 elsewhere; `supervised` marks the photos whose mask is known (the ok
-    photos and the copies, not the real defects, whose flaw is somewhere unmarked).
+    photos and the copies, not the real defects, whose flaw is somewhere unmarked); `sources` holds each
+    copy's index in the batch.
     """
     n, size = x.shape[0], x.shape[-1]
     ok = torch.nonzero(y == 0).flatten()

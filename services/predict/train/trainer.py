@@ -95,7 +95,7 @@ class TrainConfig:
     # copy is still labelled defect.
     synth_pit_sharp: bool = False
     # Weight of the auxiliary loss that makes stage `pit_aux_stage` say which cell holds a synthetic pit
-    # (0: no auxiliary head). Needs `synth_pit_pairs`.
+    # (0: no auxiliary head). Needs `synth_pit_pairs`. The logged training loss includes it times this weight.
     pit_aux_weight: float = 0.0
     pit_aux_stage: int = 1
     limit: int | None = None
