@@ -235,9 +235,10 @@ def _pit_pair_step(
     x, masks = augment_with_masks(x, masks, aug, gen, sharp)
     y = relabel_hidden_pits(y, masks, n)
     weight = class_weight[y] if class_weight is not None else torch.ones(len(y))
-    # A copy whose pit the augmentation blurred away looks exactly like its ok original. At the defect
-    # weight (3) the best answer for such a photo is p_defect 0.75, and ok photos that looked pittable were
-    # called defect (221 of 2,296 clean ok training photos in the first run); a weight of 1 keeps it below.
+    # A copy the network cannot tell from its ok original (its pit no darker than the castings' own marks)
+    # is best answered with p_defect 0.75 at the defect weight (3): 221 of 2,296 clean ok training photos
+    # were called defect that way, 246 with the pairs kept sharp. Weight 1 stops that, 0 leaves the pits to
+    # the pit map alone (docs/model.md, session 10).
     weight[n:] = cfg.synth_pit_weight
     if cfg.pit_aux_weight == 0:
         return classification_loss(net(x), y, None, cfg.focal_gamma, weight), 0.0
