@@ -121,6 +121,10 @@ def train(
     synth_pit_sharp: Annotated[
         bool, typer.Option(help="keep pitted pairs out of the blur and resolution loss that can erase a pit")
     ] = False,
+    synth_pit_stamps: Annotated[
+        Path | None,
+        typer.Option(help="JSON of pinholes marked on training photos: copy them instead of painting pits"),
+    ] = None,
     pit_aux_weight: Annotated[
         float, typer.Option(min=0.0, help="weight of the loss that makes a stage locate the pits (0: none)")
     ] = 0.0,
@@ -171,6 +175,7 @@ def train(
         synth_pit_curriculum=synth_pit_curriculum,
         synth_pit_weight=synth_pit_weight,
         synth_pit_sharp=synth_pit_sharp,
+        synth_pit_stamps=synth_pit_stamps,
         pit_aux_weight=pit_aux_weight,
         pit_aux_stage=pit_aux_stage,
         seed=seed,

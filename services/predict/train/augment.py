@@ -9,13 +9,13 @@ gamma, Gaussian blur, sensor noise and a resolution loss (a larger or worse came
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from services.predict.train.variants import PIT_RADIUS, flange_spot, paint_pit
+from services.predict.train.variants import PIT_RADIUS, flange_spot, paint_pit, paint_stamp
 
 
 @dataclass(frozen=True)
@@ -202,6 +202,10 @@ class PinholeConfig:
     highlight: tuple[float, float] = (0.0, 0.6)
     radius: tuple[float, float] = PIT_RADIUS
     candidates: int = 4
+    # Real pinholes (`variants.extract_stamp`, (K, 2r+1, 2r+1)) to copy instead of painting a Gaussian,
+    # each `gain` times as deep as it was; None paints.
+    stamps: np.ndarray | None = field(default=None, compare=False, repr=False)
+    gain: tuple[float, float] = (0.8, 1.25)
 
 
 @dataclass(frozen=True)
@@ -215,6 +219,8 @@ class _PitDraws:
     depth: list[list[float]]
     glint: list[list[float]]
     glint_dir: list[list[float]]
+    stamp: list[list[int]]
+    gain: list[list[float]]
 
 
 def _draw_pits(n: int, cfg: PinholeConfig, gen: torch.Generator) -> _PitDraws:
@@ -228,15 +234,23 @@ def _draw_pits(n: int, cfg: PinholeConfig, gen: torch.Generator) -> _PitDraws:
         depth=_uniform(n * 2, *cfg.depth, gen).view(n, 2).tolist(),
         glint=_uniform(n * 2, *cfg.highlight, gen).view(n, 2).tolist(),
         glint_dir=(torch.rand(n * 2, generator=gen) * 2 * math.pi).view(n, 2).tolist(),
+        # Drawn last and only with stamps: the painted runs keep their random numbers.
+        stamp=[] if cfg.stamps is None else torch.randint(len(cfg.stamps), (n, 2), generator=gen).tolist(),
+        gain=[] if cfg.stamps is None else _uniform(n * 2, *cfg.gain, gen).view(n, 2).tolist(),
     )
 
 
-def _paint_pits(img: np.ndarray, pits: _PitDraws, i: int) -> list[tuple[float, float]]:
-    """Paint photo `i`'s one or two pits onto `img` (2-D, in place); their centres."""
+def _paint_pits(
+    img: np.ndarray, pits: _PitDraws, i: int, stamps: np.ndarray | None = None
+) -> list[tuple[float, float]]:
+    """Paint photo `i`'s one or two pits onto `img` (2-D, in place), or copy `stamps`; their centres."""
     centres = []
     for j in range(2 if pits.two[i] else 1):
         cy, cx = flange_spot(img, pits.radius[i, j], pits.angle[i, j])
-        paint_pit(img, cy, cx, pits.sigma[i][j], pits.depth[i][j], pits.glint[i][j], pits.glint_dir[i][j])
+        if stamps is None:
+            paint_pit(img, cy, cx, pits.sigma[i][j], pits.depth[i][j], pits.glint[i][j], pits.glint_dir[i][j])
+        else:
+            paint_stamp(img, cy, cx, stamps[pits.stamp[i][j]], pits.gain[i][j])
         centres.append((cy, cx))
     return centres
 
@@ -260,14 +274,15 @@ def add_pinholes(
         return x, y
     x, y = x.clone(), y.clone()
     for i in torch.nonzero(chosen).flatten().tolist():
-        _paint_pits(x[i, 0].numpy(), pits, i)  # a view: painting it paints the batch's copy
+        _paint_pits(x[i, 0].numpy(), pits, i, cfg.stamps)  # a view: painting it paints the batch's copy
         y[i] = 1
     return x, y
 
 
 # Where the curriculum starts (`pit_schedule`): a deep blob a few pixels wide, which a network learned to
 # see in 520 steps where it did not learn a 30 %-deep, 1 px one (docs/model.md, session 9).
-PIT_START = PinholeConfig(sigma=(2.0, 3.0), depth=(0.5, 0.9))
+# A copied pinhole starts three times as deep.
+PIT_START = PinholeConfig(sigma=(2.0, 3.0), depth=(0.5, 0.9), gain=(2.5, 3.5))
 
 
 def pit_schedule(final: PinholeConfig, t: float, start: PinholeConfig = PIT_START) -> PinholeConfig:
@@ -284,6 +299,8 @@ def pit_schedule(final: PinholeConfig, t: float, start: PinholeConfig = PIT_STAR
         highlight=final.highlight,
         radius=final.radius,
         candidates=final.candidates,
+        stamps=final.stamps,
+        gain=lerp(start.gain, final.gain),
     )
 
 
@@ -308,7 +325,8 @@ def add_pit_pairs(
     copies = x[chosen].clone()
     masks = torch.zeros(n + len(chosen), 1, size, size)
     for j in range(len(chosen)):
-        for cy, cx in _paint_pits(copies[j, 0].numpy(), pits, j):  # a view: painting it paints the copy
+        # A view: painting it paints the copy.
+        for cy, cx in _paint_pits(copies[j, 0].numpy(), pits, j, cfg.stamps):
             py, px = int(np.clip(round(cy), 1, size - 2)), int(np.clip(round(cx), 1, size - 2))
             masks[n + j, 0, py - 1 : py + 2, px - 1 : px + 2] = 1.0
     photos = torch.cat([x, copies])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,11 +12,14 @@ import numpy as np
 
 from partcheck.errors import InvalidInput
 from services.predict.preprocess import preprocess
+from services.predict.train.variants import extract_stamp
 
 # Folder names of the original data set and of the held-out set; label index 1 = defect.
 CLASS_DIRS = {"ok_front": 0, "def_front": 1}
 LABELS = ("ok", "defect")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
+# Real rim pinholes marked on training photos of the casting data set (how they were found: its "about").
+PINHOLE_MARKS = Path(__file__).with_name("pinholes.json")
 
 
 @dataclass(frozen=True)
@@ -79,3 +83,34 @@ def load_arrays(
         if progress is not None:
             progress(1)
     return images, labels
+
+
+def load_pinhole_marks(path: Path) -> list[tuple[str, int, int]]:
+    """(file name, row, column) of each pinhole marked in a JSON file `{"marks": [{"file", "y", "x"}]}`."""
+    try:
+        doc = json.loads(path.read_text())
+        return [(str(m["file"]), int(m["y"]), int(m["x"])) for m in doc["marks"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a pinhole marks file ({exc})") from exc
+
+
+def pinhole_stamps(
+    marks: list[tuple[str, int, int]], train_items: list[Item], val_items: list[Item], size: int
+) -> np.ndarray:
+    """The marked pinholes cut from their training photos (`variants.extract_stamp`), (K, 2r+1, 2r+1).
+
+    A mark on a validation photo is refused: copying its pinhole into training would leak validation.
+    Positions are in the 300 px frame of the marks; `size` must be that.
+    """
+    where = {it.path.name: it for it in train_items if it.label == 1}
+    in_val = {it.path.name for it in val_items}
+    stamps = []
+    for name, y, x in marks:
+        if name in in_val:
+            raise ValueError(f"pinhole marked on {name}, a validation photo; mark training photos only")
+        if name not in where:
+            raise ValueError(f"pinhole marked on {name}, which is not a training defect photo here")
+        stamps.append(extract_stamp(preprocess(where[name].path.read_bytes(), size), y, x))
+    if not stamps:
+        raise ValueError("the pinhole marks file marks no pinhole")
+    return np.stack(stamps)

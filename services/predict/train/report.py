@@ -235,6 +235,21 @@ def write_model_card_md(card: dict[str, Any], path: Path) -> Path:
                 if isinstance(r, dict)
             ],
         ]
+    if pinholes := m.get("pinhole_sensitivity"):
+        lines += [
+            "",
+            f"The same photos given one real pinhole copied from a training photo ({pinholes['stamps']} "
+            "marked pinholes, `services/predict/train/pinholes.json`): verdicts by gain (1: as deep as "
+            "photographed).",
+            "",
+            "| gain | n | ok | unclear | defect |",
+            "| --- | --- | --- | --- | --- |",
+            *[
+                f"| {gain} | {r['n']} | {r['ok']:.1%} | {r['unclear']:.1%} | {r['defect']:.1%} |"
+                for gain, r in pinholes.items()
+                if isinstance(r, dict)
+            ],
+        ]
     lines += [
         "",
         "## Limits",

@@ -94,6 +94,9 @@ class TrainConfig:
     # Keep both photos of a pair out of the blur and the resolution loss, which can erase a pit while its
     # copy is still labelled defect.
     synth_pit_sharp: bool = False
+    # A JSON file of real pinholes marked on training photos (`data.PINHOLE_MARKS`); the copies' pits are
+    # then these pinholes copied (`variants.extract_stamp`) instead of painted Gaussians. None paints.
+    synth_pit_stamps: Path | None = None
     # Weight of the auxiliary loss that makes stage `pit_aux_stage` say which cell holds a synthetic pit
     # (0: no auxiliary head). Needs `synth_pit_pairs`. The logged training loss includes it times this weight.
     pit_aux_weight: float = 0.0
@@ -264,6 +267,11 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
     cpu_started = time.process_time()
     if cfg.pit_aux_weight > 0 and cfg.synth_pit_pairs == 0:
         raise ValueError("the pit map loss needs pitted copies: set synth_pit_pairs (--synth-pit-pairs) > 0")
+    if cfg.synth_pit_stamps is not None:
+        if cfg.synth_pit_pairs == 0 and cfg.synth_pinhole_p == 0:
+            raise ValueError("pinhole stamps replace pits: set --synth-pit-pairs or --synth-pinhole-p too")
+        if cfg.size != 300:
+            raise ValueError("pinhole marks are positions in 300 px photos: train at --size 300")
     torch.set_num_threads(cfg.threads)
     _keep_freed_memory()
     gen = _seed_everything(cfg.seed)
@@ -316,7 +324,12 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
     aug = AugmentConfig(
         scale=cfg.aug_scale, shift=cfg.aug_shift, blur_p=cfg.aug_blur_p, lowres_p=cfg.aug_lowres_p
     )
-    pinholes = PinholeConfig(p=cfg.synth_pinhole_p, depth=cfg.synth_pinhole_depth)
+    stamps = None
+    if cfg.synth_pit_stamps is not None:
+        marks = data.load_pinhole_marks(cfg.synth_pit_stamps)
+        stamps = data.pinhole_stamps(marks, train_items, val_items, cfg.size)
+        console.print(f"{len(stamps)} real pinholes to copy, from {cfg.synth_pit_stamps}")
+    pinholes = PinholeConfig(p=cfg.synth_pinhole_p, depth=cfg.synth_pinhole_depth, stamps=stamps)
     # None at weight 1: plain cross-entropy, exactly the arithmetic of the unweighted runs.
     class_weight = torch.tensor([1.0, cfg.defect_weight]) if cfg.defect_weight != 1.0 else None
     history: list[dict[str, float]] = []
@@ -521,6 +534,15 @@ def _finish(
                 for k, v in asdict(cfg).items()
                 if k not in ("command",)
             },
+            "pinhole_marks": (
+                None
+                if cfg.synth_pit_stamps is None
+                else {
+                    "file": str(cfg.synth_pit_stamps),
+                    "sha256": hashlib.sha256(cfg.synth_pit_stamps.read_bytes()).hexdigest(),
+                    "marks": len(data.load_pinhole_marks(cfg.synth_pit_stamps)),
+                }
+            ),
             "history": history,
             "seconds": round(train_seconds, 1),
             "cpu_seconds": round(time.process_time(), 1),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from services.predict.onnx_backend import OnnxClassifier, card_path_for
 from services.predict.preprocess import preprocess
 from services.predict.train import data
 from services.predict.train.evaluate import EvalResult, Row, refused_by_checks
-from services.predict.train.variants import PIT_RADIUS, VARIANTS, flange_spot, paint_pit, reframe
+from services.predict.train.variants import PIT_RADIUS, VARIANTS, flange_spot, paint_pit, paint_stamp, reframe
 
 # 1.0: the threshold is the in-distribution quantile itself (0.1 % of good photos flagged by construction).
 # The first trained model used 1.5 and let half of a set of drawn shapes through.
@@ -38,6 +38,8 @@ SCENE_FIT_STRIDE = 8
 # measured ~0.15. 0 is the same photo without a pit, saved the same way.
 PIT_DEPTHS = (0.0, 0.15, 0.3, 0.5)
 PIT_SIGMA = 1.0
+# Gains of the copied real pinholes for `pinhole_sensitivity` (1: as deep as photographed).
+PINHOLE_GAINS = (0.5, 1.0, 1.5)
 
 
 def _jpeg(img: Image.Image, quality: int = 92) -> bytes:
@@ -163,6 +165,28 @@ def _png(img: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _pitted_verdicts(
+    clf: OnnxClassifier,
+    views: list[np.ndarray],
+    places: list[tuple[float, float]],
+    paint: Callable[[np.ndarray, float, float, int], None],
+) -> dict[str, Any]:
+    """Shares of ok / defect / unclear verdicts on `views` after `paint(img, cy, cx, i)`, saved as PNG."""
+    payloads = []
+    for i, (view, (cy, cx)) in enumerate(zip(views, places, strict=True)):
+        img = view.copy()
+        paint(img, cy, cx, i)
+        payloads.append(_png(img))
+    labels = [p.label if isinstance(p, Prediction) else "rejected" for p in _predict_all(clf, payloads)]
+    shares = {k: labels.count(k) / max(len(labels), 1) for k in ("ok", "defect", "unclear")}
+    return {"n": len(labels), **shares}
+
+
+def _flange_places(views: list[np.ndarray], seed: int) -> list[tuple[float, float]]:
+    rng = np.random.default_rng(seed)
+    return [flange_spot(v, rng.uniform(*PIT_RADIUS, 4), rng.uniform(0.0, 2 * np.pi, 4)) for v in views]
+
+
 def pit_sensitivity(clf: OnnxClassifier, ok_photos: list[bytes], size: int, seed: int = 0) -> dict[str, Any]:
     """Verdicts on ok validation photos given one synthetic rim pit of each depth in `PIT_DEPTHS`.
 
@@ -170,22 +194,35 @@ def pit_sensitivity(clf: OnnxClassifier, ok_photos: list[bytes], size: int, seed
     photo with a pit defect, or at least unclear. The share still called ok is the share that would escape
     if the pit were real. Same places at every depth; saved as PNG so the pit is not blurred by JPEG.
     """
-    rng = np.random.default_rng(seed)
     views = [preprocess(b, size) for b in ok_photos]
-    places = [flange_spot(v, rng.uniform(*PIT_RADIUS, 4), rng.uniform(0.0, 2 * np.pi, 4)) for v in views]
+    places = _flange_places(views, seed)
     out: dict[str, Any] = {"sigma_px": PIT_SIGMA}
     for depth in PIT_DEPTHS:
-        payloads = []
-        for view, (cy, cx) in zip(views, places, strict=True):
-            img = view.copy()
+
+        def pit(img: np.ndarray, cy: float, cx: float, _i: int, depth: float = depth) -> None:
             paint_pit(img, cy, cx, PIT_SIGMA, depth)
-            payloads.append(_png(img))
-        preds = _predict_all(clf, payloads)
-        labels = [p.label if isinstance(p, Prediction) else "rejected" for p in preds]
-        out[f"{depth:.2f}"] = {
-            "n": len(labels),
-            **{k: labels.count(k) / max(len(labels), 1) for k in ("ok", "defect", "unclear")},
-        }
+
+        out[f"{depth:.2f}"] = _pitted_verdicts(clf, views, places, pit)
+    return out
+
+
+def pinhole_sensitivity(
+    clf: OnnxClassifier, ok_photos: list[bytes], size: int, stamps: np.ndarray, seed: int = 0
+) -> dict[str, Any]:
+    """Verdicts on ok validation photos given one real pinhole, copied from a training photo, at each gain.
+
+    Like `pit_sensitivity`, with the marked pinholes of training photos (`data.PINHOLE_MARKS`) in place of
+    a painted pit: gain 1 is the pinhole as photographed, 0.5 half as deep. Photo i gets stamp i mod K.
+    """
+    views = [preprocess(b, size) for b in ok_photos]
+    places = _flange_places(views, seed)
+    out: dict[str, Any] = {"stamps": len(stamps)}
+    for gain in PINHOLE_GAINS:
+
+        def pinhole(img: np.ndarray, cy: float, cx: float, i: int, gain: float = gain) -> None:
+            paint_stamp(img, cy, cx, stamps[i % len(stamps)], gain)
+
+        out[f"{gain:.2f}"] = _pitted_verdicts(clf, views, places, pinhole)
     return out
 
 
@@ -240,6 +277,17 @@ def _matplotlib_samples() -> Iterator[tuple[str, bytes]]:
             yield f"photo of something else ({path.name})", _jpeg(img)
 
 
+def _marked_pinholes(
+    train_items: list[data.Item], val_items: list[data.Item], size: int
+) -> np.ndarray | None:
+    """The committed pinhole marks as stamps, or None where this data is not the data set they mark."""
+    names = {it.path.name for it in train_items}
+    marks = data.load_pinhole_marks(data.PINHOLE_MARKS)
+    if size != 300 or not all(name in names for name, _, _ in marks):
+        return None
+    return data.pinhole_stamps(marks, train_items, val_items, size)
+
+
 def validate_model(model_path: Path, data_dir: Path, val_fraction: float) -> dict[str, Any]:
     """Calibrate the scene, blur and OOD limits and measure the exported model from bytes; update its card.
 
@@ -252,6 +300,7 @@ def validate_model(model_path: Path, data_dir: Path, val_fraction: float) -> dic
     items = data.list_items(data_dir)
     train_items, val_items = data.split(items, val_fraction)
     photos = [(str(it.path), it.label, it.path.read_bytes()) for it in val_items]
+    stamps = _marked_pinholes(train_items, val_items, size)
     labelled = [(p, label) for p, label, _ in photos]
     payloads = {"validation": [b for _, _, b in photos]}
     for v in VARIANTS:
@@ -312,6 +361,8 @@ def validate_model(model_path: Path, data_dir: Path, val_fraction: float) -> dic
         "band_all_sets": band_all_sets(sets, labelled, margin),
         "pit_sensitivity": pit_sensitivity(clf, ok_photos, size),
     }
+    if stamps is not None:
+        metrics["pinhole_sensitivity"] = pinhole_sensitivity(clf, ok_photos, size, stamps)
     metrics |= {
         "validation_onnx": _summarise(
             clf, labelled, sets.pop("validation"), payloads["validation"], "validation", threshold

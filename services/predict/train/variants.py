@@ -3,8 +3,9 @@
 Used to check that the model is right on more than the data set's own framing: the part filling 70-100 %
 of the frame, moved off-centre, or zoomed in until the rim touches the edges (112 %, the largest zoom the
 training augmentation shows), the photo saved larger (e.g. 512x512) or smaller, re-encoded as JPEG.
-Also small synthetic pits on the flange (`flange_spot`, `paint_pit`), shaped like a real rim pinhole: the
-training augmentation can add them, and the post-export checks measure whether the model sees them.
+Also small pits on the flange (`flange_spot`; painted by `paint_pit`, or copied from a real pinhole by
+`extract_stamp` and `paint_stamp`): the training augmentation can add them, and the post-export checks
+measure whether the model sees them.
 """
 
 from __future__ import annotations
@@ -121,4 +122,46 @@ def paint_pit(
     patch = img[py - 4 : py + 5, px - 4 : px + 5]
     patch *= 1 - np.float32(depth) * pit
     patch *= 1 + np.float32(glint * depth) * shine
+    np.clip(patch, 0.0, 1.0, out=patch)
+
+
+# A real pinhole's stamp: its brightness relative to the surrounding metal, within this radius (px at
+# 300 px), faded to nothing over the last 1.5 px so no edge of the window is copied with it.
+STAMP_RADIUS = 5
+
+
+def extract_stamp(img: np.ndarray, cy: int, cx: int, search: int = 4) -> np.ndarray:
+    """A real pinhole marked near (cy, cx) of a 2-D 0-1 photo, as (2r+1)^2 relative brightness (0 = none).
+
+    The background is a 9x9 median, which keeps edges (rims, vane shadows) and removes a spot of a few
+    pixels; the stamp is centred on the darkest point relative to it within `search` px of the mark.
+    """
+    r = STAMP_RADIUS
+    reach = r + search + 4  # the median's half window beyond the stamp and the search
+    size = img.shape[-1]
+    if not (reach <= cy < size - reach and reach <= cx < size - reach):
+        raise ValueError(f"a pinhole marked at ({cy}, {cx}) lies too close to the edge of a {size} px photo")
+    region = img[cy - reach : cy + reach + 1, cx - reach : cx + reach + 1].astype(np.float32)
+    windows = np.lib.stride_tricks.sliding_window_view(region, (9, 9))
+    background = np.median(windows.reshape(*windows.shape[:2], 81), axis=2)
+    rel = region[4:-4, 4:-4] / np.maximum(background, 1e-3) - 1.0  # side 2 * (r + search) + 1
+    mid = r + search
+    near = rel[mid - search : mid + search + 1, mid - search : mid + search + 1]
+    dy, dx = np.unravel_index(int(np.argmin(near)), near.shape)
+    py, px = mid - search + int(dy), mid - search + int(dx)
+    stamp = rel[py - r : py + r + 1, px - r : px + r + 1]
+    taps = np.arange(-r, r + 1, dtype=np.float32)
+    dist = np.hypot(taps[:, None], taps[None, :])
+    fade = np.clip((r + 0.5 - dist) / 1.5, 0.0, 1.0)
+    return (stamp * fade).astype(np.float32)
+
+
+def paint_stamp(img: np.ndarray, cy: float, cx: float, stamp: np.ndarray, gain: float = 1.0) -> None:
+    """Multiply a pinhole stamp (`extract_stamp`) into a 2-D 0-1 photo at (cy, cx) in place, `gain` x deep."""
+    r = stamp.shape[0] // 2
+    size = img.shape[-1]
+    py = int(np.clip(round(cy), r, size - 1 - r))
+    px = int(np.clip(round(cx), r, size - 1 - r))
+    patch = img[py - r : py + r + 1, px - r : px + r + 1]
+    patch *= 1 + np.float32(gain) * stamp
     np.clip(patch, 0.0, 1.0, out=patch)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -227,12 +228,59 @@ def test_a_copy_whose_pits_left_the_frame_is_ok_again() -> None:
 
 def test_pit_schedule_runs_from_the_start_to_the_final_pits() -> None:
     final = PinholeConfig(p=0.1)
-    assert pit_schedule(final, 0.0) == PinholeConfig(p=0.1, sigma=PIT_START.sigma, depth=PIT_START.depth)
+    assert pit_schedule(final, 0.0) == PinholeConfig(
+        p=0.1, sigma=PIT_START.sigma, depth=PIT_START.depth, gain=PIT_START.gain
+    )
     assert pit_schedule(final, 1.0) == final
     assert pit_schedule(final, 7.0) == final
     half = pit_schedule(final, 0.5)
     assert half.depth == pytest.approx(((0.5 + 0.10) / 2, (0.9 + 0.35) / 2))
     assert half.sigma == pytest.approx(((2.0 + 0.6) / 2, (3.0 + 1.3) / 2))
+    assert half.gain == pytest.approx(((2.5 + 0.8) / 2, (3.5 + 1.25) / 2))
+    stamps = np.zeros((2, 11, 11), dtype=np.float32)
+    assert pit_schedule(PinholeConfig(stamps=stamps), 0.5).stamps is stamps
+
+
+def _stamps() -> np.ndarray:
+    """Two pinhole stamps: a dark centre, one with a bright far wall."""
+    stamps = np.zeros((2, 11, 11), dtype=np.float32)
+    stamps[:, 4:7, 4:7] = -0.2
+    stamps[:, 5, 5] = -0.4
+    stamps[1, 5, 7] = 0.1
+    return stamps
+
+
+def test_pit_pairs_can_copy_real_pinholes_instead_of_painting_them() -> None:
+    x, y = _flange_batch(8)
+    stamps = _stamps()
+    cfg = PinholeConfig(stamps=stamps, gain=(1.0, 1.0))
+    photos, labels, masks, _, sources = add_pit_pairs(x, y, 3, cfg, torch.Generator().manual_seed(4))
+    n = len(y)
+    assert labels.tolist() == y.tolist() + [1] * 3
+    for j in range(3):
+        copy, original = photos[n + j, 0], x[int(sources[j]), 0]
+        centres = torch.nonzero(-F.max_pool2d(-masks[n + j][None], 3, stride=1, padding=1)[0, 0] > 0)
+        assert 1 <= len(centres) <= 2
+        for cy, cx in centres.tolist():
+            # The stamp's darkest tap lands on the marked centre, at the stamp's depth (gain 1).
+            assert float(copy[cy, cx]) == pytest.approx(float(original[cy, cx]) * 0.6, rel=1e-5)
+        changed = torch.nonzero((copy - original).abs() > 1e-6)
+        near = torch.cdist(changed.float(), centres.float()).amin(dim=1)
+        assert float(near.max()) <= 2.0  # the stamps' non-zero taps, 2 px from the centre at most
+    again = add_pit_pairs(x, y, 3, cfg, torch.Generator().manual_seed(4))
+    assert torch.equal(again[0], photos)
+
+
+def test_painted_pits_draw_the_same_numbers_whether_or_not_stamps_exist_elsewhere() -> None:
+    x, y = _flange_batch(8)
+    gen_a, gen_b = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    add_pit_pairs(x, y, 3, PinholeConfig(), gen_a)
+    add_pit_pairs(x, y, 3, PinholeConfig(stamps=_stamps()), gen_b)
+    # Stamps draw which stamp and its gain after everything the painted pits draw, and only then.
+    assert not torch.equal(gen_a.get_state(), gen_b.get_state())
+    gen_c = torch.Generator().manual_seed(5)
+    add_pit_pairs(x, y, 3, PinholeConfig(), gen_c)
+    assert torch.equal(gen_a.get_state(), gen_c.get_state())
 
 
 def test_sharp_photos_skip_blur_and_resolution_loss_with_the_same_draws() -> None:

@@ -22,14 +22,16 @@ def data_dir(tmp_path: Path, sample_images: dict[str, list[Path]]) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("pool", "head_pool", "size", "stem_stride", "defect_weight", "fp16", "pinholes", "pit_pairs"),
+    ("pool", "head_pool", "size", "stem_stride", "defect_weight", "fp16", "pinholes", "pit_pairs", "stamps"),
     # The third is the shipped architecture at its real input size (strided stem over 300 px photos); the
-    # fourth stores float16 weights and trains on synthetic pits, scattered and paired, with the pit map.
+    # fourth stores float16 weights and trains on synthetic pits, scattered and paired, with the pit map;
+    # the fifth pairs copies of a marked real pinhole.
     [
-        (True, "avg", 64, 1, 1.0, False, 0.0, 0),
-        (False, "avgmax", 64, 1, 3.0, False, 0.0, 0),
-        (True, "avgmax", 300, 3, 1.0, False, 0.0, 0),
-        (True, "avgmax", 96, 3, 3.0, True, 0.5, 2),
+        (True, "avg", 64, 1, 1.0, False, 0.0, 0, False),
+        (False, "avgmax", 64, 1, 3.0, False, 0.0, 0, False),
+        (True, "avgmax", 300, 3, 1.0, False, 0.0, 0, False),
+        (True, "avgmax", 96, 3, 3.0, True, 0.5, 2, False),
+        (True, "avgmax", 300, 3, 3.0, False, 0.0, 2, True),
     ],
 )
 def test_one_epoch_exports_a_loadable_model_with_a_true_card(
@@ -43,13 +45,21 @@ def test_one_epoch_exports_a_loadable_model_with_a_true_card(
     fp16: bool,
     pinholes: float,
     pit_pairs: int,
+    stamps: bool,
 ) -> None:
     pytest.importorskip("torch")
     onnx = pytest.importorskip("onnx")
     from services.predict.onnx_backend import OnnxClassifier
+    from services.predict.train.data import is_validation
     from services.predict.train.export import TOLERANCE
     from services.predict.train.trainer import TrainConfig, train
 
+    marks = None
+    if stamps:
+        # Any flange spot of a training defect photo will do: this checks the wiring, not the pinhole.
+        photo = next(p for p in sorted(data_dir.glob("def_front/*")) if not is_validation(p, 0.3))
+        marks = tmp_path / "marks.json"
+        marks.write_text(json.dumps({"marks": [{"file": photo.name, "y": 45, "x": 150}]}))
     out = tmp_path / "models"
     cfg = TrainConfig(
         data_dir=data_dir,
@@ -68,6 +78,7 @@ def test_one_epoch_exports_a_loadable_model_with_a_true_card(
         synth_pit_pairs=pit_pairs,
         synth_pit_curriculum=pit_pairs,
         pit_aux_weight=1.0 if pit_pairs else 0.0,
+        synth_pit_stamps=marks,
         command="pytest smoke",
     )
     card = train(cfg)
@@ -90,6 +101,12 @@ def test_one_epoch_exports_a_loadable_model_with_a_true_card(
     assert card["training"]["config"]["fp16_weights"] == fp16
     assert card["training"]["config"]["synth_pinhole_p"] == pinholes
     assert card["training"]["config"]["synth_pit_pairs"] == pit_pairs
+    if marks is not None:
+        recorded = card["training"]["pinhole_marks"]
+        assert recorded["marks"] == 1
+        assert recorded["sha256"] == hashlib.sha256(marks.read_bytes()).hexdigest()
+    else:
+        assert card["training"]["pinhole_marks"] is None
     # The pit map's loss is logged per epoch when it trains, and only then.
     assert all(("pit_map_loss" in h) == bool(pit_pairs) for h in card["training"]["history"])
     graph = onnx.load(str(onnx_path)).graph

@@ -8,6 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
+import dataclasses  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -84,6 +85,15 @@ def test_the_pit_map_needs_pitted_copies(tmp_path: Path) -> None:
     cfg = TrainConfig(data_dir=tmp_path, out_dir=tmp_path, pit_aux_weight=1.0)
     with pytest.raises(ValueError, match="synth_pit_pairs"):
         train(cfg)
+
+
+def test_pinhole_stamps_need_pits_to_replace_and_300_px_photos(tmp_path: Path) -> None:
+    marks = tmp_path / "marks.json"
+    with pytest.raises(ValueError, match="--synth-pit-pairs or --synth-pinhole-p"):
+        train(TrainConfig(data_dir=tmp_path, out_dir=tmp_path, synth_pit_stamps=marks))
+    cfg = TrainConfig(data_dir=tmp_path, out_dir=tmp_path, synth_pit_stamps=marks, synth_pit_pairs=2)
+    with pytest.raises(ValueError, match="--size 300"):
+        train(dataclasses.replace(cfg, size=96))
 
 
 @pytest.mark.parametrize("gamma", [0.0, 2.0])

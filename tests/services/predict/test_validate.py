@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import pytest
+from PIL import Image
 
 from partcheck.errors import InvalidImage
 from partcheck.messages import Prediction, Thresholds
-from services.predict.train.validate import band_all_sets
+from services.predict.preprocess import preprocess
+from services.predict.train.validate import band_all_sets, pinhole_sensitivity
 
 pytestmark = pytest.mark.unit
 
@@ -62,3 +67,27 @@ def test_the_escape_tradeoff_uses_the_training_margin() -> None:
     # one logit moves it further (sigmoid(logit(0.8) + 1) = 0.916).
     assert 0.8 <= tight[0]["t_ok"] < 0.81
     assert wide[0]["t_ok"] == pytest.approx(0.916, abs=1e-3)
+
+
+class _SpotFinder:
+    """Stands in for the ONNX classifier: defect where a photo has a pixel 30 % darker than the flange."""
+
+    def predict_many(self, payloads: list[bytes]) -> list[Prediction | InvalidImage]:
+        out: list[Prediction | InvalidImage] = []
+        for b in payloads:
+            dark = float(preprocess(b, 300).min()) < 0.8 * 0.7
+            out.append(_p(0.99, None).model_copy(update={"label": "defect" if dark else "ok"}))
+        return out
+
+
+def test_pinhole_sensitivity_copies_the_stamps_at_each_gain_onto_the_flange() -> None:
+    flange = np.full((300, 300), 204, dtype=np.uint8)  # 0.8, metal everywhere
+    buf = io.BytesIO()
+    Image.fromarray(flange).save(buf, "PNG")
+    stamps = np.zeros((2, 11, 11), dtype=np.float32)
+    stamps[:, 5, 5] = -0.4  # 40 % deep as photographed: found at gain 1 and 1.5, not at 0.5 (20 %)
+    out = pinhole_sensitivity(_SpotFinder(), [buf.getvalue()] * 4, 300, stamps)  # type: ignore[arg-type]
+    assert out["stamps"] == 2
+    assert out["0.50"] == {"n": 4, "ok": 1.0, "defect": 0.0, "unclear": 0.0}
+    assert out["1.00"]["defect"] == 1.0
+    assert out["1.50"]["defect"] == 1.0

@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.predict.train.variants import VARIANTS, Variant, flange_spot, paint_pit, reframe
+from services.predict.train.variants import (
+    STAMP_RADIUS,
+    VARIANTS,
+    Variant,
+    extract_stamp,
+    flange_spot,
+    paint_pit,
+    paint_stamp,
+    reframe,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -77,3 +86,43 @@ def test_flange_spot_takes_the_brightest_candidate() -> None:
     img[50, 85] = 1.0  # radius 0.7 of the half side, angle 0
     cy, cx = flange_spot(img, np.array([0.7, 0.7, 0.6]), np.array([np.pi / 2, 0.0, np.pi]))
     assert (round(cy), round(cx)) == (50, 85)
+
+
+def _flange_with_rim(pit: bool) -> np.ndarray:
+    """A brightness ramp crossed by a dark rim line (an edge to keep), with or without a pit beside it."""
+    img = np.tile(np.linspace(0.6, 0.9, 60, dtype=np.float32), (60, 1))
+    img[:, 40:42] *= 0.5
+    if pit:
+        paint_pit(img, 30.0, 31.0, sigma=1.0, depth=0.3)
+    return img
+
+
+def test_extract_stamp_copies_the_pit_relative_to_its_background_and_fades_at_its_edge() -> None:
+    r = STAMP_RADIUS
+    stamp = extract_stamp(_flange_with_rim(pit=True), 28, 29)  # marked 2 px off: recentred on the pit
+    assert stamp.shape == (2 * r + 1, 2 * r + 1)
+    assert np.unravel_index(int(np.argmin(stamp)), stamp.shape) == (r, r)
+    assert stamp[r, r] == pytest.approx(-0.3, abs=0.02)
+    taps = np.arange(-r, r + 1)
+    outside = np.hypot(taps[:, None], taps[None, :]) >= r + 0.5
+    assert not stamp[outside].any()
+    # The rim line and the ramp are background: without the pit there is almost nothing to copy.
+    assert np.abs(extract_stamp(_flange_with_rim(pit=False), 30, 31)).max() < 0.02
+
+
+def test_extract_stamp_refuses_a_mark_too_close_to_the_edge() -> None:
+    with pytest.raises(ValueError, match="too close to the edge"):
+        extract_stamp(_flange_with_rim(pit=True), 5, 30)
+
+
+def test_paint_stamp_multiplies_the_stamp_in_at_its_gain_and_stays_in_range() -> None:
+    stamp = extract_stamp(_flange_with_rim(pit=True), 30, 31)
+    img = np.full((40, 40), 0.8, dtype=np.float32)
+    paint_stamp(img, 20.0, 20.0, stamp, gain=2.0)
+    r = STAMP_RADIUS
+    assert np.allclose(img[20 - r : 21 + r, 20 - r : 21 + r], np.clip(0.8 * (1 + 2.0 * stamp), 0, 1))
+    untouched = np.ones_like(img, dtype=bool)
+    untouched[20 - r : 21 + r, 20 - r : 21 + r] = False
+    assert np.all(img[untouched] == np.float32(0.8))
+    paint_stamp(img, 0.0, 0.0, -np.ones_like(stamp), gain=5.0)  # clipped, and kept inside the frame
+    assert img.min() == 0.0
