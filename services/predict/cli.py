@@ -121,6 +121,9 @@ def train(
     synth_pit_sharp: Annotated[
         bool, typer.Option(help="keep pitted pairs out of the blur and resolution loss that can erase a pit")
     ] = False,
+    synth_pit_min_scale: Annotated[
+        float | None, typer.Option(min=0.1, help="smallest zoom of a pitted pair (default: augmentation's)")
+    ] = None,
     synth_pit_stamps: Annotated[
         Path | None,
         typer.Option(help="JSON of pinholes marked on training photos: copy them instead of painting pits"),
@@ -176,6 +179,7 @@ def train(
         synth_pit_weight=synth_pit_weight,
         synth_pit_sharp=synth_pit_sharp,
         synth_pit_stamps=synth_pit_stamps,
+        synth_pit_min_scale=synth_pit_min_scale,
         pit_aux_weight=pit_aux_weight,
         pit_aux_stage=pit_aux_stage,
         seed=seed,

@@ -63,17 +63,25 @@ def geometric(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torc
 
 
 def geometric_with_masks(
-    x: torch.Tensor, masks: torch.Tensor | None, cfg: AugmentConfig, gen: torch.Generator
+    x: torch.Tensor,
+    masks: torch.Tensor | None,
+    cfg: AugmentConfig,
+    gen: torch.Generator,
+    min_scale: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """`geometric`, and the same warp applied to `masks` (B, 1, S, S; zero outside the frame).
 
     The masks say where a synthetic pit was painted; warped with the photo, they still say where it is.
-    They draw nothing from `gen`, so a run with masks sees the same geometry as one without.
+    They draw nothing from `gen`, so a run with masks sees the same geometry as one without. `min_scale`
+    (one per photo) raises a drawn zoom to at least that, with the same draws.
     """
     n = x.shape[0]
     angle = torch.rand(n, generator=gen) * 2 * math.pi
+    scale = _uniform(n, *cfg.scale, gen)
+    if min_scale is not None:
+        scale = torch.maximum(scale, min_scale)
     # theta maps output to input coordinates: a factor s > 1 there shows the part smaller (zoomed out).
-    inv_scale = 1.0 / _uniform(n, *cfg.scale, gen)
+    inv_scale = 1.0 / scale
     flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
     cos, sin = torch.cos(angle) * inv_scale, torch.sin(angle) * inv_scale
     theta = torch.zeros(n, 2, 3)
@@ -185,9 +193,10 @@ def augment_with_masks(
     cfg: AugmentConfig,
     gen: torch.Generator,
     sharp: torch.Tensor | None = None,
+    min_scale: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`augment`, with `masks` moved by the same geometry (photometry leaves them as they are)."""
-    out, moved = geometric_with_masks(x, masks, cfg, gen)
+    out, moved = geometric_with_masks(x, masks, cfg, gen, min_scale)
     assert moved is not None
     return photometric(out, cfg, gen, sharp), moved
 

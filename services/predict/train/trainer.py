@@ -94,6 +94,9 @@ class TrainConfig:
     # Keep both photos of a pair out of the blur and the resolution loss, which can erase a pit while its
     # copy is still labelled defect.
     synth_pit_sharp: bool = False
+    # Smallest zoom for both photos of a pair (None: the augmentation's own, down to 0.65). Zoomed out to
+    # 65 %, a 3 px pinhole covers 2 px at half its depth while its copy is still labelled defect.
+    synth_pit_min_scale: float | None = None
     # A JSON file of real pinholes marked on training photos (`data.PINHOLE_MARKS`); the copies' pits are
     # then these pinholes copied (`variants.extract_stamp`) instead of painted Gaussians. None paints.
     synth_pit_stamps: Path | None = None
@@ -235,7 +238,12 @@ def _pit_pair_step(
         sharp = torch.zeros(len(x), dtype=torch.bool)
         sharp[n:] = True
         sharp[sources] = True
-    x, masks = augment_with_masks(x, masks, aug, gen, sharp)
+    floor = None
+    if cfg.synth_pit_min_scale is not None:
+        floor = torch.zeros(len(x))
+        floor[n:] = cfg.synth_pit_min_scale
+        floor[sources] = cfg.synth_pit_min_scale
+    x, masks = augment_with_masks(x, masks, aug, gen, sharp, floor)
     y = relabel_hidden_pits(y, masks, n)
     weight = class_weight[y] if class_weight is not None else torch.ones(len(y))
     # A copy the network cannot tell from its ok original (its pit no darker than the castings' own marks)

@@ -294,3 +294,17 @@ def test_sharp_photos_skip_blur_and_resolution_loss_with_the_same_draws() -> Non
     assert torch.allclose(out[sharp], x[sharp], atol=1e-4)  # nothing else was on
     assert torch.equal(out[~sharp], everything[~sharp])
     assert torch.equal(gen_a.get_state(), gen_b.get_state())
+
+
+def test_min_scale_raises_the_zoom_of_the_chosen_photos_with_the_same_draws() -> None:
+    x, _ = _flange_batch(4)
+    half = AugmentConfig(scale=(0.5, 0.5), bg_noise_p=0.0)
+    whole = AugmentConfig(scale=(1.0, 1.0), bg_noise_p=0.0)
+    floor = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    gen_a, gen_b = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    raised, _ = geometric_with_masks(x, None, half, gen_a, floor)
+    unscaled, _ = geometric_with_masks(x, None, whole, gen_b)
+    assert torch.equal(gen_a.get_state(), gen_b.get_state())
+    assert torch.allclose(raised[floor > 0], unscaled[floor > 0])
+    # The others are still shown at half size: more background around them.
+    assert not torch.allclose(raised[floor == 0], unscaled[floor == 0])
