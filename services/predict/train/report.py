@@ -121,6 +121,20 @@ def _fmt(v: object) -> str:
     return str(v)
 
 
+def _verdict_table(column: str, results: dict[str, Any]) -> list[str]:
+    """Markdown rows of verdict shares, one per setting of `column`; non-dict entries are parameters."""
+    return [
+        "",
+        f"| {column} | n | ok | unclear | defect |",
+        "| --- | --- | --- | --- | --- |",
+        *[
+            f"| {key} | {r['n']} | {r['ok']:.1%} | {r['unclear']:.1%} | {r['defect']:.1%} |"
+            for key, r in results.items()
+            if isinstance(r, dict)
+        ],
+    ]
+
+
 def write_model_card_md(card: dict[str, Any], path: Path) -> Path:
     """models/MODEL_CARD.md: the JSON card's facts for people, regenerated with every training run."""
     m = card.get("metrics", {})
@@ -226,14 +240,7 @@ def write_model_card_md(card: dict[str, Any], path: Path) -> Path:
             "",
             f"Ok validation photos given one synthetic rim pit ({pits['sigma_px']} px sigma; a real pinhole "
             "is ~15 % deep): verdicts by depth. An ok verdict is what would escape if the pit were real.",
-            "",
-            "| pit depth | n | ok | unclear | defect |",
-            "| --- | --- | --- | --- | --- |",
-            *[
-                f"| {depth} | {r['n']} | {r['ok']:.1%} | {r['unclear']:.1%} | {r['defect']:.1%} |"
-                for depth, r in pits.items()
-                if isinstance(r, dict)
-            ],
+            *_verdict_table("pit depth", pits),
         ]
     if pinholes := m.get("pinhole_sensitivity"):
         lines += [
@@ -241,14 +248,7 @@ def write_model_card_md(card: dict[str, Any], path: Path) -> Path:
             f"The same photos given one real pinhole copied from a training photo ({pinholes['stamps']} "
             "marked pinholes, `services/predict/train/pinholes.json`): verdicts by gain (1: as deep as "
             "photographed).",
-            "",
-            "| gain | n | ok | unclear | defect |",
-            "| --- | --- | --- | --- | --- |",
-            *[
-                f"| {gain} | {r['n']} | {r['ok']:.1%} | {r['unclear']:.1%} | {r['defect']:.1%} |"
-                for gain, r in pinholes.items()
-                if isinstance(r, dict)
-            ],
+            *_verdict_table("gain", pinholes),
         ]
     lines += [
         "",

@@ -187,14 +187,13 @@ def _flange_places(views: list[np.ndarray], seed: int) -> list[tuple[float, floa
     return [flange_spot(v, rng.uniform(*PIT_RADIUS, 4), rng.uniform(0.0, 2 * np.pi, 4)) for v in views]
 
 
-def pit_sensitivity(clf: OnnxClassifier, ok_photos: list[bytes], size: int, seed: int = 0) -> dict[str, Any]:
-    """Verdicts on ok validation photos given one synthetic rim pit of each depth in `PIT_DEPTHS`.
+def pit_sensitivity(clf: OnnxClassifier, views: list[np.ndarray], seed: int = 0) -> dict[str, Any]:
+    """Verdicts on ok validation photos (as `preprocess`ed) given one rim pit of each depth in `PIT_DEPTHS`.
 
     The pinholes the network misses are 2-3 px dark spots on the flange; a model that sees them calls a
     photo with a pit defect, or at least unclear. The share still called ok is the share that would escape
     if the pit were real. Same places at every depth; saved as PNG so the pit is not blurred by JPEG.
     """
-    views = [preprocess(b, size) for b in ok_photos]
     places = _flange_places(views, seed)
     out: dict[str, Any] = {"sigma_px": PIT_SIGMA}
     for depth in PIT_DEPTHS:
@@ -207,14 +206,13 @@ def pit_sensitivity(clf: OnnxClassifier, ok_photos: list[bytes], size: int, seed
 
 
 def pinhole_sensitivity(
-    clf: OnnxClassifier, ok_photos: list[bytes], size: int, stamps: np.ndarray, seed: int = 0
+    clf: OnnxClassifier, views: list[np.ndarray], stamps: np.ndarray, seed: int = 0
 ) -> dict[str, Any]:
     """Verdicts on ok validation photos given one real pinhole, copied from a training photo, at each gain.
 
     Like `pit_sensitivity`, with the marked pinholes of training photos (`data.PINHOLE_MARKS`) in place of
     a painted pit: gain 1 is the pinhole as photographed, 0.5 half as deep. Photo i gets stamp i mod K.
     """
-    views = [preprocess(b, size) for b in ok_photos]
     places = _flange_places(views, seed)
     out: dict[str, Any] = {"stamps": len(stamps)}
     for gain in PINHOLE_GAINS:
@@ -355,14 +353,18 @@ def validate_model(model_path: Path, data_dir: Path, val_fraction: float) -> dic
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     clf = OnnxClassifier(model_path)
     margin = float(card.get("training", {}).get("config", {}).get("margin", 0.5))
-    ok_photos = [b for (_, label), b in zip(labelled, payloads["validation"], strict=True) if label == 0]
+    ok_views = [
+        preprocess(b, size)
+        for (_, label), b in zip(labelled, payloads["validation"], strict=True)
+        if label == 0
+    ]
     metrics: dict[str, Any] = {
         "escape_tradeoff": _tradeoff(sets["validation"], labelled, margin),
         "band_all_sets": band_all_sets(sets, labelled, margin),
-        "pit_sensitivity": pit_sensitivity(clf, ok_photos, size),
+        "pit_sensitivity": pit_sensitivity(clf, ok_views),
     }
     if stamps is not None:
-        metrics["pinhole_sensitivity"] = pinhole_sensitivity(clf, ok_photos, size, stamps)
+        metrics["pinhole_sensitivity"] = pinhole_sensitivity(clf, ok_views, stamps)
     metrics |= {
         "validation_onnx": _summarise(
             clf, labelled, sets.pop("validation"), payloads["validation"], "validation", threshold

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
-from PIL import Image
 
 from partcheck.errors import InvalidImage
 from partcheck.messages import Prediction, Thresholds
@@ -81,12 +78,10 @@ class _SpotFinder:
 
 
 def test_pinhole_sensitivity_copies_the_stamps_at_each_gain_onto_the_flange() -> None:
-    flange = np.full((300, 300), 204, dtype=np.uint8)  # 0.8, metal everywhere
-    buf = io.BytesIO()
-    Image.fromarray(flange).save(buf, "PNG")
+    flange = np.full((300, 300), 0.8, dtype=np.float32)  # metal everywhere
     stamps = np.zeros((2, 11, 11), dtype=np.float32)
     stamps[:, 5, 5] = -0.4  # 40 % deep as photographed: found at gain 1 and 1.5, not at 0.5 (20 %)
-    out = pinhole_sensitivity(_SpotFinder(), [buf.getvalue()] * 4, 300, stamps)  # type: ignore[arg-type]
+    out = pinhole_sensitivity(_SpotFinder(), [flange] * 4, stamps)  # type: ignore[arg-type]
     assert out["stamps"] == 2
     assert out["0.50"] == {"n": 4, "ok": 1.0, "defect": 0.0, "unclear": 0.0}
     assert out["1.00"]["defect"] == 1.0
