@@ -100,7 +100,7 @@ def pinhole_stamps(
     """The marked pinholes cut from their training photos (`variants.extract_stamp`), (K, 2r+1, 2r+1).
 
     A mark on a validation photo is refused: copying its pinhole into training would leak validation.
-    Positions are in the 300 px frame of the marks; `size` must be that.
+    Positions are read in the frame of `size` px photos; the committed marks are in 300 px ones.
     """
     where = {it.path.name: it for it in train_items if it.label == 1}
     in_val = {it.path.name for it in val_items}
