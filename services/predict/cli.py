@@ -93,6 +93,9 @@ def train(
     double_from: Annotated[int, typer.Option(min=0, help="first stage with a second conv")] = 1,
     stem_stride: Annotated[int, typer.Option(min=1, help="stride of the first layer (1: plain 3x3)")] = 3,
     stem_kernel: Annotated[int, typer.Option(min=1, help="kernel of a strided first layer")] = 5,
+    local_contrast: Annotated[
+        bool, typer.Option(help="add an input channel relative to a 5 px closing (small dark spots)")
+    ] = False,
     aug_scale_min: Annotated[float, typer.Option(help="smallest zoom of the augmentation")] = 0.65,
     aug_scale_max: Annotated[float, typer.Option(help="largest zoom-in of the augmentation")] = 1.12,
     aug_shift: Annotated[float, typer.Option(help="largest shift, as a fraction of the side")] = 0.06,
@@ -168,6 +171,7 @@ def train(
         double_from=double_from,
         stem_stride=stem_stride,
         stem_kernel=stem_kernel,
+        local_contrast=local_contrast,
         aug_scale=(aug_scale_min, aug_scale_max),
         aug_shift=aug_shift,
         aug_blur_p=aug_blur_p,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F  # noqa: N812
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -23,14 +24,15 @@ def _block(c_in: int, c_out: int, stride: int, pool: bool = False, pool_first: b
     return _pooled(layers, stride, pool)
 
 
-def _stem(c_out: int, kernel: int, stride: int, pool: bool) -> nn.Sequential:
+def _stem(c_out: int, kernel: int, stride: int, pool: bool, c_in: int = 1) -> nn.Sequential:
     """Overlapping patches of the full-resolution photo (e.g. 5x5 every 3 px) to `c_out` channels.
 
     Every pixel of a 300 px photo reaches this first layer, so a 2-3 px pinhole on the rim is seen whole by
     at least one patch, while the maps after it are as small as a 100 px network's.
     """
+    padding = (kernel - 1) // 2 - (stride - 1) // 2
     layers: list[nn.Module] = [
-        nn.Conv2d(1, c_out, kernel, stride=stride, padding=(kernel - 1) // 2 - (stride - 1) // 2, bias=False),
+        nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
         nn.BatchNorm2d(c_out),
         nn.ReLU(inplace=True),
     ]
@@ -51,6 +53,30 @@ class Standardize(nn.Module):
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
         std = x.std(dim=(1, 2, 3), keepdim=True)
         return (x - mean) / (std + 0.02)
+
+
+class WithLocalContrast(nn.Module):
+    """The standardised photo plus a second channel: its brightness relative to a morphological closing.
+
+    A closing (max-pool, then min-pool, `window` px) fills dark spots narrower than the window and keeps
+    larger shapes, so `(x - closing) / closing` is 0 on metal and vanes and negative on a pinhole (a real one
+    is 12-22 % darker than the metal round it: docs/model.md, session 11). Scaled by `gain` to about unit
+    size. Max-pooling only, so the ONNX export needs no custom op.
+    """
+
+    def __init__(self, window: int = 5, gain: float = 5.0) -> None:
+        super().__init__()
+        self.window = window
+        self.gain = gain
+        self.standardize = Standardize()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, pad = self.window, self.window // 2
+        dilated = F.max_pool2d(x, k, 1, pad)
+        closed = -F.max_pool2d(-dilated, k, 1, pad)
+        # The 0.02 keeps black frames finite; the difference keeps flat areas exactly 0 at any brightness.
+        relative = (x - closed) / (closed + 0.02) * self.gain
+        return torch.cat([self.standardize(x), relative], dim=1)
 
 
 class AvgMaxPool(nn.Module):
@@ -77,15 +103,17 @@ class PartNet(nn.Module):
         stem_kernel: int = 3,
         pool_first_from: int | None = None,
         aux_stage: int | None = None,
+        local_contrast: bool = False,
     ) -> None:
         super().__init__()
-        layers: list[nn.Module] = [Standardize()]
-        c_in = 1
+        # With `local_contrast`, a second input channel shows small dark spots (`WithLocalContrast`).
+        layers: list[nn.Module] = [WithLocalContrast() if local_contrast else Standardize()]
+        c_in = 2 if local_contrast else 1
         self.aux_at: int | None = None
         self.aux: nn.Module | None = None
         for i, w in enumerate(widths):
             if i == 0 and stem_stride > 1:
-                layers.append(_stem(w, stem_kernel, stem_stride, pool))
+                layers.append(_stem(w, stem_kernel, stem_stride, pool, c_in))
             else:
                 first = pool_first_from is not None and i >= pool_first_from
                 layers.append(_block(c_in, w, 2, pool, first))

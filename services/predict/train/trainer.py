@@ -74,6 +74,10 @@ class TrainConfig:
     # 100 px one does; 1 = a plain 3x3 first stage.
     stem_stride: int = 3
     stem_kernel: int = 5
+    # A second input channel, the photo relative to its 5 px closing (`model.WithLocalContrast`): 0 on the
+    # metal, negative on a spot a few pixels wide, as the median-relative map a matched filter used to find
+    # the marked pinholes (docs/model.md, session 11).
+    local_contrast: bool = False
     # Zoom range of the geometric augmentation (part size relative to the photo) and the shift.
     aug_scale: tuple[float, float] = (0.65, 1.12)
     aug_shift: float = 0.06
@@ -314,6 +318,7 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
         cfg.stem_kernel,
         cfg.pool_first_from,
         cfg.pit_aux_stage if cfg.pit_aux_weight > 0 else None,
+        cfg.local_contrast,
     )
     # oneDNN's CPU convolutions are faster on channels-last (NHWC) tensors: a training step (64 images,
     # 300 px, no augmentation, 2 threads, an AVX2 EPYC) took 431-440 ms in torch's default NCHW and

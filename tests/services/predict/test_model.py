@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from services.predict.train.model import PartNet, fold_for_export  # noqa: E402
+from services.predict.train.model import PartNet, WithLocalContrast, fold_for_export  # noqa: E402
 
 pytestmark = pytest.mark.unit
 
@@ -122,3 +122,27 @@ def test_aux_head_errors() -> None:
         PartNet(WIDTHS).forward_with_aux(torch.rand(1, 1, 64, 64))
     with pytest.raises(ValueError, match="aux_stage 7"):
         PartNet(WIDTHS, aux_stage=7)
+
+
+def test_local_contrast_marks_a_small_dark_spot_and_not_the_larger_shapes() -> None:
+    x = torch.full((1, 1, 40, 40), 0.8)
+    x[..., :, 25:] = 0.3  # a dark region wider than the window: a vane, not a pit
+    x[..., 10:13, 10:13] = 0.8 * 0.85  # a 3 px pinhole, 15 % darker than the metal
+    out = WithLocalContrast(window=5, gain=5.0)(x)
+    assert out.shape == (1, 2, 40, 40)
+    assert torch.allclose(out[:, :1], PartNet().body[0](x))  # the first channel is the standardised photo
+    relative = out[0, 1]
+    assert float(relative[11, 11]) == pytest.approx((0.68 - 0.8) / 0.82 * 5, rel=1e-4)
+    spot = torch.zeros(40, 40, dtype=torch.bool)
+    spot[10:13, 10:13] = True
+    assert float(relative[~spot].abs().max()) < 1e-5  # flat metal, the dark region and its edge: nothing
+
+
+def test_local_contrast_feeds_a_two_channel_stem() -> None:
+    net = PartNet((16, 24, 48, 96, 128), 1, True, "avgmax", 3, 5, local_contrast=True).eval()
+    stem = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
+    assert stem.in_channels == 2
+    assert net(torch.rand(2, 1, 300, 300)).shape == (2, 2)
+    folded = fold_for_export(net)
+    x = torch.rand(2, 1, 300, 300)
+    assert torch.allclose(folded(x), net(x), atol=1e-4)

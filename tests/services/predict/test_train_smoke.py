@@ -25,7 +25,8 @@ def data_dir(tmp_path: Path, sample_images: dict[str, list[Path]]) -> Path:
     ("pool", "head_pool", "size", "stem_stride", "defect_weight", "fp16", "pinholes", "pit_pairs", "stamps"),
     # The third is the shipped architecture at its real input size (strided stem over 300 px photos); the
     # fourth stores float16 weights and trains on synthetic pits, scattered and paired, with the pit map;
-    # the fifth pairs copies of a marked real pinhole, kept at 90 % zoom or more.
+    # the fifth pairs copies of a marked real pinhole, kept at 90 % zoom or more, with the local-contrast
+    # input channel.
     [
         (True, "avg", 64, 1, 1.0, False, 0.0, 0, False),
         (False, "avgmax", 64, 1, 3.0, False, 0.0, 0, False),
@@ -80,6 +81,7 @@ def test_one_epoch_exports_a_loadable_model_with_a_true_card(
         pit_aux_weight=1.0 if pit_pairs else 0.0,
         synth_pit_stamps=marks,
         synth_pit_min_scale=0.9 if stamps else None,
+        local_contrast=stamps,
         command="pytest smoke",
     )
     card = train(cfg)
@@ -107,6 +109,7 @@ def test_one_epoch_exports_a_loadable_model_with_a_true_card(
         assert recorded["marks"] == 1
         assert recorded["sha256"] == hashlib.sha256(marks.read_bytes()).hexdigest()
         assert card["training"]["config"]["synth_pit_min_scale"] == 0.9
+        assert card["training"]["config"]["local_contrast"] is True
     else:
         assert card["training"]["pinhole_marks"] is None
     # The pit map's loss is logged per epoch when it trains, and only then.
