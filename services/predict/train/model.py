@@ -55,13 +55,35 @@ class Standardize(nn.Module):
         return (x - mean) / (std + 0.02)
 
 
+def max_filter(x: torch.Tensor, k: int) -> torch.Tensor:
+    """`F.max_pool2d(x, k, 1, k // 2)` (odd k) as the maximum of shifted slices, rows then columns.
+
+    The same numbers; on a training batch (64 photos of 300 px, one thread) 73 ms against 490 ms for
+    torch's stride-1 max-pool. The ONNX export keeps the max-pool, which onnxruntime runs faster than the
+    slices (one photo: +0.26 ms for the closing against +0.65 ms, measured beside a training run).
+    """
+    p = k // 2
+    if torch.onnx.is_in_onnx_export():
+        return F.max_pool2d(x, k, 1, p)
+    height, width = x.shape[-2], x.shape[-1]
+    rows = F.pad(x, (p, p, 0, 0), value=float("-inf"))
+    out = rows[..., :, 0:width]
+    for i in range(1, k):
+        out = torch.maximum(out, rows[..., :, i : i + width])
+    cols = F.pad(out, (0, 0, p, p), value=float("-inf"))
+    out = cols[..., 0:height, :]
+    for i in range(1, k):
+        out = torch.maximum(out, cols[..., i : i + height, :])
+    return out
+
+
 class WithLocalContrast(nn.Module):
     """The standardised photo plus a second channel: its brightness relative to a morphological closing.
 
     A closing (max-pool, then min-pool, `window` px) fills dark spots narrower than the window and keeps
     larger shapes, so `(x - closing) / closing` is 0 on metal and vanes and negative on a pinhole (a real one
     is 12-22 % darker than the metal round it: docs/model.md, session 11). Scaled by `gain` to about unit
-    size. Max-pooling only, so the ONNX export needs no custom op.
+    size. Maxima of shifted slices only, so the ONNX export needs no custom op.
     """
 
     def __init__(self, window: int = 5, gain: float = 5.0) -> None:
@@ -71,9 +93,7 @@ class WithLocalContrast(nn.Module):
         self.standardize = Standardize()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k, pad = self.window, self.window // 2
-        dilated = F.max_pool2d(x, k, 1, pad)
-        closed = -F.max_pool2d(-dilated, k, 1, pad)
+        closed = -max_filter(-max_filter(x, self.window), self.window)
         # The 0.02 keeps black frames finite; the difference keeps flat areas exactly 0 at any brightness.
         relative = (x - closed) / (closed + 0.02) * self.gain
         return torch.cat([self.standardize(x), relative], dim=1)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 torch = pytest.importorskip("torch")
+F = torch.nn.functional
 from torch import nn  # noqa: E402
 
-from services.predict.train.model import PartNet, WithLocalContrast, fold_for_export  # noqa: E402
+from services.predict.train.model import PartNet, WithLocalContrast, fold_for_export, max_filter  # noqa: E402
 
 pytestmark = pytest.mark.unit
 
@@ -146,3 +147,9 @@ def test_local_contrast_feeds_a_two_channel_stem() -> None:
     folded = fold_for_export(net)
     x = torch.rand(2, 1, 300, 300)
     assert torch.allclose(folded(x), net(x), atol=1e-4)
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_max_filter_equals_a_stride_one_max_pool(k: int) -> None:
+    x = torch.rand(3, 1, 17, 23, generator=torch.Generator().manual_seed(k))
+    assert torch.equal(max_filter(x, k), F.max_pool2d(x, k, 1, k // 2))
