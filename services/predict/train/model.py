@@ -81,9 +81,10 @@ class WithLocalContrast(nn.Module):
     """The standardised photo plus a second channel: its brightness relative to a morphological closing.
 
     A closing (max-pool, then min-pool, `window` px) fills dark spots narrower than the window and keeps
-    larger shapes, so `(x - closing) / closing` is 0 on metal and vanes and negative on a pinhole (a real one
-    is 12-22 % darker than the metal round it: docs/model.md, session 11). Scaled by `gain` to about unit
-    size. Maxima of shifted slices only, so the ONNX export needs no custom op.
+    larger shapes, so `(x - closing) / closing` is 0 on flat metal and on shapes wider than the window and
+    negative on a pinhole (a real one is 12-22 % darker than the metal round it: docs/model.md, session 11).
+    Scaled by `gain` to about unit size. Max filters only (`max_filter`), so the ONNX graph needs no
+    custom op.
     """
 
     def __init__(self, window: int = 5, gain: float = 5.0) -> None:
