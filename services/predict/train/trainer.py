@@ -236,17 +236,13 @@ def _pit_pair_step(
     """The loss of one batch with pitted copies appended (and the pit map's part of it, for the log)."""
     n = x.shape[0]
     x, y, masks, supervised, sources = add_pit_pairs(x, y, cfg.synth_pit_pairs, pits, gen)
-    sharp = None
-    if cfg.synth_pit_sharp:
-        # Both photos of a pair: a blurred original beside a sharp copy would teach "sharp means pitted".
-        sharp = torch.zeros(len(x), dtype=torch.bool)
-        sharp[n:] = True
-        sharp[sources] = True
-    floor = None
-    if cfg.synth_pit_min_scale is not None:
-        floor = torch.zeros(len(x))
-        floor[n:] = cfg.synth_pit_min_scale
-        floor[sources] = cfg.synth_pit_min_scale
+    # Both photos of a pair keep sharp or large alike: a blurred original beside a sharp copy would teach
+    # "sharp means pitted".
+    paired = torch.zeros(len(x), dtype=torch.bool)
+    paired[n:] = True
+    paired[sources] = True
+    sharp = paired if cfg.synth_pit_sharp else None
+    floor = paired * cfg.synth_pit_min_scale if cfg.synth_pit_min_scale is not None else None
     x, masks = augment_with_masks(x, masks, aug, gen, sharp, floor)
     y = relabel_hidden_pits(y, masks, n)
     weight = class_weight[y] if class_weight is not None else torch.ones(len(y))
