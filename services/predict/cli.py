@@ -135,6 +135,13 @@ def train(
         float, typer.Option(min=0.0, help="weight of the loss that makes a stage locate the pits (0: none)")
     ] = 0.0,
     pit_aux_stage: Annotated[int, typer.Option(min=0, help="stage whose map locates the pits")] = 1,
+    oversample_marked: Annotated[
+        Path | None,
+        typer.Option(help="JSON of pinholes marked on training photos: draw those photos more often"),
+    ] = None,
+    oversample_times: Annotated[
+        int, typer.Option(min=1, help="how often per epoch a marked photo is drawn")
+    ] = 4,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int, typer.Option(min=1)] = 2,
     val_fraction: Annotated[float, typer.Option(min=0.05, max=0.5)] = 0.2,
@@ -186,6 +193,8 @@ def train(
         synth_pit_min_scale=synth_pit_min_scale,
         pit_aux_weight=pit_aux_weight,
         pit_aux_stage=pit_aux_stage,
+        oversample_marked=oversample_marked,
+        oversample_times=oversample_times,
         seed=seed,
         threads=threads,
         val_fraction=val_fraction,

@@ -94,6 +94,24 @@ def load_pinhole_marks(path: Path) -> list[tuple[str, int, int]]:
         raise ValueError(f"{path}: not a pinhole marks file ({exc})") from exc
 
 
+def _marked_training_defects(
+    marks: list[tuple[str, int, int]], train_items: list[Item], val_items: list[Item]
+) -> list[tuple[Item, int, int]]:
+    """Each mark with its training item; a mark on a validation photo or on no training defect is refused."""
+    where = {it.path.name: it for it in train_items if it.label == 1}
+    in_val = {it.path.name for it in val_items}
+    out = []
+    for name, y, x in marks:
+        if name in in_val:
+            raise ValueError(f"pinhole marked on {name}, a validation photo; mark training photos only")
+        if name not in where:
+            raise ValueError(f"pinhole marked on {name}, which is not a training defect photo here")
+        out.append((where[name], y, x))
+    if not out:
+        raise ValueError("the pinhole marks file marks no pinhole")
+    return out
+
+
 def pinhole_stamps(
     marks: list[tuple[str, int, int]], train_items: list[Item], val_items: list[Item], size: int
 ) -> np.ndarray:
@@ -102,15 +120,17 @@ def pinhole_stamps(
     A mark on a validation photo is refused: copying its pinhole into training would leak validation.
     Positions are read in the frame of `size` px photos; the committed marks are in 300 px ones.
     """
-    where = {it.path.name: it for it in train_items if it.label == 1}
-    in_val = {it.path.name for it in val_items}
-    stamps = []
-    for name, y, x in marks:
-        if name in in_val:
-            raise ValueError(f"pinhole marked on {name}, a validation photo; mark training photos only")
-        if name not in where:
-            raise ValueError(f"pinhole marked on {name}, which is not a training defect photo here")
-        stamps.append(extract_stamp(preprocess(where[name].path.read_bytes(), size), y, x))
-    if not stamps:
-        raise ValueError("the pinhole marks file marks no pinhole")
-    return np.stack(stamps)
+    return np.stack(
+        [
+            extract_stamp(preprocess(it.path.read_bytes(), size), y, x)
+            for it, y, x in _marked_training_defects(marks, train_items, val_items)
+        ]
+    )
+
+
+def marked_indices(
+    marks: list[tuple[str, int, int]], train_items: list[Item], val_items: list[Item]
+) -> np.ndarray:
+    """Positions in `train_items` of the photos that carry a mark, each once, ascending."""
+    marked = {it.path for it, _, _ in _marked_training_defects(marks, train_items, val_items)}
+    return np.array([i for i, it in enumerate(train_items) if it.path in marked], dtype=np.int64)

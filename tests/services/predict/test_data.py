@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.predict.train.data import PINHOLE_MARKS, Item, load_pinhole_marks, pinhole_stamps
+from services.predict.train.data import (
+    PINHOLE_MARKS,
+    Item,
+    load_pinhole_marks,
+    marked_indices,
+    pinhole_stamps,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -52,6 +58,17 @@ def test_pinhole_stamps_come_from_training_defects_only(tmp_path: Path) -> None:
         pinhole_stamps([("b.png", 30, 30)], train_items, val_items, 60)
     with pytest.raises(ValueError, match="marks no pinhole"):
         pinhole_stamps([], train_items, val_items, 60)
+
+
+def test_marked_indices_find_each_marked_training_defect_once(tmp_path: Path) -> None:
+    train_items = [Item(tmp_path / n, label) for n, label in (("a", 0), ("b", 1), ("c", 1), ("d", 1))]
+    val_items = [Item(tmp_path / "v", 1)]
+    found = marked_indices([("d", 1, 1), ("b", 2, 2), ("d", 9, 9)], train_items, val_items)
+    assert found.tolist() == [1, 3]
+    with pytest.raises(ValueError, match="validation photo"):
+        marked_indices([("v", 1, 1)], train_items, val_items)
+    with pytest.raises(ValueError, match="not a training defect photo"):
+        marked_indices([("a", 1, 1)], train_items, val_items)
 
 
 def _png(arr: np.ndarray) -> bytes:

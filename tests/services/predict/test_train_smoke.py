@@ -26,7 +26,7 @@ def data_dir(tmp_path: Path, sample_images: dict[str, list[Path]]) -> Path:
     # The third is the shipped architecture at its real input size (strided stem over 300 px photos); the
     # fourth stores float16 weights and trains on synthetic pits, scattered and paired, with the pit map;
     # the fifth pairs copies of a marked real pinhole, kept at 90 % zoom or more, with the local-contrast
-    # input channel.
+    # input channel, and draws the marked photo three times per epoch.
     [
         (True, "avg", 64, 1, 1.0, False, 0.0, 0, False),
         (False, "avgmax", 64, 1, 3.0, False, 0.0, 0, False),
@@ -82,6 +82,8 @@ def test_one_epoch_exports_a_loadable_model_with_a_true_card(
         synth_pit_stamps=marks,
         synth_pit_min_scale=0.9 if stamps else None,
         local_contrast=stamps,
+        oversample_marked=marks,
+        oversample_times=3,
         command="pytest smoke",
     )
     card = train(cfg)
@@ -110,8 +112,14 @@ def test_one_epoch_exports_a_loadable_model_with_a_true_card(
         assert recorded["sha256"] == hashlib.sha256(marks.read_bytes()).hexdigest()
         assert card["training"]["config"]["synth_pit_min_scale"] == 0.9
         assert card["training"]["config"]["local_contrast"] is True
+        assert card["training"]["oversampled_marks"] == {
+            "file": str(marks),
+            "sha256": recorded["sha256"],
+            "times": 3,
+        }
     else:
         assert card["training"]["pinhole_marks"] is None
+        assert card["training"]["oversampled_marks"] is None
     # The pit map's loss is logged per epoch when it trains, and only then.
     assert all(("pit_map_loss" in h) == bool(pit_pairs) for h in card["training"]["history"])
     graph = onnx.load(str(onnx_path)).graph

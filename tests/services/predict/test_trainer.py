@@ -13,7 +13,14 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from services.predict.train.trainer import TrainConfig, classification_loss, pit_map_loss, train, training_fit  # noqa: E402
+from services.predict.train.trainer import (  # noqa: E402
+    TrainConfig,
+    _batches,
+    classification_loss,
+    pit_map_loss,
+    train,
+    training_fit,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -108,3 +115,26 @@ def test_sample_weights_of_the_class_weights_give_the_class_weighted_loss(gamma:
     lighter = class_weight[target].clone()
     lighter[1] = 1.0
     assert not torch.allclose(classification_loss(logits, target, None, gamma, lighter), expected)
+
+
+def test_oversampled_indices_join_the_shuffle_and_no_extra_draws_the_same_order() -> None:
+    plain = _batches(10, 4, torch.Generator().manual_seed(3))
+    assert [b.tolist() for b in plain] == [
+        b.tolist() for b in _batches(10, 4, torch.Generator().manual_seed(3), None)
+    ]
+    assert (
+        torch.cat(plain).tolist() == torch.randperm(10, generator=torch.Generator().manual_seed(3)).tolist()
+    )
+    extra = torch.tensor([2, 2, 7])
+    batches = _batches(10, 4, torch.Generator().manual_seed(3), extra)
+    assert [len(b) for b in batches] == [4, 4, 4, 1]
+    drawn = torch.cat(batches).tolist()
+    assert sorted(drawn) == sorted([*range(10), 2, 2, 7])
+
+
+def test_oversampling_needs_at_least_one_draw(tmp_path: Path) -> None:
+    cfg = TrainConfig(
+        data_dir=tmp_path, out_dir=tmp_path, oversample_marked=tmp_path / "m.json", oversample_times=0
+    )
+    with pytest.raises(ValueError, match="at least 1"):
+        train(cfg)
