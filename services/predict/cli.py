@@ -9,7 +9,14 @@ from typing import Annotated
 
 import typer
 
+from services.predict.train.config import TrainConfig
+
 DEFAULT_DATA = Path("../shared/data/casting/train")
+# The training defaults live in one place; the config module is plain data, so importing it is cheap.
+_T = TrainConfig
+_WIDTHS = ",".join(map(str, _T.widths))
+_SCALE_MIN, _SCALE_MAX = _T.aug_scale
+_PIT_DEPTH_MIN, _PIT_DEPTH_MAX = _T.synth_pinhole_depth
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -76,86 +83,99 @@ def predict(
 def train(
     data: Annotated[Path, typer.Option(help="folder with def_front/ and ok_front/")] = DEFAULT_DATA,
     out: Annotated[Path, typer.Option(help="where the ONNX file and its card go")] = Path("models"),
-    epochs: Annotated[int, typer.Option(min=1)] = 24,
-    size: Annotated[int, typer.Option(min=32, max=512, help="input side in pixels")] = 300,
-    batch_size: Annotated[int, typer.Option(min=2)] = 64,
-    lr: Annotated[float, typer.Option(min=0.0, help="peak learning rate (one-cycle)")] = 2e-3,
-    grad_clip: Annotated[float, typer.Option(min=0.0, help="gradient-norm clip (0: off)")] = 1.0,
-    defect_weight: Annotated[float, typer.Option(min=0.01, help="loss weight of defects vs ok")] = 3.0,
-    focal_gamma: Annotated[float, typer.Option(min=0.0, help="focal-loss exponent (0: cross-entropy)")] = 0.0,
-    pool: Annotated[bool, typer.Option(help="max-pool after each stage instead of strided convs")] = True,
+    epochs: Annotated[int, typer.Option(min=1)] = _T.epochs,
+    size: Annotated[int, typer.Option(min=32, max=512, help="input side in pixels")] = _T.size,
+    batch_size: Annotated[int, typer.Option(min=2)] = _T.batch_size,
+    lr: Annotated[float, typer.Option(min=0.0, help="peak learning rate (one-cycle)")] = _T.lr,
+    grad_clip: Annotated[float, typer.Option(min=0.0, help="gradient-norm clip (0: off)")] = _T.grad_clip,
+    defect_weight: Annotated[
+        float, typer.Option(min=0.01, help="loss weight of defects vs ok")
+    ] = _T.defect_weight,
+    focal_gamma: Annotated[
+        float, typer.Option(min=0.0, help="focal-loss exponent (0: cross-entropy)")
+    ] = _T.focal_gamma,
+    pool: Annotated[bool, typer.Option(help="max-pool after each stage instead of strided convs")] = _T.pool,
     pool_first_from: Annotated[
         int | None,
         typer.Option(min=1, help="with --pool: from this stage on, pool before the widening conv (cheaper)"),
-    ] = None,
-    head_pool: Annotated[str, typer.Option(help="global pooling before the head: avg or avgmax")] = "avgmax",
-    widths: Annotated[str, typer.Option(help="channels per stage, comma-separated")] = "16,24,48,96,128",
-    double_from: Annotated[int, typer.Option(min=0, help="first stage with a second conv")] = 1,
-    stem_stride: Annotated[int, typer.Option(min=1, help="stride of the first layer (1: plain 3x3)")] = 3,
-    stem_kernel: Annotated[int, typer.Option(min=1, help="kernel of a strided first layer")] = 5,
+    ] = _T.pool_first_from,
+    head_pool: Annotated[
+        str, typer.Option(help="global pooling before the head: avg or avgmax")
+    ] = _T.head_pool,
+    widths: Annotated[str, typer.Option(help="channels per stage, comma-separated")] = _WIDTHS,
+    double_from: Annotated[int, typer.Option(min=0, help="first stage with a second conv")] = _T.double_from,
+    stem_stride: Annotated[
+        int, typer.Option(min=1, help="stride of the first layer (1: plain 3x3)")
+    ] = _T.stem_stride,
+    stem_kernel: Annotated[int, typer.Option(min=1, help="kernel of a strided first layer")] = _T.stem_kernel,
     local_contrast: Annotated[
         bool, typer.Option(help="add an input channel relative to a 5 px closing (small dark spots)")
-    ] = False,
-    aug_scale_min: Annotated[float, typer.Option(help="smallest zoom of the augmentation")] = 0.65,
-    aug_scale_max: Annotated[float, typer.Option(help="largest zoom-in of the augmentation")] = 1.12,
-    aug_shift: Annotated[float, typer.Option(help="largest shift, as a fraction of the side")] = 0.06,
-    aug_blur_p: Annotated[float, typer.Option(min=0.0, max=1.0, help="probability of a Gaussian blur")] = 0.2,
+    ] = _T.local_contrast,
+    aug_scale_min: Annotated[float, typer.Option(help="smallest zoom of the augmentation")] = _SCALE_MIN,
+    aug_scale_max: Annotated[float, typer.Option(help="largest zoom-in of the augmentation")] = _SCALE_MAX,
+    aug_shift: Annotated[float, typer.Option(help="largest shift, as a fraction of the side")] = _T.aug_shift,
+    aug_blur_p: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="probability of a Gaussian blur")
+    ] = _T.aug_blur_p,
     aug_lowres_p: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="probability of a resolution loss")
-    ] = 0.1,
+    ] = _T.aug_lowres_p,
     synth_pinhole_p: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="share of ok photos given synthetic rim pits, as defects")
-    ] = 0.0,
+    ] = _T.synth_pinhole_p,
     synth_pinhole_depth_min: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="shallowest synthetic pit, as a share of the brightness")
-    ] = 0.10,
+    ] = _PIT_DEPTH_MIN,
     synth_pinhole_depth_max: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="deepest synthetic pit")
-    ] = 0.35,
+    ] = _PIT_DEPTH_MAX,
     synth_pit_pairs: Annotated[
         int, typer.Option(min=0, help="pitted copies of this many ok photos added to each batch, as defects")
-    ] = 0,
+    ] = _T.synth_pit_pairs,
     synth_pit_curriculum: Annotated[
         int, typer.Option(min=0, help="epochs over which the copies' pits shrink from deep blobs to size")
-    ] = 0,
+    ] = _T.synth_pit_curriculum,
     synth_pit_weight: Annotated[
         float, typer.Option(min=0.0, help="loss weight of a pitted copy (real defects: --defect-weight)")
-    ] = 1.0,
+    ] = _T.synth_pit_weight,
     synth_pit_sharp: Annotated[
         bool, typer.Option(help="keep pitted pairs out of the blur and resolution loss that can erase a pit")
-    ] = False,
+    ] = _T.synth_pit_sharp,
     synth_pit_min_scale: Annotated[
         float | None, typer.Option(min=0.1, help="smallest zoom of a pitted pair (default: augmentation's)")
-    ] = None,
+    ] = _T.synth_pit_min_scale,
     synth_pit_stamps: Annotated[
         Path | None,
         typer.Option(help="JSON of pinholes marked on training photos: copy them instead of painting pits"),
-    ] = None,
+    ] = _T.synth_pit_stamps,
     pit_aux_weight: Annotated[
         float, typer.Option(min=0.0, help="weight of the loss that makes a stage locate the pits (0: none)")
-    ] = 0.0,
-    pit_aux_stage: Annotated[int, typer.Option(min=0, help="stage whose map locates the pits")] = 1,
+    ] = _T.pit_aux_weight,
+    pit_aux_stage: Annotated[
+        int, typer.Option(min=0, help="stage whose map locates the pits")
+    ] = _T.pit_aux_stage,
     oversample_marked: Annotated[
         Path | None,
         typer.Option(help="JSON of pinholes marked on training photos: draw those photos more often"),
-    ] = None,
+    ] = _T.oversample_marked,
     oversample_times: Annotated[
         int, typer.Option(min=1, help="how often per epoch a marked photo is drawn")
-    ] = 4,
-    seed: Annotated[int, typer.Option()] = 0,
-    threads: Annotated[int, typer.Option(min=1)] = 2,
-    val_fraction: Annotated[float, typer.Option(min=0.05, max=0.5)] = 0.2,
-    limit: Annotated[int | None, typer.Option(help="at most this many images per class (smoke runs)")] = None,
-    max_escapes: Annotated[int, typer.Option(min=0, help="escapes allowed on validation")] = 0,
-    margin: Annotated[float, typer.Option(min=0.0, help="threshold safety margin in logits")] = 0.5,
+    ] = _T.oversample_times,
+    seed: Annotated[int, typer.Option()] = _T.seed,
+    threads: Annotated[int, typer.Option(min=1)] = _T.threads,
+    val_fraction: Annotated[float, typer.Option(min=0.05, max=0.5)] = _T.val_fraction,
+    limit: Annotated[
+        int | None, typer.Option(help="at most this many images per class (smoke runs)")
+    ] = _T.limit,
+    max_escapes: Annotated[int, typer.Option(min=0, help="escapes allowed on validation")] = _T.max_escapes,
+    margin: Annotated[float, typer.Option(min=0.0, help="threshold safety margin in logits")] = _T.margin,
     fp16_weights: Annotated[
         bool, typer.Option(help="store conv weights as float16 (half the file; float32 arithmetic)")
-    ] = False,
+    ] = _T.fp16_weights,
     skip_checks: Annotated[bool, typer.Option(help="skip the post-export checks (smoke runs)")] = False,
 ) -> None:
     """Train the defect classifier from scratch and export it to ONNX with its model card."""
     try:
-        from services.predict.train.trainer import TrainConfig
         from services.predict.train.trainer import train as run_training
     except ImportError as exc:
         raise _fail(f"training needs the train extra (pip install -e '.[train]'): {exc}") from exc

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from services.predict.train.config import PIT_DEPTH
 from services.predict.train.variants import PIT_RADIUS, flange_spot, paint_pit, paint_stamp
 
 
@@ -207,7 +208,7 @@ class PinholeConfig:
 
     p: float = 0.0
     sigma: tuple[float, float] = (0.6, 1.3)
-    depth: tuple[float, float] = (0.10, 0.35)
+    depth: tuple[float, float] = PIT_DEPTH
     highlight: tuple[float, float] = (0.0, 0.6)
     radius: tuple[float, float] = PIT_RADIUS
     candidates: int = 4

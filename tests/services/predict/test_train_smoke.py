@@ -51,9 +51,10 @@ def test_one_epoch_exports_a_loadable_model_with_a_true_card(
     pytest.importorskip("torch")
     onnx = pytest.importorskip("onnx")
     from services.predict.onnx_backend import OnnxClassifier
+    from services.predict.train.config import TrainConfig
     from services.predict.train.data import is_validation
     from services.predict.train.export import TOLERANCE
-    from services.predict.train.trainer import TrainConfig, train
+    from services.predict.train.trainer import train
 
     marks = None
     if stamps:

@@ -13,8 +13,8 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from services.predict.train.config import TrainConfig  # noqa: E402
 from services.predict.train.trainer import (  # noqa: E402
-    TrainConfig,
     _batches,
     classification_loss,
     pit_map_loss,

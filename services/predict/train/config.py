@@ -1,0 +1,103 @@
+"""What determines a training run (`TrainConfig`): plain data, no torch, so the CLI can take its defaults."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Depth range of a synthetic pit, as a share of the flange brightness (`augment.PinholeConfig`).
+PIT_DEPTH = (0.10, 0.35)
+
+MODEL_NAME = "partcheck-defect"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run; recorded in the model card."""
+
+    data_dir: Path
+    out_dir: Path
+    size: int = 300
+    epochs: int = 24
+    batch_size: int = 64
+    lr: float = 2e-3
+    # Gradient-norm clip; 0 turns it off. Without it the 300 px run diverged twice mid-schedule (loss
+    # 0.10 -> 0.52 at epoch 11, 0.08 -> 0.40 at epoch 18) and ended at 98.9 % instead of 99.5 %.
+    grad_clip: float = 1.0
+    weight_decay: float = 5e-4
+    # Loss weight of the defect class relative to ok (1: plain cross-entropy); >1 makes a missed defect
+    # cost more during training, as an escape does on the line. 3 against 1: unclear at zero escapes
+    # 3.9 % against 4.3 % on validation, re-framed escapes 0 against 8 (docs/model.md).
+    defect_weight: float = 3.0
+    # Focal-loss exponent (0: cross-entropy). >0 scales each image's loss by (1 - p_true)^gamma, so the few
+    # photos the network still gets wrong late in training (the rim pinholes) dominate the gradient.
+    focal_gamma: float = 0.0
+    val_fraction: float = 0.2
+    seed: int = 0
+    threads: int = 2
+    widths: tuple[int, ...] = (16, 24, 48, 96, 128)
+    double_from: int = 1
+    pool: bool = True
+    # From this stage on (the stem is 0), max-pool before the widening conv instead of after it (only with
+    # `pool`); None: never. onnxruntime per photo on an AVX2 EPYC, interleaved: 1.17 ms as shipped, 0.70 ms
+    # from 1, 0.86 ms from 2; unclear on validation 8.6 % from 1, 2.0 % and 9.6 % from 2 over two seeds,
+    # against 3.6 % shipped (docs/model.md, session 8).
+    pool_first_from: int | None = None
+    head_pool: str = "avgmax"
+    # A strided first layer over overlapping patches (kernel > stride) lets a 300 px input cost what a
+    # 100 px one does; 1 = a plain 3x3 first stage.
+    stem_stride: int = 3
+    stem_kernel: int = 5
+    # A second input channel, the photo relative to its 5 px closing (`model.WithLocalContrast`): 0 on the
+    # metal, negative on a spot a few pixels wide, as the median-relative map a matched filter used to find
+    # the marked pinholes (docs/model.md, session 11).
+    local_contrast: bool = False
+    # Zoom range of the geometric augmentation (part size relative to the photo) and the shift.
+    aug_scale: tuple[float, float] = (0.65, 1.12)
+    aug_shift: float = 0.06
+    # Probabilities of the Gaussian blur and of the resolution loss; both can erase a 2-3 px pinhole
+    # while the label still says defect.
+    aug_blur_p: float = 0.2
+    aug_lowres_p: float = 0.1
+    # Fraction of ok photos per batch given one or two synthetic rim pits and labelled defect (0: none).
+    synth_pinhole_p: float = 0.0
+    synth_pinhole_depth: tuple[float, float] = PIT_DEPTH
+    # Pitted copies of this many ok photos appended to each batch (0: none), each beside its clean original.
+    synth_pit_pairs: int = 0
+    # Epochs over which the copies' pits shrink from deep blobs (augment.PIT_START) to the pit size and
+    # `synth_pinhole_depth` above; 0 starts at that size.
+    synth_pit_curriculum: int = 0
+    # Loss weight of a pitted copy (real defects keep `defect_weight`).
+    synth_pit_weight: float = 1.0
+    # Keep both photos of a pair out of the blur and the resolution loss, which can erase a pit while its
+    # copy is still labelled defect.
+    synth_pit_sharp: bool = False
+    # Smallest zoom for both photos of a pair (None: the augmentation's own, down to 0.65). Zoomed out to
+    # 65 %, a 3 px pinhole covers 2 px at half its depth while its copy is still labelled defect.
+    synth_pit_min_scale: float | None = None
+    # A JSON file of real pinholes marked on training photos (`data.PINHOLE_MARKS`); the copies' pits are
+    # then these pinholes copied (`variants.extract_stamp`) instead of painted Gaussians. None paints.
+    synth_pit_stamps: Path | None = None
+    # Weight of the auxiliary loss that makes stage `pit_aux_stage` say which cell holds a synthetic pit
+    # (0: no auxiliary head). Needs `synth_pit_pairs`. The logged training loss includes it times this weight.
+    pit_aux_weight: float = 0.0
+    pit_aux_stage: int = 1
+    # A JSON file of pinholes marked on training photos (`data.PINHOLE_MARKS`); each marked photo is then
+    # drawn `oversample_times` times per epoch instead of once. These real, faint rim pinholes are the
+    # defects the shipped model fits worst (10 of its 12 training defects called ok are among them).
+    oversample_marked: Path | None = None
+    oversample_times: int = 4
+    limit: int | None = None
+    # Operating point: escapes and false rejects allowed on validation, and the safety margin in logits.
+    max_escapes: int = 0
+    max_false_rejects: int = 0
+    margin: float = 0.5
+    # Store the conv weights as float16 in the ONNX file (half its size; onnxruntime computes in float32).
+    fp16_weights: bool = False
+    # OOD threshold: this quantile of in-distribution validation scores (plain and re-framed) x `ood_factor`.
+    ood_quantile: float = 0.999
+    ood_factor: float = 1.0
+    name: str = MODEL_NAME
+    command: str = field(default_factory=lambda: shlex.join(["partcheck", *sys.argv[1:]]))
