@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -466,23 +467,12 @@ def _finish(
                 for k, v in asdict(cfg).items()
                 if k not in ("command",)
             },
-            "pinhole_marks": (
-                None
-                if cfg.synth_pit_stamps is None
-                else {
-                    "file": str(cfg.synth_pit_stamps),
-                    "sha256": hashlib.sha256(cfg.synth_pit_stamps.read_bytes()).hexdigest(),
-                    "marks": len(data.load_pinhole_marks(cfg.synth_pit_stamps)),
-                }
+            "pinhole_marks": _marks_file(
+                cfg.synth_pit_stamps,
+                lambda path: {"marks": len(data.load_pinhole_marks(path))},
             ),
-            "oversampled_marks": (
-                None
-                if cfg.oversample_marked is None
-                else {
-                    "file": str(cfg.oversample_marked),
-                    "sha256": hashlib.sha256(cfg.oversample_marked.read_bytes()).hexdigest(),
-                    "times": cfg.oversample_times,
-                }
+            "oversampled_marks": _marks_file(
+                cfg.oversample_marked, lambda _: {"times": cfg.oversample_times}
             ),
             "history": history,
             "seconds": round(train_seconds, 1),
@@ -505,6 +495,13 @@ def _finish(
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     console.print(f"card written: {card_path}")
     return card
+
+
+def _marks_file(path: Path | None, details: Callable[[Path], dict[str, Any]]) -> dict[str, Any] | None:
+    """A marks file for the card: path, sha256 (a run depends on which pinholes are marked), details."""
+    if path is None:
+        return None
+    return {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), **details(path)}
 
 
 def training_fit(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
