@@ -86,7 +86,9 @@ class TrainConfig:
     pit_aux_stage: int = 1
     # A JSON file of pinholes marked on training photos (`data.PINHOLE_MARKS`); each marked photo is then
     # drawn `oversample_times` times per epoch instead of once. These real, faint rim pinholes are the
-    # defects the shipped model fits worst (10 of its 12 training defects called ok are among them).
+    # defects the shipped model fits worst (10 of its 12 training defects called ok are among them). At 4
+    # the whole boundary moved towards defect (78 clean ok training photos called defect instead of 7), not
+    # onto pinholes (docs/model.md, session 12).
     oversample_marked: Path | None = None
     oversample_times: int = 4
     limit: int | None = None
