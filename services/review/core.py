@@ -323,6 +323,24 @@ def marker_record(
     }
 
 
+def undo_intent(inspector: str, at: datetime, audit_key: str) -> dict[str, str]:
+    """What the decision marker records of an undo before it moves anything."""
+    return {"by": inspector, "at": iso(at), "audit_key": audit_key}
+
+
+def parse_undo_intent(value: object) -> tuple[str, datetime, str] | None:
+    """(inspector, time, audit key) of a marker's undo, or None when it names none (or a malformed one)."""
+    if not isinstance(value, dict):
+        return None
+    by, at, key = value.get("by"), value.get("at"), value.get("audit_key")
+    if not (isinstance(by, str) and by and isinstance(at, str) and isinstance(key, str)):
+        return None
+    when = parse_iso(at)
+    if when is None or not key.startswith(AUDIT_PREFIX) or audit_time(key) is None:
+        return None
+    return by, when, key
+
+
 def already_decided(marker: Mapping[str, Any] | None) -> str:
     """The 409/404 message for an image someone already decided."""
     if not marker:

@@ -760,18 +760,22 @@ class ReviewStore:
         """Complete a move that stopped with the image still in unclear/ beside its decision marker.
 
         With the decided copy in human_decided/ the decision holds: the audit record is written if
-        missing, then the unclear/ object is deleted. Without it the decision never took effect (or
-        an undo stopped after removing it): the marker is removed and the image waits again. Markers
-        younger than `repair_after` are left alone, since their decision or undo may still be running.
-        Returns what was done: "finished", "rolled back", "too recent" or "nothing to do".
+        missing, then the unclear/ object is deleted. Without it the decision never took effect: the
+        marker is removed and the image waits again. A marker that names an undo belongs to an undo that
+        stopped after putting the image back: the copy, if any, is removed, the undo's audit record is
+        written if missing and the marker removed. Markers whose decision or undo started less than
+        `repair_after` ago are left alone, since it may still be running.
+        Returns what was done: "finished", "undone", "rolled back", "too recent" or "nothing to do".
         """
         keys = core.decision_keys(unclear_key, "ok")
         marker = self.marker(unclear_key)
         if not marker:
             self._set_marker(unclear_key, False)
             return "nothing to do"
+        undo = core.parse_undo_intent(marker.get("undo"))
         decided_at = core.parse_iso(marker.get("decided_at"))
-        if decided_at is not None and now - decided_at < self.repair_after:
+        started = undo[1] if undo is not None else decided_at
+        if started is not None and now - started < self.repair_after:
             return "too recent"
         if self.store.head(self.bucket, unclear_key) is None:
             return "nothing to do"
@@ -781,6 +785,14 @@ class ReviewStore:
         except InvalidKey:
             log.error("decision marker of %s points outside human_decided/: %r", unclear_key, decided_key)
             return "nothing to do"
+        if undo is not None:
+            by, at, undo_audit_key = undo
+            self.store.delete(self.bucket, decided_key)
+            self._ensure_audit(undo_audit_key, core.audit_record("undo", marker, at, by))
+            self.store.delete(self.bucket, keys.marker_key)
+            self._set_marker(unclear_key, False)
+            log.warning("finished the interrupted undo of %s by %s", unclear_key, by)
+            return "undone"
         if self.store.head(self.bucket, decided_key) is None:
             log.warning("decision on %s never completed (no %s): it waits again", unclear_key, decided_key)
             self.store.delete(self.bucket, keys.marker_key)
@@ -788,17 +800,22 @@ class ReviewStore:
             return "rolled back"
         audit_key = str(marker.get("audit_key") or "")
         if audit_key.startswith(AUDIT_PREFIX) and core.audit_time(audit_key) is not None:
-            if self.store.head(self.audit_bucket, audit_key) is None:
-                at = decided_at or now
-                record = core.audit_record("decision", marker, at, str(marker.get("inspector", "")))
-                with contextlib.suppress(AlreadyExists):
-                    self._put_json(self.audit_bucket, audit_key, record, if_absent=True)
+            at = decided_at or now
+            self._ensure_audit(
+                audit_key, core.audit_record("decision", marker, at, str(marker.get("inspector", "")))
+            )
         else:
             log.error("decision marker of %s names no audit record; none written", unclear_key)
         self.store.delete(self.bucket, unclear_key)
         self.index.removed(unclear_key)
         log.warning("finished the interrupted move of %s to %s", unclear_key, decided_key)
         return "finished"
+
+    def _ensure_audit(self, audit_key: str, record: dict[str, Any]) -> None:
+        """Write an audit record unless it is already there (another instance may have written it)."""
+        if self.store.head(self.audit_bucket, audit_key) is None:
+            with contextlib.suppress(AlreadyExists):
+                self._put_json(self.audit_bucket, audit_key, record, if_absent=True)
 
     @staticmethod
     def _quietly(fn: Callable[..., Any], *args: Any) -> None:
@@ -841,7 +858,8 @@ class ReviewStore:
             keys = core.decision_keys(unclear_key, "ok")
         except InvalidKey:
             raise ConflictError("nothing to undo") from None
-        marker = self.marker(unclear_key)
+        found = self._get_json(self.bucket, keys.marker_key)
+        marker, marker_etag = found if found else (None, None)
         if (
             not marker
             or marker.get("inspector") != inspector
@@ -854,6 +872,15 @@ class ReviewStore:
             obj = self.store.get(self.bucket, decided_key, max_bytes=self.max_image_bytes)
         except NotFound:
             raise ConflictError(f"nothing to undo: {decided_key} is gone") from None
+        audit_key = core.audit_key(now, uuid.uuid4().hex)
+        # The marker names the undo before anything moves: an undo that stops half-way is then finished
+        # by `finish_move`, its audit record included, instead of being taken for a half-made decision.
+        # The compare-and-swap also turns a second undo racing this one into a clean 409.
+        intent = {**marker, "undo": core.undo_intent(inspector, now, audit_key)}
+        try:
+            intent_etag = self._put_json(self.bucket, keys.marker_key, intent, if_match=marker_etag)
+        except AlreadyExists:
+            raise ConflictError("nothing to undo: the decision was already undone or replaced") from None
         original = {k: str(v) for k, v in (marker.get("original_metadata") or {}).items()}
         try:
             etag = self.store.put(
@@ -865,21 +892,20 @@ class ReviewStore:
                 if_absent=True,
             )
         except AlreadyExists:
+            with contextlib.suppress(PartcheckError):
+                self._put_json(self.bucket, keys.marker_key, marker, if_match=intent_etag)
             raise ConflictError(f"nothing to undo: {unclear_key} is already back") from None
-        # The decided copy goes before the marker: a crash in between leaves marker and image without
-        # the copy, which finish_move rolls back (the image waits); the reverse order would leave a
-        # stray copy that blocks the next decision with the same label.
+        # The decided copy goes before the marker: a crash in between leaves the marker (with this undo
+        # in it) beside the image, which finish_move completes; the reverse order would leave a stray
+        # copy that blocks the next decision with the same label.
         self.store.delete(self.bucket, decided_key)
-        audit_key = core.audit_key(now, uuid.uuid4().hex)
         record = core.audit_record("undo", marker, now, inspector)
         with self._lock:
             self._audit[audit_key] = record
-        steps: list[Future[Any]] = [
-            self.now_pool.submit(self._put_json, self.audit_bucket, audit_key, record, if_absent=True),
-            self.now_pool.submit(self.store.delete, self.bucket, keys.marker_key),
-        ]
-        for f in steps:
-            f.result()
+        # One after the other: the marker is what lets finish_move write a record that failed here.
+        with contextlib.suppress(AlreadyExists):  # finish_move wrote it from the marker meanwhile
+            self._put_json(self.audit_bucket, audit_key, record, if_absent=True)
+        self.store.delete(self.bucket, keys.marker_key)
         self._set_marker(unclear_key, False)
         self.index.restored(Listed(now, unclear_key, etag))
         return unclear_key

@@ -152,6 +152,23 @@ def test_undo_refusal() -> None:
     assert core.undo_refusal({**last, "action": "undo"}, T0, 30) == "nothing to undo"
 
 
+def test_undo_intent_round_trips_and_a_malformed_one_names_no_undo() -> None:
+    key = core.audit_key(T0, "ab" * 16)
+    intent = core.undo_intent("bob", T0, key)
+    assert core.parse_undo_intent(intent) == ("bob", T0, key)
+    assert core.parse_undo_intent(None) is None
+    assert core.parse_undo_intent("bob") is None
+    for broken in (
+        {**intent, "by": ""},
+        {**intent, "at": "yesterday"},
+        {**intent, "at": 5},
+        {**intent, "audit_key": "decisions/x.json"},
+        {**intent, "audit_key": "audit/2026/11/25/not-a-stamp.json"},
+        {k: v for k, v in intent.items() if k != "audit_key"},
+    ):
+        assert core.parse_undo_intent(broken) is None, broken
+
+
 def test_hourly_throughput_has_24_hours() -> None:
     now = T0 + timedelta(minutes=30)
     hours = core.hourly_throughput(

@@ -23,8 +23,18 @@ App = Callable[..., TestClient]
 AUDIT_KEY = "audit/2026/11/25/20261125T080000.000000Z-0123456789abcdef0123456789abcdef.json"
 
 
-def interrupted(s3: Any, rel: str, *, copy: bool = True, age: timedelta = timedelta(minutes=10)) -> str:
-    """What a crash after the decided PUT leaves: marker and human_decided copy, image still waiting."""
+def interrupted(
+    s3: Any,
+    rel: str,
+    *,
+    copy: bool = True,
+    age: timedelta = timedelta(minutes=10),
+    undo: dict[str, str] | None = None,
+) -> str:
+    """What a crash after the decided PUT leaves: marker and human_decided copy, image still waiting.
+
+    With `undo`, the marker names an undo that was under way (the image was already back).
+    """
     key = f"unclear/{rel}"
     s3.put_object(Bucket=BUCKET, Key=key, Body=JPEG, ContentType="image/jpeg", Metadata=ROUTER_META)
     decided_at = (datetime.now(UTC) - age).isoformat().replace("+00:00", "Z")
@@ -39,6 +49,7 @@ def interrupted(s3: Any, rel: str, *, copy: bool = True, age: timedelta = timede
         "original_metadata": ROUTER_META,
         "content_type": "image/jpeg",
         "audit_key": AUDIT_KEY,
+        **({"undo": undo} if undo is not None else {}),
     }
     s3.put_object(Bucket=BUCKET, Key=f"decisions/{rel}.json", Body=json.dumps(marker).encode())
     if copy:
@@ -169,3 +180,59 @@ def test_real_decision_whose_delete_failed_is_finished(
     assert [(r["action"], r["inspector"]) for r in audit_records(s3)] == [("decision", "alice")]
     marker = json.loads(s3.get_object(Bucket=BUCKET, Key="decisions/d/x.jpg.json")["Body"].read())
     assert marker["original_metadata"] == ROUTER_META
+
+
+UNDO_AUDIT_KEY = "audit/2026/11/25/20261125T080500.000000Z-fedcba9876543210fedcba9876543210.json"
+
+
+def test_an_undo_stopped_before_removing_the_copy_is_finished(alice: TestClient, s3: Any) -> None:
+    undo = {"by": "bob", "at": "2026-11-25T08:05:00Z", "audit_key": UNDO_AUDIT_KEY}
+    key = interrupted(s3, "back.jpg", age=timedelta(minutes=20), undo=undo)
+    store = alice.app.state.review.store  # type: ignore[attr-defined]
+    # The undo started a minute ago by this clock: it may still be running, so it is left alone.
+    assert store.finish_move(key, datetime(2026, 11, 25, 8, 6, tzinfo=UTC)) == "too recent"
+    assert keys(s3, "human_decided/") == ["human_decided/ok_back.jpg"]
+    assert store.finish_move(key, datetime(2026, 11, 25, 8, 10, tzinfo=UTC)) == "undone"
+    assert keys(s3, "unclear/") == [key]
+    assert keys(s3, "human_decided/") == []
+    assert keys(s3, "decisions/") == []
+    assert keys(s3, "audit/") == [UNDO_AUDIT_KEY]
+    (record,) = audit_records(s3)
+    assert (record["action"], record["inspector"], record["at"]) == ("undo", "bob", "2026-11-25T08:05:00Z")
+    assert record["key"] == key
+    assert record["label"] == "ok"
+    eventually(lambda: [i["key"] for i in alice.get("/api/queue").json()["items"]] == [key])
+
+
+def test_an_undo_whose_audit_record_failed_is_recorded_later(
+    alice: TestClient, put_unclear: Any, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = put_unclear("u/x.jpg")
+    assert alice.post(f"/api/items/{encode_id(key)}/decision", json={"label": "defect"}).status_code == 200
+    settle(alice)
+    store = alice.app.state.review.store  # type: ignore[attr-defined]
+    real_put = store.store.put
+
+    def failing_put(bucket: str, k: str, *args: Any, **kwargs: Any) -> str:
+        if k.startswith("audit/"):
+            raise StorageUnavailable("simulated outage")
+        return str(real_put(bucket, k, *args, **kwargs))
+
+    monkeypatch.setattr(store.store, "put", failing_put)
+    r = alice.post("/api/undo")
+    assert r.status_code == 503
+    monkeypatch.setattr(store.store, "put", real_put)
+    # The image is back and its copy gone, but the log lacks the undo: the marker still names it.
+    assert keys(s3, "unclear/") == [key]
+    assert keys(s3, "human_decided/") == []
+    assert [rec["action"] for rec in audit_records(s3)] == ["decision"]
+    marker = json.loads(s3.get_object(Bucket=BUCKET, Key="decisions/u/x.jpg.json")["Body"].read())
+    assert marker["undo"]["by"] == "alice"
+    assert store.finish_move(key, datetime.now(UTC) + timedelta(minutes=5)) == "undone"
+    assert [(rec["action"], rec["inspector"]) for rec in audit_records(s3)] == [
+        ("decision", "alice"),
+        ("undo", "alice"),
+    ]
+    assert sorted(keys(s3, "audit/"))[1] == marker["undo"]["audit_key"]
+    assert keys(s3, "decisions/") == []
+    assert alice.post(f"/api/items/{encode_id(key)}/decision", json={"label": "ok"}).status_code == 200
