@@ -179,6 +179,7 @@ class HistoryOut(BaseModel):
     """Recent decisions and undos, newest first."""
 
     items: list[HistoryItem]
+    next_cursor: str | None = None
 
 
 class Counts(BaseModel):
@@ -501,14 +502,15 @@ def _api_routes(app: FastAPI) -> None:
         inspector_name: Annotated[str | None, Query(alias="inspector", max_length=64)] = None,
         label: Annotated[Literal["ok", "defect"] | None, Query()] = None,
         since: Annotated[datetime | None, Query()] = None,
+        cursor: Annotated[str | None, Query(max_length=256)] = None,
     ) -> dict[str, Any]:
-        """Recent decisions and undos from the audit log, newest first."""
+        """Recent decisions and undos from the audit log, newest first, a page at a time."""
         if since is not None and since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
-        records = store.history(
-            limit, inspector_name or None, label, since, core.now_utc(), settings.history_days
+        records, next_cursor = store.history(
+            limit, inspector_name or None, label, since, core.now_utc(), settings.history_days, cursor
         )
-        return {"items": _history_items(records)}
+        return {"items": _history_items(records), "next_cursor": next_cursor}
 
     @app.get("/api/stats", response_model=StatsOut, responses=_errors(401, 503), tags=["review"])
     def stats(inspector: InspectorDep, store: StoreDep) -> dict[str, Any]:

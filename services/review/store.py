@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from partcheck.errors import AlreadyExists, InvalidKey, NotFound, PartcheckError, StorageUnavailable
+from partcheck.errors import (
+    AlreadyExists,
+    InvalidInput,
+    InvalidKey,
+    NotFound,
+    PartcheckError,
+    StorageUnavailable,
+)
 from partcheck.layout import AUDIT_PREFIX, HumanLabel, Route, relative_key
 from partcheck.storage import ObjectInfo, ObjectStore
 from services.review import core
@@ -937,25 +944,35 @@ class ReviewStore:
         since: datetime | None,
         now: datetime,
         days: int,
-    ) -> list[dict[str, Any]]:
-        """Audit records newest first, filtered, reading back at most `days` days."""
+        before: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Audit records newest first, filtered, reading back at most `days` days, and the next page's cursor.
+
+        A page starts after `before`, the key of the previous page's last record (None: the newest); the
+        cursor returned is this page's last key when the page is full, else None.
+        """
         self.settle()  # this process's latest decisions belong in the log it reads
         out: list[dict[str, Any]] = []
         oldest = now - timedelta(days=days - 1)
         if since and since > oldest:
             oldest = since
         day = now
-        while day.date() >= oldest.date() and len(out) < limit:
-            keys = self._day_keys(day)
+        if before is not None:
+            start = core.audit_time(before)
+            if not before.startswith(AUDIT_PREFIX) or start is None:
+                raise InvalidInput(f"not a history cursor: {before[:80]!r}")
+            day = min(day, start)
+        while day.date() >= oldest.date():
+            keys = [k for k in self._day_keys(day) if before is None or k < before]
             for chunk_start in range(0, len(keys), 32):
                 chunk = keys[chunk_start : chunk_start + 32]
-                for record in self.now_pool.map(self._record, chunk):
+                for key, record in zip(chunk, self.now_pool.map(self._record, chunk), strict=True):
                     if record and core.history_matches(record, inspector, label, since):
                         out.append(record)
                         if len(out) >= limit:
-                            return out
+                            return out, key
             day -= timedelta(days=1)
-        return out
+        return out, None
 
     # --- stats -------------------------------------------------------------------------------------
 

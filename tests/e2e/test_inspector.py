@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from partcheck.layout import human_decided_key
+from services.review import core
 from services.review.core import encode_id
 from tests.e2e.conftest import (
     BUCKET,
@@ -294,6 +296,35 @@ def test_history_and_dashboard_show_the_decisions(
 
     page.set_viewport_size(TABLET)
     page.screenshot(path=artifacts / "dashboard-tablet-820x1180.png", full_page=True)
+
+
+def test_history_loads_older_pages(
+    review_url: str, s3: Any, new_context: Callable[..., BrowserContext]
+) -> None:
+    # 55 decisions written straight into the audit log: one page of 50, then the 5 older ones.
+    now = datetime.now(UTC).replace(microsecond=0)
+    for i in range(55):
+        at = now - timedelta(minutes=i + 1)
+        marker = {
+            "key": f"unclear/old/{i:02d}.jpg",
+            "decided_key": f"human_decided/old/ok_{i:02d}.jpg",
+            "label": "ok",
+            "decided_at": core.iso(at),
+            "original_metadata": {},
+        }
+        record = core.audit_record("decision", marker, at, "bob")
+        s3.put_object(Bucket=BUCKET, Key=core.audit_key(at, f"{i:032x}"), Body=json.dumps(record).encode())
+    ctx = new_context()
+    page = ctx.new_page()
+    login_with_keyboard(page, review_url, "alice")
+    page.get_by_role("link", name="History").click()
+    rows = page.get_by_role("table").get_by_role("row")
+    expect(rows).to_have_count(51)
+    expect(rows.nth(50)).to_contain_text("49.jpg")
+    page.get_by_role("button", name="Load older").click()
+    expect(rows).to_have_count(56)
+    expect(rows.nth(55)).to_contain_text("54.jpg")
+    expect(page.get_by_role("button", name="Load older")).to_have_count(0)
 
 
 def test_loupe_zooms_with_the_wheel_and_pans_with_a_drag(

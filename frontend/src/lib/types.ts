@@ -66,6 +66,12 @@ export interface HistoryEntry {
   action: "decision" | "undo";
 }
 
+/** One page of the history and the cursor of the next, older one (null: no more). */
+export interface HistoryPage {
+  items: HistoryEntry[];
+  next_cursor: string | null;
+}
+
 export interface HistoryFilters {
   inspector?: string;
   label?: Label | "";

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 
+from services.review import core
 from services.review.core import encode_id
 from tests.services.review.conftest import BUCKET, JPEG, PASSWORD, login, settle
 
@@ -530,6 +531,45 @@ def test_history_filters(app_factory: App, put_unclear: Any) -> None:
     future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     assert a.get("/api/history", params={"since": future}).json()["items"] == []
     assert a.get("/api/history", params={"label": "maybe"}).status_code == 422
+
+
+def test_history_pages_back_across_days(alice: TestClient, s3: Any) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    times = [now - timedelta(days=1, minutes=2), now - timedelta(days=1, minutes=1)]
+    times += [now - timedelta(minutes=m) for m in (3, 2, 1)]
+    for i, at in enumerate(times):
+        marker = {
+            "key": f"unclear/{i}.jpg",
+            "decided_key": f"human_decided/ok_{i}.jpg",
+            "label": "ok",
+            "decided_at": core.iso(at),
+            "original_metadata": {},
+        }
+        record = core.audit_record("decision", marker, at, "bob" if i % 2 else "alice")
+        s3.put_object(Bucket=BUCKET, Key=core.audit_key(at, f"{i:032x}"), Body=json.dumps(record).encode())
+    pages, cursor = [], None
+    while True:
+        params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = alice.get("/api/history", params=params).json()
+        pages.append([h["key"] for h in page["items"]])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == [
+        ["unclear/4.jpg", "unclear/3.jpg"],
+        ["unclear/2.jpg", "unclear/1.jpg"],
+        ["unclear/0.jpg"],
+    ]
+    # Filters hold across pages: alice decided 0, 2 and 4.
+    first = alice.get("/api/history", params={"limit": 2, "inspector": "alice"}).json()
+    assert [h["key"] for h in first["items"]] == ["unclear/4.jpg", "unclear/2.jpg"]
+    rest = alice.get(
+        "/api/history", params={"limit": 2, "inspector": "alice", "cursor": first["next_cursor"]}
+    ).json()
+    assert ([h["key"] for h in rest["items"]], rest["next_cursor"]) == (["unclear/0.jpg"], None)
+    r = alice.get("/api/history", params={"cursor": "decisions/x.json"})
+    assert r.status_code == 400
+    assert "not a history cursor" in r.json()["detail"]
 
 
 def test_stats(alice: TestClient, put_unclear: Any, s3: Any) -> None:

@@ -1,18 +1,19 @@
 /** Recent decisions and undos from the audit log. */
 import { api } from "../../../lib/api";
-import type { HistoryEntry, HistoryFilters } from "../../../lib/types";
+import type { HistoryFilters, HistoryPage } from "../../../lib/types";
 
-/** Newest first, filtered by inspector, label and start time. */
-export async function fetchHistory(filters: HistoryFilters): Promise<HistoryEntry[]> {
-  const page = await api.get<{ items: HistoryEntry[] }>("/api/history", {
+/** One page, newest first, filtered by inspector, label and start time; `cursor` asks for the next page. */
+export async function fetchHistory(filters: HistoryFilters, cursor?: string): Promise<HistoryPage> {
+  const page = await api.get<HistoryPage>("/api/history", {
     query: {
       limit: filters.limit ?? 50,
       inspector: filters.inspector?.trim() || undefined,
       label: filters.label || undefined,
       since: filters.since || undefined,
+      cursor,
     },
   });
-  return page.items;
+  return { items: page.items, next_cursor: page.next_cursor ?? null };
 }
 
 /** URL of a decided image, served through the review service. */

@@ -31,11 +31,14 @@ function entry(over: Partial<HistoryEntry>): HistoryEntry {
 
 describe("HistoryView", () => {
   beforeEach(() => {
-    api.fetchHistory.mockResolvedValue([
-      entry({ id: "id2", inspector: "bob", label: "defect", note: "crack at 3 o'clock" }),
-      entry({ id: "id1" }),
-      entry({ id: "id1", action: "undo" }),
-    ]);
+    api.fetchHistory.mockResolvedValue({
+      items: [
+        entry({ id: "id2", inspector: "bob", label: "defect", note: "crack at 3 o'clock" }),
+        entry({ id: "id1" }),
+        entry({ id: "id1", action: "undo" }),
+      ],
+      next_cursor: null,
+    });
   });
 
   it("lists decisions and undos, newest first", async () => {
@@ -48,6 +51,28 @@ describe("HistoryView", () => {
     expect(rows[0]).toHaveTextContent("crack at 3 o'clock");
     expect(rows[2]).toHaveTextContent("Undone");
     expect(api.fetchHistory).toHaveBeenCalledWith({});
+    expect(screen.queryByRole("button", { name: "Load older" })).not.toBeInTheDocument();
+  });
+
+  it("loads older pages with the cursor and the same filters, until there are none", async () => {
+    const user = userEvent.setup();
+    api.fetchHistory
+      .mockResolvedValueOnce({ items: [entry({ id: "new", inspector: "bob" })], next_cursor: "audit/c1" })
+      .mockResolvedValueOnce({ items: [entry({ id: "new", inspector: "bob" })], next_cursor: "audit/c1" })
+      .mockResolvedValueOnce({ items: [entry({ id: "old", inspector: "carol" })], next_cursor: null });
+    render(<HistoryView />);
+    await user.type(screen.getByLabelText("Inspector"), "bob");
+    await user.click(screen.getByRole("button", { name: "Apply" }));
+    await waitFor(() => expect(api.fetchHistory).toHaveBeenCalledTimes(2));
+    await user.click(await screen.findByRole("button", { name: "Load older" }));
+    const table = screen.getByRole("table");
+    await waitFor(() => expect(within(table).getAllByRole("row")).toHaveLength(3));
+    expect(api.fetchHistory).toHaveBeenLastCalledWith(
+      { inspector: "bob", label: "", since: undefined },
+      "audit/c1",
+    );
+    expect(within(table).getAllByRole("row")[2]).toHaveTextContent("carol");
+    expect(screen.queryByRole("button", { name: "Load older" })).not.toBeInTheDocument();
   });
 
   it("passes inspector, label and date filters to the API", async () => {
@@ -74,7 +99,7 @@ describe("HistoryView", () => {
   });
 
   it("says when nothing matches", async () => {
-    api.fetchHistory.mockResolvedValue([]);
+    api.fetchHistory.mockResolvedValue({ items: [], next_cursor: null });
     render(<HistoryView />);
     expect(await screen.findByText("No decisions match these filters.")).toBeInTheDocument();
   });

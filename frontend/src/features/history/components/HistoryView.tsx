@@ -134,6 +134,13 @@ export function HistoryView() {
           <p className="empty muted">No decisions match these filters.</p>
         )}
       </div>
+      {!history.loading && history.hasMore && (
+        <div className="load-more">
+          <button type="button" className="btn" onClick={history.loadMore} disabled={history.loadingMore}>
+            {history.loadingMore ? "Loading…" : "Load older"}
+          </button>
+        </div>
+      )}
     </main>
   );
 }

@@ -1,5 +1,5 @@
-/** History entries for the applied filters. */
-import { useCallback, useEffect, useState } from "react";
+/** History entries for the applied filters, a page at a time. */
+import { useCallback, useEffect, useRef, useState } from "react";
 
 import { errorMessage } from "../../../lib/api";
 import type { HistoryEntry, HistoryFilters } from "../../../lib/types";
@@ -8,27 +8,38 @@ import { fetchHistory } from "../api/history";
 export interface HistoryState {
   entries: HistoryEntry[];
   loading: boolean;
+  loadingMore: boolean;
+  /** Whether older entries are left to load. */
+  hasMore: boolean;
   error: string | null;
   filters: HistoryFilters;
   apply: (filters: HistoryFilters) => void;
   refresh: () => void;
+  loadMore: () => void;
 }
 
-/** Fetch history whenever the filters change. */
+/** Fetch the first page whenever the filters change; `loadMore` appends the next, older one. */
 export function useHistory(initial: HistoryFilters = {}): HistoryState {
   const [filters, setFilters] = useState<HistoryFilters>(initial);
   const [entries, setEntries] = useState<HistoryEntry[]>([]);
+  const [cursor, setCursor] = useState<string | null>(null);
   const [loading, setLoading] = useState(true);
+  const [loadingMore, setLoadingMore] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const [generation, setGeneration] = useState(0);
+  // Bumped by every first-page load, so an older page that arrives late is dropped.
+  const epoch = useRef(0);
 
   useEffect(() => {
     let active = true;
+    epoch.current += 1;
     setLoading(true);
+    setLoadingMore(false);
     fetchHistory(filters)
-      .then((items) => {
+      .then((page) => {
         if (!active) return;
-        setEntries(items);
+        setEntries(page.items);
+        setCursor(page.next_cursor);
         setError(null);
       })
       .catch((err: unknown) => {
@@ -43,8 +54,37 @@ export function useHistory(initial: HistoryFilters = {}): HistoryState {
     };
   }, [filters, generation]);
 
+  const loadMore = useCallback(() => {
+    if (cursor === null || loading || loadingMore) return;
+    const mine = epoch.current;
+    setLoadingMore(true);
+    fetchHistory(filters, cursor)
+      .then((page) => {
+        if (epoch.current !== mine) return;
+        setEntries((before) => [...before, ...page.items]);
+        setCursor(page.next_cursor);
+        setError(null);
+      })
+      .catch((err: unknown) => {
+        if (epoch.current === mine) setError(errorMessage(err));
+      })
+      .finally(() => {
+        if (epoch.current === mine) setLoadingMore(false);
+      });
+  }, [cursor, filters, loading, loadingMore]);
+
   const apply = useCallback((next: HistoryFilters) => setFilters({ ...next }), []);
   const refresh = useCallback(() => setGeneration((g) => g + 1), []);
 
-  return { entries, loading, error, filters, apply, refresh };
+  return {
+    entries,
+    loading,
+    loadingMore,
+    hasMore: cursor !== null,
+    error,
+    filters,
+    apply,
+    refresh,
+    loadMore,
+  };
 }
