@@ -98,6 +98,19 @@ describe("HistoryView", () => {
     expect(screen.getByLabelText("Inspector")).toHaveValue("");
   });
 
+  it("offers no older page once new filters fail to load", async () => {
+    const user = userEvent.setup();
+    api.fetchHistory
+      .mockResolvedValueOnce({ items: [entry({})], next_cursor: "audit/c1" })
+      .mockRejectedValueOnce(new Error("storage unavailable"));
+    render(<HistoryView />);
+    expect(await screen.findByRole("button", { name: "Load older" })).toBeInTheDocument();
+    await user.selectOptions(screen.getByLabelText("Label"), "defect");
+    await user.click(screen.getByRole("button", { name: "Apply" }));
+    expect(await screen.findByText(/Could not load the history/)).toBeInTheDocument();
+    expect(screen.queryByRole("button", { name: "Load older" })).not.toBeInTheDocument();
+  });
+
   it("says when nothing matches", async () => {
     api.fetchHistory.mockResolvedValue({ items: [], next_cursor: null });
     render(<HistoryView />);

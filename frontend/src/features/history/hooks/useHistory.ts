@@ -35,6 +35,8 @@ export function useHistory(initial: HistoryFilters = {}): HistoryState {
     epoch.current += 1;
     setLoading(true);
     setLoadingMore(false);
+    // The old cursor belongs to the old filters.
+    setCursor(null);
     fetchHistory(filters)
       .then((page) => {
         if (!active) return;
