@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import json
 import math
 import time
@@ -20,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from services.predict import quality
+from services.predict.onnx_backend import sha256_file
 from services.predict.train import calibrate, data
 from services.predict.train.augment import (
     AugmentConfig,
@@ -424,7 +424,7 @@ def _finish(
         f"ONNX written: {onnx_path} ({onnx_path.stat().st_size / 1024:.0f} KiB); "
         f"torch/onnxruntime relative difference {max_diff:.2e}"
     )
-    sha = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+    sha = sha256_file(onnx_path)
     created = datetime.now(UTC)
     card: dict[str, Any] = {
         "name": cfg.name,
@@ -501,7 +501,7 @@ def _marks_file(path: Path | None, details: Callable[[Path], dict[str, Any]]) ->
     """A marks file for the card: path, sha256 (a run depends on which pinholes are marked), details."""
     if path is None:
         return None
-    return {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), **details(path)}
+    return {"file": str(path), "sha256": sha256_file(path), **details(path)}
 
 
 def training_fit(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:

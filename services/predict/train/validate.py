@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 from collections.abc import Callable, Iterator
@@ -24,7 +23,7 @@ from partcheck.errors import InvalidImage
 from partcheck.messages import Prediction
 from partcheck.thresholds import Thresholds
 from services.predict import quality
-from services.predict.onnx_backend import OnnxClassifier, card_path_for
+from services.predict.onnx_backend import OnnxClassifier, card_path_for, sha256_file
 from services.predict.preprocess import preprocess
 from services.predict.train import data
 from services.predict.train.evaluate import EvalResult, Row, refused_by_checks
@@ -368,7 +367,7 @@ def validate_model(model_path: Path, data_dir: Path, val_fraction: float) -> dic
         metrics["pinhole_sensitivity"] = {
             **pinhole_sensitivity(clf, ok_views, stamps),
             # The figures depend on which pinholes are marked: 10 faint ones and 60 gave different shares.
-            "marks_sha256": hashlib.sha256(data.PINHOLE_MARKS.read_bytes()).hexdigest(),
+            "marks_sha256": sha256_file(data.PINHOLE_MARKS),
         }
     metrics |= {
         "validation_onnx": _summarise(
