@@ -899,9 +899,13 @@ class ReviewStore:
                 if_absent=True,
             )
         except AlreadyExists:
-            with contextlib.suppress(PartcheckError):
-                self._put_json(self.bucket, keys.marker_key, marker, if_match=intent_etag)
+            self._drop_intent(keys.marker_key, marker, intent_etag)
             raise ConflictError(f"nothing to undo: {unclear_key} is already back") from None
+        except PartcheckError:
+            # Nothing moved: the decision stands, so its marker must not keep naming an undo that a
+            # later return of the image to unclear/ would have finish_move complete.
+            self._drop_intent(keys.marker_key, marker, intent_etag)
+            raise
         # The decided copy goes before the marker: a crash in between leaves the marker (with this undo
         # in it) beside the image, which finish_move completes; the reverse order would leave a stray
         # copy that blocks the next decision with the same label.
@@ -916,6 +920,11 @@ class ReviewStore:
         self._set_marker(unclear_key, False)
         self.index.restored(Listed(now, unclear_key, etag))
         return unclear_key
+
+    def _drop_intent(self, marker_key: str, marker: dict[str, Any], intent_etag: str) -> None:
+        """Put back the marker as the undo read it, unless it changed since (best effort)."""
+        with contextlib.suppress(PartcheckError):
+            self._put_json(self.bucket, marker_key, marker, if_match=intent_etag)
 
     # --- audit log ---------------------------------------------------------------------------------
 

@@ -236,3 +236,32 @@ def test_an_undo_whose_audit_record_failed_is_recorded_later(
     assert sorted(keys(s3, "audit/"))[1] == marker["undo"]["audit_key"]
     assert keys(s3, "decisions/") == []
     assert alice.post(f"/api/items/{encode_id(key)}/decision", json={"label": "ok"}).status_code == 200
+
+
+def test_an_undo_that_cannot_put_the_image_back_leaves_the_decision_as_it_was(
+    alice: TestClient, put_unclear: Any, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = put_unclear("u/y.jpg")
+    assert alice.post(f"/api/items/{encode_id(key)}/decision", json={"label": "ok"}).status_code == 200
+    settle(alice)
+    before = s3.get_object(Bucket=BUCKET, Key="decisions/u/y.jpg.json")["Body"].read()
+    store = alice.app.state.review.store  # type: ignore[attr-defined]
+    real_put = store.store.put
+
+    def failing_put(bucket: str, k: str, *args: Any, **kwargs: Any) -> str:
+        if k.startswith("unclear/"):
+            raise StorageUnavailable("simulated outage")
+        return str(real_put(bucket, k, *args, **kwargs))
+
+    monkeypatch.setattr(store.store, "put", failing_put)
+    assert alice.post("/api/undo").status_code == 503
+    monkeypatch.setattr(store.store, "put", real_put)
+    # Nothing moved, and the marker no longer names the undo that failed.
+    assert keys(s3, "unclear/") == []
+    assert keys(s3, "human_decided/") == ["human_decided/u/ok_y.jpg"]
+    after = s3.get_object(Bucket=BUCKET, Key="decisions/u/y.jpg.json")["Body"].read()
+    assert "undo" not in json.loads(after)
+    assert json.loads(after) == json.loads(before)
+    assert [rec["action"] for rec in audit_records(s3)] == ["decision"]
+    assert alice.post("/api/undo").status_code == 200
+    assert keys(s3, "unclear/") == [key]
