@@ -52,9 +52,10 @@ def iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def parse_iso(value: str | None) -> datetime | None:
-    """A timezone-aware datetime from ISO 8601 text, or None when absent or unreadable."""
-    if not value:
+def parse_iso(value: object) -> datetime | None:
+    """A timezone-aware datetime from ISO 8601 text, or None when absent, unreadable or not text."""
+    # Cursors, markers and audit records are JSON from outside this process: anything may be there.
+    if not isinstance(value, str) or not value:
         return None
     try:
         t = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
@@ -115,10 +116,11 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         value = json.loads(raw)
-        t = parse_iso(value[0])
-        key = value[1]
-    except (binascii.Error, ValueError, TypeError, IndexError, KeyError) as exc:
+    except (binascii.Error, ValueError) as exc:
         raise InvalidInput("cursor is not valid") from exc
+    if not isinstance(value, list) or len(value) != 2:
+        raise InvalidInput("cursor is not valid")
+    t, key = parse_iso(value[0]), value[1]
     if t is None or not isinstance(key, str):
         raise InvalidInput("cursor is not valid")
     return t, key

@@ -341,9 +341,15 @@ class ReviewStore:
                         self._claim_objs.clear()
                     self._claim_objs[(o.key, o.etag)] = claim
             if claim is not None and claim.expires_at < datetime.now(UTC) - _STALE_CLAIM:
-                # Abandoned long ago; removing it keeps this listing short. A concurrent takeover's
-                # If-Match then finds no object and retries as a fresh claim.
-                self._quietly(self.store.delete, self.bucket, o.key)
+                # Abandoned long ago; removing it keeps this listing short. Only the version listed is
+                # deleted: a takeover since the listing replaced it and must survive. A takeover racing
+                # the delete finds no object for its If-Match and retries as a fresh claim.
+                try:
+                    self.store.delete(self.bucket, o.key, if_match=o.etag)
+                except AlreadyExists:
+                    pass  # taken over since the listing: live again
+                except PartcheckError as exc:
+                    log.warning("removing the abandoned claim %s failed: %s", o.key, exc)
                 continue
             if claim is not None and o.key.endswith(".json"):
                 out[Route.UNCLEAR.prefix + o.key[len(core.CLAIMS_PREFIX) : -len(".json")]] = claim
@@ -962,6 +968,9 @@ class ReviewStore:
         """
         self.settle()  # this process's latest decisions belong in the log it reads
         out: list[dict[str, Any]] = []
+        # The log is laid out by UTC day: a `since` in another offset would skip the day it falls on.
+        now = now.astimezone(UTC)
+        since = since.astimezone(UTC) if since is not None else None
         oldest = now - timedelta(days=days - 1)
         if since and since > oldest:
             oldest = since

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 
 from services.review import core
+from services.review import store as review_store
 from services.review.core import encode_id
 from tests.services.review.conftest import BUCKET, JPEG, PASSWORD, login, settle
 
@@ -230,6 +231,9 @@ def test_queue_item_fields(alice: TestClient, put_unclear: Any) -> None:
 
 def test_bad_cursor_and_limit(alice: TestClient) -> None:
     assert alice.get("/api/queue", params={"cursor": "not-a-cursor"}).status_code == 400
+    # Valid base64 and JSON, but no [time, key] pair: once an AttributeError and a 500.
+    odd = base64.urlsafe_b64encode(b'[5,"k"]').decode().rstrip("=")
+    assert alice.get("/api/queue", params={"cursor": odd}).status_code == 400
     assert alice.get("/api/queue", params={"limit": 0}).status_code == 422
     assert alice.get("/api/queue", params={"limit": 10_000}).status_code == 422
 
@@ -572,6 +576,27 @@ def test_history_pages_back_across_days(alice: TestClient, s3: Any) -> None:
     assert "not a history cursor" in r.json()["detail"]
 
 
+def test_history_since_in_another_offset_reads_the_utc_day_it_falls_on(alice: TestClient, s3: Any) -> None:
+    # The log is laid out by UTC day; 01:00+02:00 is 23:00 UTC of the day before.
+    at = (datetime.now(UTC) - timedelta(days=1)).replace(hour=23, minute=30, second=0, microsecond=0)
+    marker = {
+        "key": "unclear/late.jpg",
+        "decided_key": "human_decided/ok_late.jpg",
+        "label": "ok",
+        "decided_at": core.iso(at),
+        "original_metadata": {},
+    }
+    record = core.audit_record("decision", marker, at, "bob")
+    s3.put_object(Bucket=BUCKET, Key=core.audit_key(at, "a" * 32), Body=json.dumps(record).encode())
+    since = at - timedelta(minutes=30)
+    for offset in (timedelta(0), timedelta(hours=2), timedelta(hours=-5)):
+        local = since.astimezone(timezone(offset)).isoformat()
+        items = alice.get("/api/history", params={"since": local}).json()["items"]
+        assert [h["key"] for h in items] == ["unclear/late.jpg"], local
+    later = (at + timedelta(minutes=1)).astimezone(timezone(timedelta(hours=2))).isoformat()
+    assert alice.get("/api/history", params={"since": later}).json()["items"] == []
+
+
 def test_stats(alice: TestClient, put_unclear: Any, s3: Any) -> None:
     for k in ["okay/1.jpg", "okay/2.jpg", "okay/3.jpg", "defect/1.jpg", "rejected/1.bin"]:
         s3.put_object(Bucket=BUCKET, Key=k, Body=b"x")
@@ -783,6 +808,22 @@ def test_long_expired_claims_are_cleaned_up(alice: TestClient, put_unclear: Any,
     items = {i["name"]: i["claimed_by"] for i in alice.get("/api/queue").json()["items"]}
     assert items == {"a.jpg": None, "b.jpg": "bob"}
     assert keys(s3, "claims/") == ["claims/b.jpg.json"]
+
+
+def test_cleanup_of_an_abandoned_claim_spares_a_takeover_since_the_listing(
+    alice: TestClient, put_unclear: Any, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = alice.app.state.review.store  # type: ignore[attr-defined]
+    key = put_unclear("t.jpg")
+    old = {"inspector": "bob", "expires_at": "2026-01-01T00:00:00Z"}
+    s3.put_object(Bucket=BUCKET, Key="claims/t.jpg.json", Body=json.dumps(old).encode())
+    listed = list(store.store.list(BUCKET, "claims/"))
+    # Bob's abandoned claim is taken over (compare-and-swap on its ETag) after the listing saw it.
+    assert alice.post(f"/api/items/{encode_id(key)}/claim").status_code == 200
+    monkeypatch.setattr(review_store, "_listing", lambda *args, **kwargs: listed)
+    store._list_claims()
+    body = json.loads(s3.get_object(Bucket=BUCKET, Key="claims/t.jpg.json")["Body"].read())
+    assert body["inspector"] == "alice"
 
 
 def test_decision_after_the_queue_page_uses_the_image_as_it_is_now(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -79,7 +81,10 @@ def test_cursor_survives_removal_of_its_item() -> None:
 
 
 def test_bad_cursor() -> None:
-    for bad in ["nope", "W10", "WyJ4IiwgMV0"]:
+    # JSON that decodes but is no [time, key] pair, e.g. [5, "k"], must be refused like garbage.
+    odd = [[[1], "k"], [5, "k"], [None, "k"], [{"a": 1}, "k"], ["2026-01-01T00:00:00Z"], "x", {"a": 1}]
+    encoded = [base64.urlsafe_b64encode(json.dumps(v).encode()).decode().rstrip("=") for v in odd]
+    for bad in ["nope", "W10", "WyJ4IiwgMV0", *encoded]:
         with pytest.raises(InvalidInput):
             core.page_after(_queue(3), bad, 2)
 
