@@ -37,6 +37,7 @@ from services.review.auth import (
     monotonic_now,
 )
 from services.review.deps import (
+    PASSWORD_CHECK_WAIT_S,
     CsrfInspectorDep,
     InspectorDep,
     ReviewState,
@@ -46,7 +47,7 @@ from services.review.deps import (
 )
 from services.review.settings import ReviewSettings
 from services.review.store import ConflictError, ReviewStore
-from services.review.users import UserStore
+from services.review.users import UserStore, UserStoreUnavailable
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -311,6 +312,12 @@ def create_app(
     return app
 
 
+async def user_store_unavailable(_: Request, exc: Exception) -> Response:
+    """503 without the file's path: a server fault the inspector cannot fix (the log has the detail)."""
+    log.error("%s", exc)
+    return JSONResponse({"detail": "user accounts are unavailable; tell the administrator"}, status_code=503)
+
+
 def _error_handlers(app: FastAPI) -> None:
     def handler(code: int, prefix: str = "") -> Callable[[Request, Exception], Awaitable[Response]]:
         async def respond(_: Request, exc: Exception) -> Response:
@@ -326,6 +333,7 @@ def _error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidKey, handler(status.HTTP_400_BAD_REQUEST, "invalid id or key: "))
     app.add_exception_handler(InvalidInput, handler(status.HTTP_400_BAD_REQUEST))
     app.add_exception_handler(StorageUnavailable, handler(503, "storage unavailable: "))
+    app.add_exception_handler(UserStoreUnavailable, user_store_unavailable)
     app.add_exception_handler(AccessDenied, handler(503, "storage refused access: "))
     app.add_exception_handler(PartcheckError, handler(503, "storage error: "))
 
@@ -357,18 +365,30 @@ def _api_routes(app: FastAPI) -> None:
         """Log in with a user name and password; sets the session cookie."""
         now = monotonic_now()
         keys = [f"user:{body.username.lower()}", f"ip:{_client_ip(request)}"]
-        wait = state.limiter.retry_after(keys, now)
+        # Counted as failed until it succeeds: guesses sent in parallel cannot pass the limit together.
+        wait = state.limiter.reserve(keys, now)
         if wait is not None:
             raise HTTPException(
                 status.HTTP_429_TOO_MANY_REQUESTS,
                 f"too many failed logins; try again in {wait} s",
                 headers={"Retry-After": str(wait)},
             )
-        if not state.users.verify(body.username, body.password):
-            state.limiter.fail(keys, now)
+        if not state.password_checks.acquire(timeout=PASSWORD_CHECK_WAIT_S):
+            state.limiter.refund(keys, now)
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "too many logins at once; try again",
+                headers={"Retry-After": "1"},
+            )
+        try:
+            right = state.users.verify(body.username, body.password)
+        finally:
+            state.password_checks.release()
+        if not right:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
+        state.limiter.refund(keys, now)
         state.limiter.succeed(keys[0])
-        session, cookie = state.sessions.issue(body.username, now)
+        session, cookie = state.sessions.issue(body.username, now, state.users.stamp(body.username) or "")
         response.set_cookie(
             COOKIE_NAME,
             cookie,

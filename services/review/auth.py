@@ -43,6 +43,7 @@ class Session:
     csrf_token: str
     expires_at: float
     sid: str
+    stamp: str = ""
 
 
 class SessionSigner:
@@ -60,14 +61,13 @@ class SessionSigner:
     def _mac(self, payload: str) -> str:
         return _b64(hmac.new(self._secret, payload.encode("ascii"), hashlib.sha256).digest())
 
-    def issue(self, username: str, now: float) -> tuple[Session, str]:
-        """A new session and its cookie value."""
-        s = Session(username, secrets.token_urlsafe(32), now + self.lifetime_s, secrets.token_urlsafe(12))
-        payload = _b64(
-            json.dumps(
-                {"u": s.username, "c": s.csrf_token, "e": s.expires_at, "s": s.sid}, separators=(",", ":")
-            ).encode("utf-8")
+    def issue(self, username: str, now: float, stamp: str = "") -> tuple[Session, str]:
+        """A new session and its cookie value; `stamp` is the account's `UserStore.stamp` at login."""
+        s = Session(
+            username, secrets.token_urlsafe(32), now + self.lifetime_s, secrets.token_urlsafe(12), stamp
         )
+        data = {"u": s.username, "c": s.csrf_token, "e": s.expires_at, "s": s.sid, "g": s.stamp}
+        payload = _b64(json.dumps(data, separators=(",", ":")).encode("utf-8"))
         return s, f"{payload}.{self._mac(payload)}"
 
     def read(self, cookie: str | None, now: float) -> Session | None:
@@ -79,7 +79,9 @@ class SessionSigner:
             return None
         try:
             data = json.loads(_unb64(payload))
-            s = Session(str(data["u"]), str(data["c"]), float(data["e"]), str(data["s"]))
+            s = Session(
+                str(data["u"]), str(data["c"]), float(data["e"]), str(data["s"]), str(data.get("g", ""))
+            )
         except (ValueError, KeyError, TypeError):
             return None
         if s.expires_at <= now:

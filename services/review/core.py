@@ -482,29 +482,56 @@ class LoginLimiter:
             q.popleft()
         return q
 
+    def _wait(self, keys: Iterable[str], now: float) -> int | None:
+        wait = 0.0
+        for key in keys:
+            q = self._prune(key, now)
+            if len(q) >= self.max_failures:
+                wait = max(wait, q[0] + self.window_s - now)
+            if not q:
+                self._failures.pop(key, None)
+        return max(1, int(wait + 0.999)) if wait > 0 else None
+
+    def _append(self, keys: Iterable[str], now: float) -> None:
+        if len(self._failures) > _LIMITER_SWEEP and now >= self._next_sweep:
+            # Names sprayed once are never checked again; sweep them (at most once per window)
+            # so memory stays bounded without scanning on every attempt.
+            self._next_sweep = now + self.window_s
+            for stale in [k for k, q in self._failures.items() if not q or q[-1] <= now - self.window_s]:
+                del self._failures[stale]
+        for key in keys:
+            self._prune(key, now).append(now)
+
     def retry_after(self, keys: Iterable[str], now: float) -> int | None:
         """Seconds to wait when any key is over the limit, else None."""
-        wait = 0.0
         with self._lock:
-            for key in keys:
-                q = self._prune(key, now)
-                if len(q) >= self.max_failures:
-                    wait = max(wait, q[0] + self.window_s - now)
-                if not q:
-                    self._failures.pop(key, None)
-        return max(1, int(wait + 0.999)) if wait > 0 else None
+            return self._wait(keys, now)
 
     def fail(self, keys: Iterable[str], now: float) -> None:
         """Record one failed attempt against every key."""
         with self._lock:
-            if len(self._failures) > _LIMITER_SWEEP and now >= self._next_sweep:
-                # Names sprayed once are never checked again; sweep them (at most once per window)
-                # so memory stays bounded without scanning on every attempt.
-                self._next_sweep = now + self.window_s
-                for stale in [k for k, q in self._failures.items() if not q or q[-1] <= now - self.window_s]:
-                    del self._failures[stale]
+            self._append(keys, now)
+
+    def reserve(self, keys: Iterable[str], now: float) -> int | None:
+        """Count an attempt as failed before it is checked, or the seconds to wait when over the limit.
+
+        Check and count are one step, so parallel guesses cannot all pass a check that none of them
+        has failed yet; a successful attempt takes its count back with `refund`.
+        """
+        keys = list(keys)
+        with self._lock:
+            wait = self._wait(keys, now)
+            if wait is None:
+                self._append(keys, now)
+            return wait
+
+    def refund(self, keys: Iterable[str], at: float) -> None:
+        """Take back the count `reserve` made at `at`."""
+        with self._lock:
             for key in keys:
-                self._prune(key, now).append(now)
+                q = self._failures.get(key)
+                if q is not None and at in q:
+                    q.remove(at)
 
     def succeed(self, key: str) -> None:
         """Forget a key's failures after a successful login."""

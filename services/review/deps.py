@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -25,6 +26,10 @@ from services.review.users import UserStore
 
 log = logging.getLogger(__name__)
 
+# Password checks at once per process, and how long a login waits for one before a 503.
+PASSWORD_CHECKS = 4
+PASSWORD_CHECK_WAIT_S = 10.0
+
 
 @dataclass(frozen=True)
 class ReviewState:
@@ -36,6 +41,10 @@ class ReviewState:
     sessions: SessionSigner
     limiter: LoginLimiter
     oidc: AlbOidcVerifier | None
+    # Each argon2 check holds 64 MiB for tens of ms: a burst of logins must not take the memory.
+    password_checks: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(PASSWORD_CHECKS)
+    )
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,9 @@ def current_inspector(request: Request, state: StateDep) -> Inspector:
         return Inspector(name, state.sessions.csrf_for(name), "oidc")
     session = state.sessions.read(request.cookies.get(COOKIE_NAME), monotonic_now())
     if session is None:
+        raise _UNAUTHENTICATED
+    # A removed account or a reset password ends its sessions on every instance that reads this file.
+    if state.users.stamp(session.username) != session.stamp:
         raise _UNAUTHENTICATED
     return Inspector(session.username, session.csrf_token, "session")
 

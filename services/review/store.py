@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -247,6 +247,9 @@ class ReviewStore:
         self._marked: set[str] = set()
         self._repairing: set[str] = set()
         self._follow_ups: dict[str, Future[None]] = {}
+        # Each inspector's newest decision here, with its audit key: undo must not miss it when its
+        # audit PUT failed and the log's newest record is an older decision.
+        self._last_decided: dict[str, tuple[str, dict[str, Any]]] = {}
         self._pending: set[Future[None]] = set()
         self._images: OrderedDict[tuple[str, str], Future[Image | None]] = OrderedDict()
         self._image_bytes = 0
@@ -693,21 +696,30 @@ class ReviewStore:
         if lost or marker is None:
             self._start_finishing(unclear_key)
             raise ConflictError(core.already_decided(self.marker(unclear_key)))
+        decided_meta = core.decided_metadata(obj.info.metadata, inspector, now, label, note)
         try:
             self.store.put(
                 self.bucket,
                 keys.decided_key,
                 obj.body,
-                metadata=core.decided_metadata(obj.info.metadata, inspector, now, label, note),
+                metadata=decided_meta,
                 content_type=obj.info.content_type,
                 if_absent=True,
             )
-        except AlreadyExists:
-            self.store.delete(self.bucket, keys.marker_key)
-            raise ConflictError(f"{keys.decided_key} already exists; nothing was overwritten") from None
-        except PartcheckError:
-            self.store.delete(self.bucket, keys.marker_key)
-            raise
+        except PartcheckError as exc:
+            # An error does not say the PUT failed: S3 may have stored it and then answered 5xx, or
+            # botocore's retry of a stored PUT got 412. A copy with this decision's metadata is ours.
+            landed = self._is_copy(keys.decided_key, decided_meta)
+            if landed is None:
+                raise  # unknown: the marker stays, and finish_move finishes or rolls back later
+            if not landed:
+                self.store.delete(self.bucket, keys.marker_key)
+                if isinstance(exc, AlreadyExists):
+                    raise ConflictError(
+                        f"{keys.decided_key} already exists; nothing was overwritten"
+                    ) from None
+                raise
+            log.warning("decision on %s: the decided PUT answered %s but had landed", unclear_key, exc)
         record = core.audit_record("decision", marker, now, inspector)
         with self._lock:
             self._audit[audit_key] = record
@@ -719,11 +731,20 @@ class ReviewStore:
         follow_up = self.executor.submit(self._follow_up, keys, audit_key, record)
         with self._lock:
             self._follow_ups[inspector] = follow_up
+            self._last_decided[inspector] = (audit_key, record)
             self._pending.add(follow_up)
         follow_up.add_done_callback(self._done)
         return Decision(
             unclear_key, label, keys.decided_key, inspector, now, now + timedelta(seconds=undo_seconds)
         )
+
+    def _is_copy(self, decided_key: str, metadata: Mapping[str, str]) -> bool | None:
+        """Whether decided_key holds the copy with exactly this metadata; None when S3 cannot say."""
+        try:
+            info = self.store.head(self.bucket, decided_key)
+        except PartcheckError:
+            return None
+        return info is not None and info.metadata == dict(metadata)
 
     def _follow_up(self, keys: core.DecisionKeys, audit_key: str, record: dict[str, Any]) -> None:
         """After the decided PUT: the audit record first, only then the unclear/ object goes, so a
@@ -837,8 +858,10 @@ class ReviewStore:
         except PartcheckError as exc:
             log.warning("background step failed: %s", exc)
 
-    def _last_action(self, inspector: str, now: datetime, undo_seconds: int) -> dict[str, Any] | None:
-        """The inspector's newest audit record within the undo window (plus slack for clock skew)."""
+    def _last_action(
+        self, inspector: str, now: datetime, undo_seconds: int
+    ) -> tuple[str, dict[str, Any]] | None:
+        """The inspector's newest audit record (key, record) within the undo window plus clock-skew slack."""
         since = now - timedelta(seconds=undo_seconds + 5)
         keys: list[str] = []
         for day in sorted({since.date(), now.date()}):
@@ -846,9 +869,9 @@ class ReviewStore:
             after = core.audit_key(since, "") if day == since.date() else None
             keys += [o.key for o in _listing(self.store, self.audit_bucket, prefix, after)]
         keys.sort(reverse=True)
-        for record in self.now_pool.map(self._record, keys):
+        for key, record in zip(keys, self.now_pool.map(self._record, keys), strict=True):
             if record and record.get("inspector") == inspector:
-                return record
+                return key, record
         return None
 
     def undo(self, inspector: str, now: datetime, undo_seconds: int) -> str:
@@ -862,7 +885,16 @@ class ReviewStore:
             # The audit record of the decision must be in the log before the log is searched.
             with contextlib.suppress(Exception):
                 pending.result(_FOLLOW_UP_WAIT_S)
-        last = self._last_action(inspector, now, undo_seconds)
+        found_last = self._last_action(inspector, now, undo_seconds)
+        with self._lock:
+            own = self._last_decided.get(inspector)
+        if own is not None and (found_last is None or own[0] > found_last[0]):
+            # This instance's newest decision is missing from the log (its audit PUT failed): that is
+            # the one the inspector sees offered. Its record goes in first, so the log shows the
+            # decision before its undo; if storage is still down the undo fails with it.
+            self._ensure_audit(*own)
+            found_last = own
+        last = found_last[1] if found_last else None
         refusal = core.undo_refusal(last, now, undo_seconds)
         if refusal or last is None:
             raise ConflictError(refusal or "nothing to undo")
@@ -905,8 +937,18 @@ class ReviewStore:
                 if_absent=True,
             )
         except AlreadyExists:
-            self._drop_intent(keys.marker_key, marker, intent_etag)
-            raise ConflictError(f"nothing to undo: {unclear_key} is already back") from None
+            # The marker was ours (compare-and-swap above), so no other undo brought it back: the
+            # decision's removal from unclear/ never ran (its follow-up stopped at a failed audit PUT).
+            # The waiting object is the decided one if it still carries the original metadata.
+            try:
+                there = self.store.head(self.bucket, unclear_key)
+            except PartcheckError:
+                self._drop_intent(keys.marker_key, marker, intent_etag)
+                raise
+            if there is None or there.metadata != original:
+                self._drop_intent(keys.marker_key, marker, intent_etag)
+                raise ConflictError(f"nothing to undo: {unclear_key} is already back") from None
+            etag = there.etag
         except PartcheckError:
             # Nothing moved: the decision stands, so its marker must not keep naming an undo that a
             # later return of the image to unclear/ would have finish_move complete.

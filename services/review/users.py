@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -15,7 +16,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from partcheck.errors import AlreadyExists, InvalidInput, NotFound
+from partcheck.errors import AlreadyExists, InvalidInput, NotFound, PartcheckError
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 MIN_PASSWORD = 8
@@ -40,6 +41,10 @@ def validate_password(password: str) -> str:
     if len(password) > MAX_PASSWORD:
         raise InvalidInput(f"password must have at most {MAX_PASSWORD} characters")
     return password
+
+
+class UserStoreUnavailable(PartcheckError):
+    """The accounts file cannot be read: a fault of the server, not of the request."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,7 @@ class UserStore:
                 name: User(name, u["hash"], u.get("created_at", "")) for name, u in data["users"].items()
             }
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise InvalidInput(f"user store {self.path} is unreadable: {exc}") from exc
+            raise UserStoreUnavailable(f"user store {self.path} is unreadable: {exc}") from exc
         self._cache, self._stamp = users, stamp
         return users
 
@@ -127,6 +132,18 @@ class UserStore:
                 raise NotFound(f"no user named {name!r}")
             del users[name]
             self._save(users)
+
+    def stamp(self, name: str) -> str | None:
+        """A token that changes whenever the account's password is set; None once it is removed.
+
+        Sessions carry it, so removing an account or resetting its password ends its sessions.
+        """
+        with self._lock:
+            user = self._load().get(name)
+        if user is None:
+            return None
+        # The hash has a fresh salt each time the password is set, so even the same password changes it.
+        return hashlib.sha256(user.password_hash.encode("utf-8")).hexdigest()[:16]
 
     def verify(self, name: str, password: str) -> bool:
         """Whether the password is right for that account; unknown names take as long as known ones."""

@@ -208,6 +208,18 @@ def test_login_limiter_window() -> None:
     assert lim.retry_after(["ip:1"], 62) is not None
 
 
+def test_login_limiter_reservations_count_before_the_check() -> None:
+    lim = core.LoginLimiter(max_failures=3, window_s=60)
+    keys = ["user:a", "ip:1"]
+    # Ten attempts in flight at once: only three may be checked, the rest wait.
+    assert [lim.reserve(keys, 1.0) for _ in range(10)] == [None] * 3 + [60] * 7
+    lim.refund(keys, 1.0)  # one of the three was right
+    assert lim.reserve(keys, 2.0) is None
+    assert lim.reserve(keys, 2.0) == 59
+    lim.refund(["ip:2"], 2.0)  # unknown key: nothing to take back
+    assert lim.retry_after(["ip:2"], 2.0) is None
+
+
 def test_login_limiter_memory_is_bounded() -> None:
     lim = core.LoginLimiter(max_failures=5, window_s=60)
     for i in range(20_000):

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
+import yaml
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 pytestmark = pytest.mark.integration
 
@@ -71,3 +75,27 @@ def test_bundled_app_imports_from_the_bundle(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().startswith(str(extracted))
+
+
+def test_eb_trusts_forwarded_addresses_only_from_its_proxies() -> None:
+    config = yaml.safe_load((ROOT / "deploy/eb/.ebextensions/partcheck.config").read_text())
+    allow = config["option_settings"]["aws:elasticbeanstalk:application:environment"]["FORWARDED_ALLOW_IPS"]
+    seen: list[tuple[str, int]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["client"])
+
+    async def call(peer: str, forwarded: str) -> None:
+        scope = {
+            "type": "http",
+            "client": (peer, 5000),
+            "headers": [(b"x-forwarded-for", forwarded.encode())],
+        }
+        await ProxyHeadersMiddleware(app, trusted_hosts=allow)(scope, None, None)  # type: ignore[arg-type]
+
+    # nginx on the host reaches the container through the Docker bridge; the ALB (VPC address) appended
+    # the real client after whatever the client claimed.
+    asyncio.run(call("172.17.0.1", "6.6.6.6, 203.0.113.9, 172.31.5.5"))
+    # Sent straight to the container from outside: the header is not believed.
+    asyncio.run(call("198.51.100.7", "6.6.6.6"))
+    assert [host for host, _ in seen] == ["203.0.113.9", "198.51.100.7"]

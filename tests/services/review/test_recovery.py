@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from partcheck.errors import StorageUnavailable
+from partcheck.errors import AlreadyExists, StorageUnavailable
 from services.review.core import encode_id
 from tests.services.review.conftest import BUCKET, JPEG, ROUTER_META, login, settle
 from tests.services.review.test_api import audit_records, keys
@@ -265,3 +265,89 @@ def test_an_undo_that_cannot_put_the_image_back_leaves_the_decision_as_it_was(
     assert [rec["action"] for rec in audit_records(s3)] == ["decision"]
     assert alice.post("/api/undo").status_code == 200
     assert keys(s3, "unclear/") == [key]
+
+
+def test_undo_takes_the_newest_decision_even_when_its_audit_record_failed(
+    alice: TestClient, put_unclear: Any, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = put_unclear("a.jpg"), put_unclear("b.jpg")
+    assert alice.post(f"/api/items/{encode_id(a)}/decision", json={"label": "ok"}).status_code == 200
+    settle(alice)
+    store = alice.app.state.review.store  # type: ignore[attr-defined]
+    real_put = store.store.put
+
+    def failing_put(bucket: str, k: str, *args: Any, **kwargs: Any) -> str:
+        if k.startswith("audit/"):
+            raise StorageUnavailable("simulated outage")
+        return str(real_put(bucket, k, *args, **kwargs))
+
+    monkeypatch.setattr(store.store, "put", failing_put)
+    assert alice.post(f"/api/items/{encode_id(b)}/decision", json={"label": "defect"}).status_code == 200
+    settle(alice)
+    # While the log still cannot be written, the undo of b fails instead of reaching back to a.
+    assert alice.post("/api/undo").status_code == 503
+    assert keys(s3, "unclear/") == [b]
+    monkeypatch.setattr(store.store, "put", real_put)
+    r = alice.post("/api/undo")
+    assert r.status_code == 200, r.text
+    assert r.json()["key"] == b
+    assert keys(s3, "human_decided/") == ["human_decided/ok_a.jpg"]
+    assert [(rec["action"], rec["key"]) for rec in audit_records(s3)] == [
+        ("decision", a),
+        ("decision", b),
+        ("undo", b),
+    ]
+
+
+def test_undo_leaves_other_bytes_waiting_under_the_decided_name_alone(
+    alice: TestClient, put_unclear: Any, s3: Any
+) -> None:
+    key = put_unclear("z.jpg")
+    assert alice.post(f"/api/items/{encode_id(key)}/decision", json={"label": "ok"}).status_code == 200
+    settle(alice)
+    # Not the decided image (other metadata) waits under its name: the undo must not take it for it.
+    s3.put_object(Bucket=BUCKET, Key=key, Body=b"other", Metadata={"source-etag": "elsewhere"})
+    r = alice.post("/api/undo")
+    assert r.status_code == 409
+    assert "already back" in r.json()["detail"]
+    assert keys(s3, "human_decided/") == ["human_decided/ok_z.jpg"]
+    marker = json.loads(s3.get_object(Bucket=BUCKET, Key="decisions/z.jpg.json")["Body"].read())
+    assert "undo" not in marker
+
+
+@pytest.mark.parametrize("error", [AlreadyExists("412 on botocore's retry"), StorageUnavailable("500")])
+def test_a_decided_put_that_landed_despite_an_error_counts(
+    alice: TestClient, put_unclear: Any, s3: Any, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    key = put_unclear("amb.jpg")
+    store = alice.app.state.review.store  # type: ignore[attr-defined]
+    real_put = store.store.put
+
+    def landed_then_error(bucket: str, k: str, *args: Any, **kwargs: Any) -> str:
+        out = str(real_put(bucket, k, *args, **kwargs))
+        if k.startswith("human_decided/"):
+            raise error
+        return out
+
+    monkeypatch.setattr(store.store, "put", landed_then_error)
+    r = alice.post(f"/api/items/{encode_id(key)}/decision", json={"label": "ok"})
+    monkeypatch.setattr(store.store, "put", real_put)
+    settle(alice)
+    assert r.status_code == 200, r.text
+    assert keys(s3, "human_decided/") == ["human_decided/ok_amb.jpg"]
+    assert keys(s3, "unclear/") == []
+    assert [(rec["action"], rec["label"]) for rec in audit_records(s3)] == [("decision", "ok")]
+
+
+def test_a_decided_name_taken_by_another_copy_is_still_refused(
+    alice: TestClient, put_unclear: Any, s3: Any
+) -> None:
+    key = put_unclear("taken.jpg")
+    s3.put_object(
+        Bucket=BUCKET, Key="human_decided/ok_taken.jpg", Body=b"older", Metadata={"inspector": "bob"}
+    )
+    r = alice.post(f"/api/items/{encode_id(key)}/decision", json={"label": "ok"})
+    assert r.status_code == 409
+    assert "already exists" in r.json()["detail"]
+    assert keys(s3, "unclear/") == [key]
+    assert keys(s3, "decisions/") == []

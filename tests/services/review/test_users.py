@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from partcheck.errors import AlreadyExists, InvalidInput, NotFound
 from services.review.cli import users_app
-from services.review.users import UserStore
+from services.review.users import UserStore, UserStoreUnavailable
 from tests.services.review.conftest import FAST_HASHER
 
 pytestmark = pytest.mark.unit
@@ -60,7 +60,7 @@ def test_short_password_refused(tmp_path: Path) -> None:
 def test_corrupt_store_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "u.json"
     path.write_text("{broken")
-    with pytest.raises(InvalidInput, match="unreadable"):
+    with pytest.raises(UserStoreUnavailable, match="unreadable"):
         UserStore(path, hasher=FAST_HASHER).list()
 
 
