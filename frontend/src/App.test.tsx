@@ -1,10 +1,10 @@
-import { act, render, screen } from "@testing-library/react";
+import { act, render, screen, within } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { beforeEach, describe, expect, it, vi } from "vitest";
 
 import { App } from "./App";
 import * as authApi from "./features/auth/api/auth";
-import { api } from "./lib/api";
+import { ApiError, api } from "./lib/api";
 
 vi.mock("./features/auth/api/auth", () => ({
   currentSession: vi.fn(),
@@ -78,5 +78,52 @@ describe("App", () => {
 
     expect(auth.logout).toHaveBeenCalled();
     expect(await screen.findByRole("status")).toHaveTextContent("You are logged out.");
+  });
+
+  it("stays logged in and says so when the logout fails, and logs out on a retry", async () => {
+    auth.currentSession.mockResolvedValue(session);
+    auth.logout.mockRejectedValueOnce(new ApiError(503, "storage unavailable"));
+    const user = userEvent.setup();
+    render(<App />);
+
+    await user.click(await screen.findByRole("button", { name: "Log out" }));
+
+    const alert = await screen.findByRole("alert");
+    expect(alert).toHaveTextContent("Could not log out: storage unavailable. You are still logged in.");
+    expect(screen.getByText("review screen")).toBeInTheDocument();
+    expect(screen.getByText("alice")).toBeInTheDocument();
+    expect(screen.queryByLabelText("User name")).not.toBeInTheDocument();
+    expect(screen.queryByText("You are logged out.")).not.toBeInTheDocument();
+
+    await user.click(within(alert).getByRole("button", { name: "Try again" }));
+
+    expect(auth.logout).toHaveBeenCalledTimes(2);
+    expect(await screen.findByRole("status")).toHaveTextContent("You are logged out.");
+    expect(screen.getByLabelText("User name")).toBeInTheDocument();
+  });
+
+  it("stays logged in when the review service cannot be reached on logout", async () => {
+    auth.currentSession.mockResolvedValue(session);
+    auth.logout.mockRejectedValueOnce(new ApiError(0, "Cannot reach the review service. Check the network and try again."));
+    const user = userEvent.setup();
+    render(<App />);
+
+    await user.click(await screen.findByRole("button", { name: "Log out" }));
+
+    expect(await screen.findByRole("alert")).toHaveTextContent("Could not log out: Cannot reach the review service.");
+    expect(screen.getByText("review screen")).toBeInTheDocument();
+  });
+
+  it("logs out when the server says the session was already gone (401)", async () => {
+    auth.currentSession.mockResolvedValue(session);
+    auth.logout.mockRejectedValueOnce(new ApiError(401, "not logged in"));
+    const user = userEvent.setup();
+    render(<App />);
+
+    await user.click(await screen.findByRole("button", { name: "Log out" }));
+
+    expect(await screen.findByRole("status")).toHaveTextContent("You are logged out.");
+    expect(screen.getByLabelText("User name")).toBeInTheDocument();
+    expect(screen.queryByRole("alert")).not.toBeInTheDocument();
   });
 });

@@ -1,3 +1,4 @@
+import { Notice } from "./components/Notice";
 import { LoginForm } from "./features/auth/components/LoginForm";
 import { useSession } from "./features/auth/hooks/useSession";
 import { Dashboard } from "./features/dashboard/components/Dashboard";
@@ -13,7 +14,7 @@ const TABS: { route: Route; label: string }[] = [
 
 /** The page shell: login gate, top bar with navigation, and the current screen. */
 export function App() {
-  const { state, login, logout } = useSession();
+  const { state, login, logout, logoutError, loggingOut, dismissLogoutError } = useSession();
   const [route, navigate] = useRoute();
 
   if (state.status === "loading") {
@@ -60,11 +61,22 @@ export function App() {
           <span className="user-name" title="Signed in as">
             {state.session.username}
           </span>
-          <button type="button" className="btn btn-quiet" onClick={() => void logout()}>
+          <button type="button" className="btn btn-quiet" onClick={() => void logout()} disabled={loggingOut}>
             Log out
           </button>
         </div>
       </header>
+      {logoutError && (
+        <div className="session-alert">
+          <Notice
+            kind="error"
+            onDismiss={dismissLogoutError}
+            action={{ label: "Try again", onClick: () => void logout(), disabled: loggingOut }}
+          >
+            Could not log out: {logoutError.replace(/\.$/, "")}. You are still logged in.
+          </Notice>
+        </div>
+      )}
       <div id="content" className="content">
         {route === "review" && <ReviewScreen />}
         {route === "history" && <HistoryView />}

@@ -12,13 +12,19 @@ export async function login(username: string, password: string): Promise<Session
   return session;
 }
 
-/** End the session on the server and forget the CSRF token. */
+/**
+ * End the session on the server and forget the CSRF token. Rejects when the server did not end it:
+ * with a 401 the session was already gone (token forgotten too); on any other failure it is still
+ * valid, and so is its token.
+ */
 export async function logout(): Promise<void> {
   try {
     await api.post<void>("/api/logout", { expectUnauthorized: true });
-  } finally {
-    api.setCsrfToken(null);
+  } catch (err) {
+    if (isApiError(err, 401)) api.setCsrfToken(null);
+    throw err;
   }
+  api.setCsrfToken(null);
 }
 
 /** The current session, or null when the browser holds none. */

@@ -109,6 +109,23 @@ describe("HistoryView", () => {
     await user.click(screen.getByRole("button", { name: "Apply" }));
     expect(await screen.findByText(/Could not load the history/)).toBeInTheDocument();
     expect(screen.queryByRole("button", { name: "Load older" })).not.toBeInTheDocument();
+    // No rows of the old filter under the new one: only the header row is left.
+    expect(within(screen.getByRole("table")).getAllByRole("row")).toHaveLength(1);
+    expect(screen.queryByText("alice")).not.toBeInTheDocument();
+  });
+
+  it("keeps the rows shown when older entries fail to load", async () => {
+    const user = userEvent.setup();
+    api.fetchHistory
+      .mockResolvedValueOnce({ items: [entry({ id: "new", inspector: "bob" })], next_cursor: "audit/c1" })
+      .mockRejectedValueOnce(new Error("storage unavailable"));
+    render(<HistoryView />);
+    await user.click(await screen.findByRole("button", { name: "Load older" }));
+    expect(await screen.findByText(/Could not load the history: storage unavailable/)).toBeInTheDocument();
+    const rows = within(screen.getByRole("table")).getAllByRole("row");
+    expect(rows).toHaveLength(2);
+    expect(rows[1]).toHaveTextContent("bob");
+    expect(screen.getByRole("button", { name: "Load older" })).toBeInTheDocument();
   });
 
   it("says when nothing matches", async () => {

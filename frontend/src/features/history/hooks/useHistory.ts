@@ -35,7 +35,9 @@ export function useHistory(initial: HistoryFilters = {}): HistoryState {
     epoch.current += 1;
     setLoading(true);
     setLoadingMore(false);
-    // The old cursor belongs to the old filters.
+    // The old rows and cursor belong to the old filters: shown next to new filters (say, after this
+    // load fails) they would claim to match them.
+    setEntries([]);
     setCursor(null);
     fetchHistory(filters)
       .then((page) => {

@@ -1,10 +1,11 @@
 import { act, fireEvent, render, screen, waitFor, within } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
-import { beforeEach, describe, expect, it, vi } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
 import { ApiError } from "../../../lib/api";
 import type { Decision, Item } from "../../../lib/types";
 import * as queueApi from "../api/queue";
+import { pageRetryDelayMs } from "../hooks/useReviewQueue";
 import { ReviewScreen } from "./ReviewScreen";
 
 vi.mock("../api/queue", () => ({
@@ -250,6 +251,78 @@ describe("ReviewScreen", () => {
     for (const label of ["Mark OK", "Mark defect", "Next image", "Previous image", "Undo decision", "Zoom in / out", "Pan"]) {
       expect(within(list).getByText(label)).toBeInTheDocument();
     }
+  });
+
+  describe("when the next page fails to load", () => {
+    afterEach(() => {
+      vi.useRealTimers();
+    });
+
+    function appendCalls(): number {
+      return api.fetchQueue.mock.calls.filter((c) => c[1] === "c1").length;
+    }
+
+    /** A 503 after a short while, as over a network (an instant one would hide a retry loop). */
+    async function unavailable(): Promise<never> {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      throw new ApiError(503, "storage unavailable");
+    }
+
+    it("waits before asking again, says so while an image is open, and appends on a retry", async () => {
+      // Fake clock, still moving with real time so Testing Library's polling works.
+      vi.useFakeTimers({ shouldAdvanceTime: true });
+      let failing = true;
+      api.fetchQueue.mockImplementation(async (_limit: number, cursor: string | null = null) => {
+        if (cursor === null) return { items, next_cursor: "c1", total: 6 };
+        if (failing) return unavailable();
+        return { items: [item(4), item(5), item(6)], next_cursor: null, total: 6 };
+      });
+      await ready();
+      await waitFor(() => expect(appendCalls()).toBeGreaterThan(0));
+      // A second on the fake clock, React rendering as it goes (waitFor leaves act meanwhile).
+      const until = Date.now() + 1_000;
+      await waitFor(() => expect(Date.now()).toBeGreaterThanOrEqual(until));
+      // One attempt in that second, not a request loop.
+      expect(appendCalls()).toBeLessThanOrEqual(2);
+
+      const alert = await screen.findByRole("alert");
+      expect(alert).toHaveTextContent("Could not load more images: storage unavailable. Retrying automatically.");
+      expect(shownImage()).toBe("Part image img_1.jpeg");
+
+      // One automatic retry once the first wait (2 s) is over; it fails again, and the next waits 4 s.
+      const before = appendCalls();
+      await act(() => vi.advanceTimersByTimeAsync(pageRetryDelayMs(1) - 1_000 + 500));
+      expect(appendCalls()).toBe(before + 1);
+      await act(() => vi.advanceTimersByTimeAsync(pageRetryDelayMs(2) / 2));
+      expect(appendCalls()).toBe(before + 1);
+      expect(screen.getByRole("alert")).toHaveTextContent("storage unavailable");
+
+      failing = false;
+      fireEvent.click(within(screen.getByRole("alert")).getByRole("button", { name: "Try again" }));
+      await waitFor(() => expect(screen.getByText(/Image 1 of 6/)).toBeInTheDocument());
+      expect(screen.queryByRole("alert")).not.toBeInTheDocument();
+      expect(shownImage()).toBe("Part image img_1.jpeg");
+    });
+
+    it("keeps the images already loaded usable", async () => {
+      api.fetchQueue.mockImplementation(async (_limit: number, cursor: string | null = null) => {
+        if (cursor === null) return { items, next_cursor: "c1", total: 6 };
+        return unavailable();
+      });
+      const user = userEvent.setup();
+      await ready();
+      await screen.findByRole("alert");
+
+      await user.keyboard("o");
+      await waitFor(() => expect(api.decideItem).toHaveBeenCalledWith("id1", "ok", ""));
+      await waitFor(() => expect(shownImage()).toBe("Part image img_2.jpeg"));
+      // No request loop meanwhile (at most the retry after 2 s on a slow machine).
+      expect(appendCalls()).toBeLessThanOrEqual(2);
+    });
+  });
+
+  it("waits longer after each failed next page, up to 30 s", () => {
+    expect([1, 2, 3, 4, 5, 6, 50].map(pageRetryDelayMs)).toEqual([2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]);
   });
 
   it("says so when nothing is waiting", async () => {

@@ -95,6 +95,9 @@ export function ReviewScreen() {
                   Try again
                 </button>
               </div>
+            ) : queue.pageError ? (
+              // Past the last loaded image while the next page failed; the panel's alert offers "Try again".
+              <p>The next images could not be loaded yet.</p>
             ) : !queue.loaded || queue.loading ? (
               <p>Loading the queue…</p>
             ) : (
@@ -164,6 +167,15 @@ export function ReviewScreen() {
         {queue.notice && (
           <Notice kind={queue.notice.kind} onDismiss={queue.dismissNotice}>
             {queue.notice.text}
+          </Notice>
+        )}
+
+        {queue.pageError && (
+          <Notice
+            kind="error"
+            action={{ label: "Try again", onClick: () => void queue.retryPage(), disabled: queue.loading }}
+          >
+            Could not load more images: {queue.pageError.replace(/\.$/, "")}. Retrying automatically.
           </Notice>
         )}
 

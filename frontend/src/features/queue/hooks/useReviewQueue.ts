@@ -31,6 +31,10 @@ interface QueueState {
   loading: boolean;
   loaded: boolean;
   loadError: string | null;
+  /** Why the last attempt at the next page failed; cleared once a page arrives. */
+  pageError: string | null;
+  /** Next-page failures in a row; sets the wait before the next automatic attempt. */
+  pageFailures: number;
   claims: Record<string, ClaimState>;
   busy: boolean;
   notice: Notice | null;
@@ -41,7 +45,7 @@ interface QueueState {
 type Action =
   | { type: "loading" }
   | { type: "loaded"; items: Item[]; cursor: string | null; total: number; append: boolean }
-  | { type: "loadFailed"; message: string }
+  | { type: "loadFailed"; message: string; append: boolean }
   | { type: "total"; total: number }
   | { type: "claim"; id: string; claim: ClaimState }
   | { type: "remove"; id: string; notice: Notice | null; status: string; totalDelta: number }
@@ -60,12 +64,25 @@ const initialState: QueueState = {
   loading: false,
   loaded: false,
   loadError: null,
+  pageError: null,
+  pageFailures: 0,
   claims: {},
   busy: false,
   notice: null,
   status: "",
   undoOffer: null,
 };
+
+/** First wait before the next page is asked for again after a failure; doubles with each failure in a row. */
+export const PAGE_RETRY_FIRST_MS = 2_000;
+/** Longest wait between automatic attempts at the next page. */
+export const PAGE_RETRY_MAX_MS = 30_000;
+
+/** Wait before the next automatic attempt after `failures` failed next-page loads in a row (2 s, 4 s, ... 30 s). */
+export function pageRetryDelayMs(failures: number): number {
+  const doublings = Math.min(Math.max(0, failures - 1), 10);
+  return Math.min(PAGE_RETRY_MAX_MS, PAGE_RETRY_FIRST_MS * 2 ** doublings);
+}
 
 function left(total: number | null): string {
   return total === null ? "" : ` ${Math.max(0, total)} left.`;
@@ -96,6 +113,8 @@ function reducer(state: QueueState, action: Action): QueueState {
           loading: false,
           loaded: true,
           loadError: null,
+          pageError: null,
+          pageFailures: 0,
         };
       }
       const known = new Set(state.items.map((it) => it.id));
@@ -108,9 +127,15 @@ function reducer(state: QueueState, action: Action): QueueState {
         loading: false,
         loaded: true,
         loadError: null,
+        pageError: null,
+        pageFailures: 0,
       };
     }
     case "loadFailed":
+      if (action.append) {
+        // The loaded images stay usable; the next page is tried again later (see pageRetryDelayMs).
+        return { ...state, loading: false, pageError: action.message, pageFailures: state.pageFailures + 1 };
+      }
       return { ...state, loading: false, loadError: action.message };
     case "total":
       return { ...state, total: action.total };
@@ -174,6 +199,8 @@ export interface ReviewQueue {
   loading: boolean;
   loaded: boolean;
   loadError: string | null;
+  /** The next page could not be loaded; the loaded images stay usable and it is tried again with a growing wait. */
+  pageError: string | null;
   claim: ClaimState | null;
   busy: boolean;
   notice: Notice | null;
@@ -185,6 +212,8 @@ export interface ReviewQueue {
   previous: () => void;
   undo: () => Promise<void>;
   reload: () => Promise<void>;
+  /** Ask for the next page now, after it failed to load. */
+  retryPage: () => Promise<void>;
   dismissNotice: () => void;
   dropUndo: () => void;
 }
@@ -206,7 +235,7 @@ export function useReviewQueue(): ReviewQueue {
         const page = await fetchQueue(pageSize, append ? s.cursor : null);
         dispatch({ type: "loaded", items: page.items, cursor: page.next_cursor, total: page.total, append });
       } catch (err) {
-        dispatch({ type: "loadFailed", message: errorMessage(err) });
+        dispatch({ type: "loadFailed", message: errorMessage(err), append });
       }
     },
     [pageSize],
@@ -271,10 +300,24 @@ export function useReviewQueue(): ReviewQueue {
     return () => window.clearInterval(timer);
   }, [currentId, claimState]);
 
-  // Fetch the next page before the inspector reaches the end of the loaded one.
+  // Fetch the next page before the inspector reaches the end of the loaded one. Not after a
+  // failure: that would ask again at once, in a loop; the retry below waits first.
   useEffect(() => {
-    if (state.cursor !== null && !state.loading && state.index >= state.items.length - 5) void load(true);
-  }, [state.cursor, state.loading, state.index, state.items.length, load]);
+    if (state.cursor !== null && !state.loading && state.pageError === null && state.index >= state.items.length - 5) {
+      void load(true);
+    }
+  }, [state.cursor, state.loading, state.pageError, state.index, state.items.length, load]);
+
+  // After a failed next page, try again on its own with a growing wait (2 s, 4 s, ... 30 s);
+  // "Try again" asks at once. Keyed on the failure count, so every failure waits afresh.
+  const { pageError, pageFailures } = state;
+  useEffect(() => {
+    if (pageError === null || pageFailures === 0) return;
+    const timer = window.setTimeout(() => {
+      if (stateRef.current.cursor !== null) void load(true);
+    }, pageRetryDelayMs(pageFailures));
+    return () => window.clearTimeout(timer);
+  }, [pageError, pageFailures, load]);
 
   // Keep "n left" honest while other inspectors work, and pick up new images when idle.
   useEffect(() => {
@@ -369,6 +412,9 @@ export function useReviewQueue(): ReviewQueue {
   }, []);
 
   const reload = useCallback(() => load(false), [load]);
+  const retryPage = useCallback(async () => {
+    if (stateRef.current.cursor !== null) await load(true);
+  }, [load]);
   const dismissNotice = useCallback(() => dispatch({ type: "notice", notice: null }), []);
   const dropUndo = useCallback(() => dispatch({ type: "dropUndo" }), []);
 
@@ -383,6 +429,7 @@ export function useReviewQueue(): ReviewQueue {
     loading: state.loading,
     loaded: state.loaded,
     loadError: state.loadError,
+    pageError: state.pageError,
     claim: claimState,
     busy: state.busy,
     notice: state.notice,
@@ -394,6 +441,7 @@ export function useReviewQueue(): ReviewQueue {
     previous,
     undo,
     reload,
+    retryPage,
     dismissNotice,
     dropUndo,
   };
