@@ -96,6 +96,12 @@ def settle(queue_url: str, body: str, outcome: Exception | None, dead_letters: D
 def _outcomes(handler: BatchHandler, bodies: list[str]) -> list[Exception | None]:
     try:
         outcomes = handler(bodies)
+    except InvalidInput as exc:
+        # Poison is a verdict on one message; a whole batch failing says nothing about each of them, so
+        # they are retried (and redriven if it persists) instead of all being dead-lettered at once.
+        failure = PartcheckError(f"batch handler failed: {exc}")
+        failure.__cause__ = exc
+        return [failure] * len(bodies)
     except Exception as exc:
         return [exc] * len(bodies)
     if len(outcomes) != len(bodies):
@@ -165,8 +171,9 @@ def _consume(
             try:
                 queue.delete_batch(finished)
             except PartcheckError as exc:
-                # They reappear after their visibility timeout and are handled again, idempotently.
-                log.warning("could not acknowledge %d messages: %s", len(finished), exc)
+                # They reappear after their visibility timeout and are handled again, idempotently; the
+                # error says how many of them were not deleted.
+                log.warning("could not acknowledge every finished message: %s", exc)
 
 
 def _settled(

@@ -267,15 +267,28 @@ class Queue:
             self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=receipt_handle)
 
     def delete_batch(self, receipt_handles: list[str]) -> None:
-        """Acknowledge up to ten messages in one call; raises if any of them was not deleted."""
+        """Acknowledge messages ten to a call; StorageUnavailable says how many and which were not deleted."""
         entries: list[DeleteMessageBatchRequestEntryTypeDef] = [
             {"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(receipt_handles)
         ]
+        # Every chunk is tried even after a failure, so one error never leaves the rest undeleted.
+        failed: dict[int, str] = {}
         for start in range(0, len(entries), 10):
-            with aws_errors(f"delete messages from {self.url}"):
-                r = self._sqs.delete_message_batch(QueueUrl=self.url, Entries=entries[start : start + 10])
-            if r.get("Failed"):
-                raise StorageUnavailable(f"{len(r['Failed'])} deletes failed on {self.url}: {r['Failed'][0]}")
+            chunk = entries[start : start + 10]
+            try:
+                with aws_errors(f"delete messages from {self.url}"):
+                    r = self._sqs.delete_message_batch(QueueUrl=self.url, Entries=chunk)
+            except PartcheckError as exc:
+                failed.update({start + n: str(exc) for n in range(len(chunk))})
+                continue
+            for f in r.get("Failed", []):
+                failed[int(f["Id"])] = f"{f.get('Code', '')} {f.get('Message', '')}".strip()
+        if failed:
+            first = min(failed)
+            raise StorageUnavailable(
+                f"{len(failed)} of {len(receipt_handles)} messages not deleted from {self.url} "
+                f"(positions {sorted(failed)}); first: {failed[first]}"
+            )
 
     def send(self, body: str) -> str:
         """Send one message and return its id."""

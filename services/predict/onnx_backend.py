@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from services.predict.preprocess import preprocess
 from services.predict.quality import SceneModel
 
 CARD_SUFFIX = ".card.json"
+log = logging.getLogger(__name__)
 
 
 def card_path_for(model_path: Path) -> Path:
@@ -157,12 +159,19 @@ class OnnxClassifier:
             t0 = time.perf_counter()
             try:
                 x = preprocess(data, size)
+                t1 = time.perf_counter()
+                v = quality.view(x)
+                reason = quality.check(v, self.card.quality) or quality.check_scene(v, self.card.scene)
             except InvalidImage as exc:
                 results[i] = exc
                 continue
-            t1 = time.perf_counter()
-            v = quality.view(x)
-            reason = quality.check(v, self.card.quality) or quality.check_scene(v, self.card.scene)
+            except MemoryError:
+                raise  # the process's shortage, not the image's fault: the batch is retried
+            except Exception as exc:
+                # Per-image work depends on these bytes alone; a failure is this image's, never the batch's.
+                log.exception("image %d of a batch could not be checked", i)
+                results[i] = InvalidImage(f"image could not be checked: {type(exc).__name__}: {exc}")
+                continue
             t2 = time.perf_counter()
             timings = {"preprocess": (t1 - t0) * 1000, "quality": (t2 - t1) * 1000}
             if reason is not None:

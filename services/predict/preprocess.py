@@ -17,6 +17,7 @@ keeps the real exposure for the image-quality checks in `quality.py`.
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 
@@ -28,6 +29,9 @@ from partcheck.errors import InvalidImage
 ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "BMP", "TIFF", "MPO"})
 # Anything smaller than this cannot show a casting's pinholes; it is refused rather than upscaled.
 MIN_SIDE = 32
+# Truncated or corrupt streams surface as any of these depending on the plugin (an absurd TIFF strip
+# offset as OverflowError from the seek, a short header field as struct.error).
+_CORRUPT = (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, OverflowError, struct.error)
 
 
 @dataclass(frozen=True)
@@ -64,16 +68,23 @@ def decode(data: bytes, size: int) -> Decoded:
             img.load()
             # In place: the default returns a copy of every photo that needs no turn (the usual case).
             ImageOps.exif_transpose(img, in_place=True)
+            gray = _to_gray(img)
     except InvalidImage:
+        raise
+    except MemoryError:
+        # Not a verdict on the bytes: the process is short of memory, so the message must be retried.
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InvalidImage(f"image refused as a decompression bomb: {exc}") from exc
     except UnidentifiedImageError as exc:
         raise InvalidImage("not a recognised image file") from exc
-    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError) as exc:
-        # Truncated or corrupt streams surface as any of these depending on the plugin.
+    except _CORRUPT as exc:
         raise InvalidImage(f"corrupt or truncated image: {exc}") from exc
-    return Decoded(image=_to_gray(img), format=fmt, original_size=original)
+    except Exception as exc:
+        # Decoding is a pure function of the bytes, so whatever a plugin raises, retrying cannot help;
+        # one image must never fail the batch it arrived with.
+        raise InvalidImage(f"image cannot be decoded: {type(exc).__name__}: {exc}") from exc
+    return Decoded(image=gray, format=fmt, original_size=original)
 
 
 def _to_gray(img: Image.Image) -> Image.Image:
@@ -92,9 +103,14 @@ def _to_gray(img: Image.Image) -> Image.Image:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("L")
-    if img.mode == "CMYK":
-        return img.convert("RGB").convert("L")
-    return img.convert("L")
+    try:
+        if img.mode == "CMYK":
+            return img.convert("RGB").convert("L")
+        return img.convert("L")
+    except ValueError as exc:
+        # A valid file in a mode Pillow cannot reduce to luminance (a CIELAB TIFF): the model never saw
+        # one, so it is refused with its reason rather than guessed at.
+        raise InvalidImage(f"unsupported colour mode {img.mode!r}: {exc}") from exc
 
 
 def to_array(img: Image.Image, size: int) -> np.ndarray:

@@ -14,12 +14,13 @@ Rekognition does not take (BMP, TIFF) are re-encoded as PNG. `predict_many` retu
 from __future__ import annotations
 
 import io
+import logging
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from partcheck.aws import aws_errors
-from partcheck.errors import InvalidImage, InvalidInput
+from partcheck.errors import InvalidImage, InvalidInput, ModelError
 from partcheck.messages import Prediction
 from partcheck.thresholds import Thresholds
 from services.predict import quality
@@ -33,6 +34,7 @@ LABELS = {"def_front": "defect", "ok_front": "ok"}
 # Rekognition's limit for image bytes sent inline.
 MAX_BYTES = 5 * 1024 * 1024
 QUALITY_SIZE = 128
+log = logging.getLogger(__name__)
 
 
 class RekognitionClassifier:
@@ -54,7 +56,11 @@ class RekognitionClassifier:
         return all_or_raise(self.predict_many(images))
 
     def predict_many(self, images: Sequence[bytes]) -> list[Prediction | InvalidImage]:
-        """One Prediction or InvalidImage per image, in order."""
+        """One Prediction or InvalidImage per image, in order; Rekognition being unusable raises.
+
+        A refused request that is not about the image (bad ARN, parameters) raises ModelError and an
+        outage StorageUnavailable, both retryable: the messages are not at fault.
+        """
         out: list[Prediction | InvalidImage] = []
         for data in images:
             try:
@@ -65,13 +71,22 @@ class RekognitionClassifier:
 
     def _one(self, data: bytes) -> Prediction:
         t0 = time.perf_counter()
-        decoded = decode(data, QUALITY_SIZE)
-        reason = quality.check(to_array(decoded.image, QUALITY_SIZE), self._limits)
+        payload = data
+        try:
+            decoded = decode(data, QUALITY_SIZE)
+            reason = quality.check(to_array(decoded.image, QUALITY_SIZE), self._limits)
+            if reason is None and decoded.format not in ("JPEG", "PNG"):
+                payload = _as_png(decoded.image)
+        except (InvalidImage, MemoryError):
+            raise
+        except Exception as exc:
+            # Local work on these bytes alone: its failure is this image's, never the batch's.
+            log.exception("image could not be checked")
+            raise InvalidImage(f"image could not be checked: {type(exc).__name__}: {exc}") from exc
         t1 = time.perf_counter()
         timings = {"preprocess": (t1 - t0) * 1000}
         if reason is not None:
             return self._prediction("unclear", 0.5, 0.5, timings, reason)
-        payload = data if decoded.format in ("JPEG", "PNG") else _as_png(decoded.image)
         if len(payload) > MAX_BYTES:
             raise InvalidImage(f"image of {len(payload)} bytes is over Rekognition's {MAX_BYTES}-byte limit")
         try:
@@ -82,7 +97,9 @@ class RekognitionClassifier:
         except InvalidInput as exc:
             if "Image" in str(exc):
                 raise InvalidImage(str(exc)) from exc
-            raise
+            # About the request (ARN, parameters), so every image would get it: a deployment to fix and
+            # retry, never a poison message.
+            raise ModelError(f"Rekognition refused the request, not the image: {exc}") from exc
         timings["inference"] = (time.perf_counter() - t1) * 1000
         scores: dict[str, float] = {}
         unknown: list[str] = []

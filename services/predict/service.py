@@ -8,10 +8,19 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote_plus
 
-from partcheck.errors import InvalidImage, InvalidInput, NotFound, PartcheckError, StorageUnavailable
+from pydantic import ValidationError
+
+from partcheck.errors import (
+    InvalidImage,
+    InvalidInput,
+    ModelError,
+    NotFound,
+    PartcheckError,
+    StorageUnavailable,
+)
 from partcheck.layout import validate_relative_key
 from partcheck.messages import PredictionMessage
 from partcheck.storage import ObjectStore, Queue
@@ -22,6 +31,7 @@ log = logging.getLogger(__name__)
 # S3 notifications fire for PUT, POST, COPY and multipart completion; anything else is not an upload.
 CREATED_EVENT = "ObjectCreated:"
 FORWARDED_METADATA = ("line", "camera", "capture-time", "sha256", "source-name")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -50,20 +60,39 @@ def parse_s3_event(event: Any) -> tuple[list[Upload], list[str]]:
     uploads, others = [], []
     for record in records:
         try:
-            name = str(record["eventName"])
-            bucket = str(record["s3"]["bucket"]["name"])
-            raw_key = str(record["s3"]["object"]["key"])
-        except (KeyError, TypeError) as exc:
+            name = _required(record["eventName"], str, "eventName")
+            bucket = _required(record["s3"]["bucket"]["name"], str, "bucket name")
+            obj = record["s3"]["object"]
+            raw_key = _required(obj["key"], str, "object key")
+            source = record.get("eventSource")
+            etag = obj.get("eTag")
+        except KeyError as exc:
             raise InvalidInput(f"malformed S3 event record: missing {exc}") from exc
-        if record.get("eventSource") not in (None, "aws:s3") or not name.startswith(CREATED_EVENT):
-            others.append(f"{record.get('eventSource')} {name} s3://{bucket}/{raw_key}")
+        except (TypeError, AttributeError) as exc:
+            raise InvalidInput(f"malformed S3 event record: not the S3 shape ({exc})") from exc
+        if source not in (None, "aws:s3") or not name.startswith(CREATED_EVENT):
+            others.append(f"{source} {name} s3://{bucket}/{raw_key}")
             continue
-        obj = record["s3"]["object"]
+        # Checked here, where the record is at fault, so a hand-written event fails alone: later a
+        # wrong type would surface as an error in the middle of the batch.
+        size = _optional(obj.get("size"), int, "size")
+        event_time = _optional(record.get("eventTime"), str, "eventTime")
         # Keys arrive URL-encoded with '+' for spaces.
-        uploads.append(
-            Upload(bucket, unquote_plus(raw_key), obj.get("eTag"), obj.get("size"), record.get("eventTime"))
-        )
+        uploads.append(Upload(bucket, unquote_plus(raw_key), _optional(etag, str, "eTag"), size, event_time))
     return uploads, others
+
+
+def _required(value: Any, kind: type[T], field: str) -> T:
+    # bool is an int to isinstance, but never a size.
+    if isinstance(value, kind) and not isinstance(value, bool):
+        return value
+    raise InvalidInput(
+        f"malformed S3 event record: {field} is {type(value).__name__} {value!r:.40}, not {kind.__name__}"
+    )
+
+
+def _optional(value: Any, kind: type[T], field: str) -> T | None:
+    return None if value is None else _required(value, kind, field)
 
 
 @dataclass(frozen=True)
@@ -120,26 +149,47 @@ def _fetch(upload: Upload, store: ObjectStore, max_image_bytes: int) -> Predicti
     return _Fetched(obj.body, common, started, time.perf_counter())
 
 
-def _classified(fetched: Sequence[_Fetched], classifier: Classifier) -> list[PredictionMessage]:
-    """Run the model once over every fetched image; one message each, in order."""
+def _classified(fetched: Sequence[_Fetched], classifier: Classifier) -> list[PredictionMessage | Exception]:
+    """Run the model once over every fetched image; one message each, or what stopped it, in order."""
     if not fetched:
         return []
     t0 = time.perf_counter()
-    results = classifier.predict_many([f.body for f in fetched])
+    try:
+        results = classifier.predict_many([f.body for f in fetched])
+        if len(results) != len(fetched):
+            raise ModelError(f"classifier gave {len(results)} results for {len(fetched)} images")
+    except InvalidInput as exc:
+        # Bad images come back one by one; a refusal of the whole call says nothing about any message,
+        # so they are retried, never dead-lettered together.
+        return [ModelError(f"classifier failed on the batch: {exc}")] * len(fetched)
+    except Exception as exc:
+        # Model or Rekognition unavailable: only the events with an image here are retried.
+        return [exc] * len(fetched)
     per_image = (time.perf_counter() - t0) * 1000 / len(fetched)
-    out = []
+    out: list[PredictionMessage | Exception] = []
     for f, result in zip(fetched, results, strict=True):
-        if isinstance(result, InvalidImage):
-            message = PredictionMessage(
-                outcome="rejected", rejection_reason=f"not a usable image: {result}", **f.common
-            )
-        else:
-            timings = {"fetch": (f.fetched - f.started) * 1000, "classify": per_image}
-            message = PredictionMessage(
-                outcome="classified", prediction=result, timings_ms=timings, **f.common
-            )
+        try:
+            if isinstance(result, InvalidImage):
+                message = PredictionMessage(
+                    outcome="rejected", rejection_reason=f"not a usable image: {result}", **f.common
+                )
+            else:
+                timings = {"fetch": (f.fetched - f.started) * 1000, "classify": per_image}
+                message = PredictionMessage(
+                    outcome="classified", prediction=result, timings_ms=timings, **f.common
+                )
+        except ValidationError as exc:
+            out.append(_invalid_message(f.common, exc))
+            continue
         out.append(message)
     return out
+
+
+def _invalid_message(common: dict[str, Any], exc: ValidationError) -> InvalidInput:
+    return InvalidInput(
+        f"s3://{common.get('bucket')}/{common.get('key')!r}: no valid prediction message: "
+        f"{exc.errors(include_url=False)}"
+    )
 
 
 def predict_upload(
@@ -152,7 +202,10 @@ def predict_upload(
     fetched = _fetch(upload, store, max_image_bytes)
     if not isinstance(fetched, _Fetched):
         return fetched
-    return _classified([fetched], classifier)[0]
+    message = _classified([fetched], classifier)[0]
+    if isinstance(message, Exception):
+        raise message
+    return message
 
 
 def predict_events(
@@ -167,7 +220,7 @@ def predict_events(
     Returns one outcome per event and how many predictions were sent. An outcome is None when
     every prediction of the event was sent, InvalidInput when the event can never succeed (for the
     dead-letter queue), another error when it should be retried. A retried event re-sends predictions
-    already sent; the router treats the duplicates as done.
+    already sent; the router treats the duplicates as done. Nothing one event does fails another.
     """
     outcomes: list[Exception | None] = [None] * len(events)
     sent = 0
@@ -186,11 +239,27 @@ def predict_events(
         except PartcheckError as exc:
             outcomes[i] = exc
             continue
+        except ValidationError as exc:
+            outcomes[i] = InvalidInput(
+                f"S3 event gives no valid prediction message: {exc.errors(include_url=False)}"
+            )
+            continue
+        except Exception as exc:
+            # A bug must not fail the other messages: this one alone is retried, then redriven.
+            outcomes[i] = exc
+            continue
         if others:
             unsupported[i] = others
     fetched = [(i, f) for i, f in fetched if outcomes[i] is None]
     ready = [(i, m) for i, m in ready if outcomes[i] is None]
-    ready += zip([i for i, _ in fetched], _classified([f for _, f in fetched], classifier), strict=True)
+    classified = _classified([f for _, f in fetched], classifier)
+    for (i, _), result in zip(fetched, classified, strict=True):
+        if isinstance(result, Exception):
+            outcomes[i] = outcomes[i] or result
+        else:
+            ready.append((i, result))
+    # An event with one failed image sends none, so the retry does not duplicate its other images.
+    ready = [(i, m) for i, m in ready if outcomes[i] is None]
     failed = predictions.send_batch([m.to_json() for _, m in ready])
     for n, (i, message) in enumerate(ready):
         if n in failed:
@@ -241,5 +310,6 @@ def parse_body(body: str) -> Any:
     """Decode an SQS body that carries an S3 event notification."""
     try:
         return json.loads(body)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError also covers an integer over Python's digit limit, RecursionError absurd nesting.
         raise InvalidInput(f"message body is not JSON: {exc}") from exc

@@ -3,8 +3,8 @@
 import pytest
 
 from partcheck.aws import AwsConfig, client
-from partcheck.errors import AlreadyExists, NotFound
-from partcheck.storage import ObjectStore
+from partcheck.errors import AlreadyExists, NotFound, StorageUnavailable
+from partcheck.storage import ObjectStore, Queue
 
 pytestmark = pytest.mark.integration
 BUCKET = "st-delete"
@@ -50,3 +50,25 @@ def test_delete_many_still_takes_plain_keys_and_reports_other_failures_apart(sto
     assert list(store.list(BUCKET)) == []
     failed = store.delete_many("st-no-such-bucket", ["a.jpg"])
     assert isinstance(failed["a.jpg"], NotFound)
+
+
+def test_delete_batch_says_how_many_and_which_messages_were_not_deleted(moto):
+    sqs = client("sqs", AwsConfig(endpoint_url=moto))
+    queue = Queue(sqs, sqs.create_queue(QueueName="st-acks")["QueueUrl"])
+    queue.send_batch([f"m{n}" for n in range(12)])
+    handles: list[str] = []
+    for _ in range(10):
+        handles += [m.receipt_handle for m in queue.receive(10, 0, 60)]
+        if len(handles) == 12:
+            break
+    assert len(handles) == 12
+    handles[3] = "not-a-receipt-handle"
+
+    with pytest.raises(StorageUnavailable) as caught:
+        queue.delete_batch(handles)
+
+    assert "1 of 12 messages not deleted" in str(caught.value)
+    assert "positions [3]" in str(caught.value)
+    assert "ReceiptHandleIsInvalid" in str(caught.value)
+    # The chunk after the failed one was still deleted: only the message at position 3 is left.
+    assert queue.counts() == {"visible": 0, "in_flight": 1, "delayed": 0}

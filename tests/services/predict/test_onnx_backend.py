@@ -15,6 +15,7 @@ from services.predict.onnx_backend import OnnxClassifier, card_path_for
 from services.predict.settings import PredictSettings
 from tests.images import png_bomb, solid, truncated
 from tests.services.predict import tiny_model
+from tests.services.predict.odd_images import absurd_strip_offset_tiff, cielab_tiff
 from tests.services.predict.tiny_model import textured
 
 pytestmark = pytest.mark.unit
@@ -127,3 +128,30 @@ def test_load_classifier_rekognition_needs_arn_and_client() -> None:
         load_classifier(PredictSettings(backend="rekognition"))
     with pytest.raises(ModelError, match="client"):
         load_classifier(PredictSettings(backend="rekognition", rekognition_project_version_arn="arn:x"))
+
+
+def test_predict_many_isolates_images_that_fail_in_any_way(
+    tiny: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.predict import onnx_backend
+
+    good, bug = textured(170), textured(171)
+    real = onnx_backend.preprocess
+
+    def preprocess_with_a_bug(data: bytes, size: int) -> object:
+        if data == bug:
+            raise ZeroDivisionError("a bug in per-image work")
+        return real(data, size)
+
+    monkeypatch.setattr(onnx_backend, "preprocess", preprocess_with_a_bug)
+    out = OnnxClassifier(tiny).predict_many([good, cielab_tiff(), absurd_strip_offset_tiff(), bug, good])
+    assert [type(o).__name__ for o in out] == [
+        "Prediction",
+        "InvalidImage",
+        "InvalidImage",
+        "InvalidImage",
+        "Prediction",
+    ]
+    assert "unsupported colour mode 'LAB'" in str(out[1])
+    assert "corrupt or truncated" in str(out[2])
+    assert "ZeroDivisionError: a bug in per-image work" in str(out[3])

@@ -6,11 +6,12 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from partcheck.errors import InvalidImage
 from services.predict.preprocess import preprocess
 from tests.images import png_bomb, truncated
+from tests.services.predict.odd_images import absurd_strip_offset_tiff, cielab_tiff
 
 pytestmark = pytest.mark.unit
 
@@ -152,3 +153,31 @@ def test_unsupported_format_is_refused(fmt: str) -> None:
 def test_tiny_image_is_refused() -> None:
     with pytest.raises(InvalidImage, match="too small"):
         preprocess(_encode(_gradient(16, 16), "PNG"), 64)
+
+
+def test_cielab_tiff_is_refused_with_its_colour_mode() -> None:
+    with pytest.raises(InvalidImage, match="unsupported colour mode 'LAB'"):
+        preprocess(cielab_tiff(), 64)
+
+
+def test_tiff_with_an_absurd_strip_offset_is_refused() -> None:
+    with pytest.raises(InvalidImage, match="corrupt or truncated"):
+        preprocess(absurd_strip_offset_tiff(), 64)
+
+
+def test_any_decoder_failure_is_an_invalid_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(img: Image.Image, in_place: bool = False) -> None:
+        raise RuntimeError("plugin bug")
+
+    monkeypatch.setattr(ImageOps, "exif_transpose", broken)
+    with pytest.raises(InvalidImage, match="RuntimeError: plugin bug"):
+        preprocess(_encode(_gradient(64, 64), "PNG"), 64)
+
+
+def test_running_out_of_memory_is_not_blamed_on_the_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    def starved(img: Image.Image, in_place: bool = False) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(ImageOps, "exif_transpose", starved)
+    with pytest.raises(MemoryError):
+        preprocess(_encode(_gradient(64, 64), "PNG"), 64)

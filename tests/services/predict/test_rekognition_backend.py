@@ -7,15 +7,21 @@ labels and an empty result.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from partcheck.aws import AwsConfig, client
-from partcheck.errors import InvalidImage
+from partcheck.consumer import DeadLetters, queue_url_from_arn
+from partcheck.errors import InvalidImage, InvalidInput, ModelError
+from partcheck.stack.bootstrap import DLQ_SUFFIX, bootstrap
+from partcheck.stack.config import StackSettings
+from partcheck.storage import ObjectStore, Queue
 from partcheck.thresholds import Thresholds
 from services.predict.backends import load_classifier
+from services.predict.handler import Runtime, handle
 from services.predict.rekognition_backend import RekognitionClassifier
 from services.predict.settings import PredictSettings
 from tests.images import solid, truncated
@@ -108,3 +114,71 @@ def test_bad_bytes_never_reach_rekognition(
     assert "over-exposed" in (out[3].reason or "")
     with pytest.raises(InvalidImage):
         classifier.predict([b""])
+
+
+@pytest.fixture
+def refusing(monkeypatch: pytest.MonkeyPatch, moto: str) -> None:
+    """moto answers detect_custom_labels as Rekognition does for a bad parameter (not about the image)."""
+    from moto.core.exceptions import JsonRESTError
+    from moto.rekognition.models import RekognitionBackend
+
+    def refuse(self: object) -> list[dict[str, Any]]:
+        raise JsonRESTError("InvalidParameterException", "Request has invalid parameters")
+
+    monkeypatch.setattr(RekognitionBackend, "_detect_custom_labels_detections", refuse)
+
+
+def test_a_refused_request_is_a_retryable_model_error(
+    refusing: None, classifier: RekognitionClassifier, sample_images: dict[str, list[Path]]
+) -> None:
+    with pytest.raises(ModelError, match="InvalidParameterException") as caught:
+        classifier.predict_many([sample_images["ok"][0].read_bytes()])
+    assert not isinstance(caught.value, InvalidInput)
+
+
+def test_a_refused_request_leaves_the_whole_sqs_batch_for_retry_instead_of_the_dlq(
+    refusing: None, moto: str, sample_images: dict[str, list[Path]]
+) -> None:
+    settings = StackSettings(endpoint_url=moto)
+    s3, sqs = client("s3", settings.aws()), client("sqs", settings.aws())
+    resources = bootstrap(s3, sqs, settings)
+    s3.put_bucket_notification_configuration(Bucket=settings.inbound_bucket, NotificationConfiguration={})
+    store = ObjectStore(s3)
+    rek = client("rekognition", settings.aws())
+    runtime = Runtime(
+        store,
+        Queue(sqs, resources.queue_urls[settings.predictions_queue]),
+        load_classifier(PredictSettings(backend="rekognition", rekognition_project_version_arn=ARN), rek),
+        DeadLetters(sqs),
+        queue_url_from_arn(sqs),
+        10_000_000,
+    )
+    uploads_arn = f"arn:aws:sqs:eu-west-1:123456789012:{settings.uploads_queue}"
+    records = []
+    for n, path in enumerate(sample_images["ok"][:3]):
+        key = f"line-1/{path.name}"
+        store.put(settings.inbound_bucket, key, path.read_bytes())
+        s3_event = {
+            "Records": [
+                {
+                    "eventSource": "aws:s3",
+                    "eventName": "ObjectCreated:Put",
+                    "s3": {"bucket": {"name": settings.inbound_bucket}, "object": {"key": key}},
+                }
+            ]
+        }
+        records.append(
+            {
+                "messageId": f"m{n}",
+                "body": json.dumps(s3_event),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": uploads_arn,
+            }
+        )
+
+    result = handle({"Records": records}, runtime)
+
+    # On the old code every message went straight to the DLQ as poison on its first delivery.
+    assert result == {"batchItemFailures": [{"itemIdentifier": f"m{n}"} for n in range(3)]}
+    dlq = resources.queue_urls[settings.uploads_queue + DLQ_SUFFIX]
+    assert "Messages" not in sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=0)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from partcheck.aws import AwsConfig, client
-from partcheck.errors import InvalidInput, StorageUnavailable
+from partcheck.errors import InvalidInput, ModelError, StorageUnavailable
 from partcheck.messages import PredictionMessage
 from partcheck.storage import ObjectStore, Queue
 from services.predict.service import (
@@ -15,9 +15,11 @@ from services.predict.service import (
     predict_events,
     predict_upload,
 )
+from services.predict.settings import DEFAULT_MODEL
 from tests.conftest import EVENTS
 from tests.fakes import FakeClassifier
 from tests.images import png_bomb, truncated
+from tests.services.predict.odd_images import absurd_strip_offset_tiff, cielab_tiff
 
 
 def _event(name):
@@ -215,3 +217,126 @@ def test_bodies_that_are_not_json_fail_alone(env):
     assert "not JSON" in str(outcomes[0])
     assert outcomes[1] is None
     assert [m.key for m in _sent(queue)] == ["good.jpeg"]
+
+
+@pytest.fixture(scope="module")
+def real_model():
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip("the shipped model is not in models/ yet")
+    from services.predict.onnx_backend import OnnxClassifier
+
+    return OnnxClassifier(DEFAULT_MODEL)
+
+
+@pytest.mark.integration
+def test_a_cielab_tiff_is_rejected_alone_in_a_batch_through_the_real_model(env, sample_images, real_model):
+    store, queue, _, defect = env
+    ok = sample_images["ok"][0].read_bytes()
+    bodies = [
+        json.dumps(_put_event(store, "a.jpeg", ok)),
+        json.dumps(_put_event(store, "lab.tif", cielab_tiff())),
+        json.dumps(_put_event(store, "b.jpeg", defect)),
+    ]
+
+    outcomes = predict_bodies(bodies, store, real_model, queue, 10_000_000)
+
+    assert outcomes == [None, None, None]
+    messages = {m.key: m for m in _sent(queue)}
+    assert sorted(messages) == ["a.jpeg", "b.jpeg", "lab.tif"]
+    assert messages["a.jpeg"].outcome == messages["b.jpeg"].outcome == "classified"
+    assert messages["lab.tif"].outcome == "rejected"
+    assert "unsupported colour mode 'LAB'" in messages["lab.tif"].rejection_reason
+
+
+@pytest.mark.integration
+def test_a_tiff_that_overflows_the_decoder_is_rejected_alone(env, real_model):
+    store, queue, _, defect = env
+    events = [_put_event(store, "odd.tif", absurd_strip_offset_tiff()), _put_event(store, "a.jpeg", defect)]
+
+    outcomes, sent = predict_events(events, store, real_model, queue, 10_000_000)
+
+    assert outcomes == [None, None]
+    assert sent == 2
+    messages = {m.key: m for m in _sent(queue)}
+    assert messages["odd.tif"].outcome == "rejected"
+    assert "corrupt or truncated" in messages["odd.tif"].rejection_reason
+    assert messages["a.jpeg"].outcome == "classified"
+
+
+def _malformed(event, field, value):
+    record = event["Records"][0]
+    if field == "eventTime":
+        record["eventTime"] = value
+    else:
+        record["s3"]["object"][field] = value
+    return event
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("field", "value"), [("size", "x"), ("size", "12"), ("eventTime", 1764000000), ("eTag", 7)]
+)
+def test_a_malformed_event_field_fails_only_its_own_message(env, field, value):
+    store, queue, fake, defect = env
+    bodies = [
+        json.dumps(_put_event(store, "a.jpeg", defect)),
+        json.dumps(_malformed(_put_event(store, "odd.jpeg", defect), field, value)),
+        json.dumps(_put_event(store, "b.jpeg", defect)),
+    ]
+
+    outcomes = predict_bodies(bodies, store, fake, queue, 10_000_000)
+
+    assert outcomes[0] is None
+    assert outcomes[2] is None
+    assert isinstance(outcomes[1], InvalidInput)
+    assert field in str(outcomes[1])
+    assert sorted(m.key for m in _sent(queue)) == ["a.jpeg", "b.jpeg"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("body", ["[" * 100_000, '{"Records": ' + "1" * 5000 + "}"])
+def test_bodies_json_cannot_parse_fail_alone(env, body):
+    store, queue, fake, defect = env
+    good = json.dumps(_put_event(store, "good.jpeg", defect))
+    outcomes = predict_bodies([body, good], store, fake, queue, 10_000_000)
+    assert isinstance(outcomes[0], InvalidInput)
+    assert outcomes[1] is None
+    assert [m.key for m in _sent(queue)] == ["good.jpeg"]
+
+
+class _RefusingClassifier(FakeClassifier):
+    """A backend whose whole call fails, as Rekognition does for a request it refuses or an outage."""
+
+    def __init__(self, error):
+        super().__init__()
+        self.error = error
+
+    def predict_many(self, images):
+        raise self.error
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (InvalidInput("InvalidParameterException Request has invalid parameters"), ModelError),
+        (StorageUnavailable("ThrottlingException"), StorageUnavailable),
+        (RuntimeError("onnxruntime fell over"), RuntimeError),
+    ],
+)
+def test_a_classifier_failing_the_whole_call_is_retried_never_poison(env, error, expected):
+    store, queue, _, defect = env
+    events = [
+        _put_event(store, "a.jpeg", defect),
+        _put_event(store, "empty.jpeg", b""),  # rejected before the model: unaffected
+        _put_event(store, "b.jpeg", defect),
+    ]
+
+    outcomes, sent = predict_events(events, store, _RefusingClassifier(error), queue, 10_000_000)
+
+    assert outcomes[1] is None
+    for outcome in (outcomes[0], outcomes[2]):
+        assert isinstance(outcome, expected)
+        assert not isinstance(outcome, InvalidInput)
+    assert sent == 1
+    assert [m.key for m in _sent(queue)] == ["empty.jpeg"]
