@@ -46,11 +46,6 @@ def main(
     """Watch a folder and upload every finished image to the inbound bucket exactly once."""
     if ctx.invoked_subcommand is not None:
         return
-    from pydantic import ValidationError
-
-    from agent.settings import load_settings
-    from partcheck.errors import InvalidInput
-
     overrides: dict[str, Any] = {
         "watch": watch, "bucket": bucket, "prefix": prefix, "endpoint_url": endpoint_url, "region": region,
         "line": line, "camera": camera, "poll": poll, "state_dir": state_dir, "after_upload": after_upload,
@@ -59,30 +54,49 @@ def main(
         "workers": workers, "metrics_port": metrics_port,
         "log_format": log_format, "status_line": status_line,
     }  # fmt: skip
-    try:
-        settings = load_settings(config, **overrides)
-    except (ValidationError, InvalidInput) as exc:
-        typer.echo(f"invalid agent settings: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    settings = _load_settings(config, **overrides)
     if settings.watch is None:
         typer.echo("nothing to watch: pass --watch DIR (or set PARTCHECK_AGENT_WATCH)", err=True)
         raise typer.Exit(2)
     _run(settings)
 
 
+def _load_settings(config: Path | None, **overrides: Any) -> Any:
+    """Settings, or exit 2 with one clear line (never a traceback) if they are invalid."""
+    from pydantic import ValidationError
+
+    from agent.settings import load_settings
+    from partcheck.errors import InvalidInput
+
+    try:
+        return load_settings(config, **overrides)
+    except (ValidationError, InvalidInput) as exc:
+        typer.echo(f"invalid agent settings: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def s3_client(settings: Any) -> Any:
+    """The agent's S3 client: one HTTP attempt per call, as the outbox does the retrying."""
+    from partcheck.aws import AwsConfig, client
+
+    # No botocore retries (max_attempts counts retries; 0 = one attempt). A PUT retried inside botocore
+    # whose first try had landed meets its own object (412), which upload-only credentials cannot tell
+    # from someone else's; the outbox counts its attempts, so it knows when that can be ours. Its backoff
+    # handles outages of any length.
+    aws = AwsConfig(endpoint_url=settings.endpoint_url, region=settings.region, max_attempts=0,
+                    connect_timeout_s=3.0, read_timeout_s=30.0)  # fmt: skip
+    return client("s3", aws)
+
+
 def _run(settings: Any) -> None:
     from agent.logs import setup_logging
     from agent.service import Agent
     from agent.status import status_line
-    from partcheck.aws import AwsConfig, client
     from partcheck.storage import ObjectStore
 
     tty = sys.stderr.isatty()
-    # Few botocore retries: the agent's own backoff (with the outbox) handles outages of any length.
-    aws = AwsConfig(endpoint_url=settings.endpoint_url, region=settings.region, max_attempts=2,
-                    connect_timeout_s=3.0, read_timeout_s=30.0)  # fmt: skip
     try:
-        agent = Agent(settings, ObjectStore(client("s3", aws)))
+        agent = Agent(settings, ObjectStore(s3_client(settings)))
     except (OSError, sqlite3.Error) as exc:
         typer.echo(f"cannot open the outbox at {settings.outbox_path()}: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -119,10 +133,9 @@ def status(
 ) -> None:
     """Counts per state, oldest pending file and last error, read from the outbox."""
     from agent.outbox import Outbox
-    from agent.settings import load_settings
     from agent.status import render_summary, summary
 
-    settings = load_settings(config, state_dir=state_dir)
+    settings = _load_settings(config, state_dir=state_dir)
     path = settings.outbox_path()
     if not path.exists():
         typer.echo(f"no outbox at {path}: the agent has not run with this state folder", err=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -93,9 +94,36 @@ def sanitize_segment(value: str, *, allow_slash: bool = False) -> str:
     return "/".join(p for p in parts if p)
 
 
+def is_utf8(text: str) -> bool:
+    """False for a name with bytes that are not UTF-8, which os.fsdecode turned into lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def raw_name(name: str) -> bytes:
+    """The bytes a file name stands for (a name that was not valid UTF-8 comes back surrogate-escaped)."""
+    try:
+        return os.fsencode(name)
+    except UnicodeEncodeError:  # a lone surrogate the file system encoding cannot carry
+        return name.encode("utf-8", "surrogatepass")
+
+
+def as_text(name: str) -> str:
+    """The name as valid UTF-8 text: each run of bytes that is not UTF-8 (e.g. Latin-1 from SMB) becomes _."""
+    return name if is_utf8(name) else raw_name(name).decode("utf-8", "replace").replace("\ufffd", "_")
+
+
+def printable(text: str) -> str:
+    """Text safe to print whatever the terminal: bytes that are not UTF-8 shown as \\xNN escapes."""
+    return text if is_utf8(text) else raw_name(text).decode("utf-8", "backslashreplace")
+
+
 def sanitize_name(name: str) -> str:
     """The file name as a key segment: NFC unicode, spaces kept, control characters and slashes replaced."""
-    name = unicodedata.normalize("NFC", name)
+    name = unicodedata.normalize("NFC", as_text(name))
     cleaned = "".join("_" if (ord(c) < 0x20 or ord(c) == 0x7F or c in "/\\") else c for c in name).strip()
     return cleaned if cleaned not in ("", ".", "..") else "_"
 
@@ -133,7 +161,9 @@ def render_key(
     }
     try:
         rendered = template.format(**fields)
-    except (KeyError, IndexError, ValueError) as exc:
+    except KeyError as exc:
+        raise InvalidKey(f"bad key template {template!r}: unknown field {exc}") from exc
+    except (IndexError, ValueError, AttributeError, TypeError) as exc:
         raise InvalidKey(f"bad key template {template!r}: {exc}") from exc
     key = "/".join(seg for seg in rendered.split("/") if seg)
     return validate_relative_key(key)
@@ -143,7 +173,8 @@ def source_name_meta(name: str) -> str:
     """The original file name as an S3 metadata value: as is if printable ASCII, else url-quoted."""
     if name.isascii() and name.isprintable():
         return name
-    return quote(name, safe="")
+    # A name that is not valid UTF-8 is quoted as its bytes, so it stays exact: b"caf\xe9.jpg" is caf%E9.jpg.
+    return quote(name if is_utf8(name) else raw_name(name), safe="")
 
 
 def object_metadata(*, line: str, camera: str, captured: datetime, sha256: str, name: str) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -9,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from agent.files import is_utf8, raw_name
 
 # pending -> uploading -> done; terminal otherwise: duplicate, skipped, failed, gone; waiting = still written.
 ACTIVE_STATES = ("pending", "uploading", "done")
@@ -76,6 +79,25 @@ class Row:
     disposed: str | None
 
 
+def _to_db(value: Any) -> Any:
+    """A value SQLite can store: a str that is not valid UTF-8 (a surrogate-escaped name) goes in as bytes."""
+    if isinstance(value, str) and not is_utf8(value):
+        # SQLite text must be UTF-8. The file system's own bytes (a BLOB, no schema change) round-trip
+        # exactly through os.fsdecode, so lookups by path keep working and the row names the real file.
+        return raw_name(value)
+    return value
+
+
+def _params(params: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(_to_db(v) for v in params)
+
+
+def _row(r: sqlite3.Row) -> Row:
+    # Only values stored by _to_db are BLOBs: every column of this table is text or a number.
+    values: dict[str, Any] = {k: os.fsdecode(v) if isinstance(v, bytes) else v for k, v in dict(r).items()}
+    return Row(**values)
+
+
 class ConflictError(Exception):
     """An insert broke the same-content or same-key rule (another worker got there first)."""
 
@@ -108,16 +130,16 @@ class Outbox:
 
     def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Row | None:
         with self._lock:
-            r = self._db.execute(sql, params).fetchone()
-        return Row(**dict(r)) if r else None
+            r = self._db.execute(sql, _params(params)).fetchone()
+        return _row(r) if r else None
 
     def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
         with self._lock:
-            return [Row(**dict(r)) for r in self._db.execute(sql, params).fetchall()]
+            return [_row(r) for r in self._db.execute(sql, _params(params)).fetchall()]
 
     def _exec(self, sql: str, params: tuple[Any, ...] = ()) -> int:
         with self._lock:
-            return self._db.execute(sql, params).rowcount
+            return self._db.execute(sql, _params(params)).rowcount
 
     def recover(self) -> int:
         """Return interrupted uploads to pending (the conditional PUT makes repeating them safe)."""
@@ -169,7 +191,7 @@ class Outbox:
             state = "uploading"
         with self._lock:
             # A newer record replaces a "still being written" note for the same path.
-            self._db.execute("DELETE FROM files WHERE path=? AND state='waiting'", (path,))
+            self._db.execute("DELETE FROM files WHERE path=? AND state='waiting'", (_to_db(path),))
             try:
                 r = self._db.execute(
                     "INSERT INTO files (path, name, size, mtime_ns, sha256, key, capture_time, content_type,"
@@ -177,8 +199,8 @@ class Outbox:
                     " started_at)"
                     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING *",
                     (
-                        path,
-                        name,
+                        _to_db(path),
+                        _to_db(name),
                         size,
                         mtime_ns,
                         sha256,
@@ -186,7 +208,7 @@ class Outbox:
                         capture_time,
                         content_type,
                         state,
-                        reason,
+                        _to_db(reason),
                         duplicate_of,
                         next_attempt,
                         now,
@@ -199,17 +221,17 @@ class Outbox:
                 r.close()
             except sqlite3.IntegrityError as exc:
                 raise ConflictError(str(exc)) from exc
-        return Row(**dict(inserted))
+        return _row(inserted)
 
     def note_waiting(self, path: str, name: str, reason: str) -> None:
         """Record that a file is still being written (shown by `status`), replaced once it is processed."""
         now = time.time()
         with self._lock:
-            self._db.execute("DELETE FROM files WHERE path=? AND state='waiting'", (path,))
+            self._db.execute("DELETE FROM files WHERE path=? AND state='waiting'", (_to_db(path),))
             self._db.execute(
                 "INSERT INTO files (path, name, state, reason, created_at, updated_at)"
                 " VALUES (?,?,'waiting',?,?,?)",
-                (path, name, reason, now, now),
+                _params((path, name, reason, now, now)),
             )
 
     def clear_waiting(self, path: str) -> None:
@@ -227,7 +249,7 @@ class Outbox:
             )
             r = cur.fetchone()
             cur.close()
-        return Row(**dict(r)) if r else None
+        return _row(r) if r else None
 
     def claim_due(self, now: float | None = None) -> Row | None:
         """Claim the pending row whose retry time came first, if any is due."""
@@ -251,6 +273,17 @@ class Outbox:
         self._exec(
             "UPDATE files SET state='pending', next_attempt=?, last_error=?, updated_at=? WHERE id=?",
             (next_attempt, error, time.time(), row_id),
+        )
+
+    def release(self, row_id: int, next_attempt: float, error: str) -> bool:
+        """Back to pending if still uploading (its upload ended in an unexpected error); True if it was."""
+        return (
+            self._exec(
+                "UPDATE files SET state='pending', next_attempt=?, last_error=?, updated_at=?"
+                " WHERE id=? AND state='uploading'",
+                (next_attempt, error, time.time(), row_id),
+            )
+            > 0
         )
 
     def done(self, row_id: int, etag: str | None, reason: str | None = None) -> None:

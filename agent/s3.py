@@ -61,8 +61,9 @@ class Uploader:
                 checksum_sha256=checksum_b64(sha256_hex),
             )
             return PutResult(Outcome.UPLOADED, etag)
-        except AlreadyExists:
-            pass
+        except AlreadyExists as exc:
+            # A 412 on a PUT the client retried may answer our own earlier try of this very call.
+            sent_before = sent_before or _retried_by_client(exc)
         try:
             info = self.store.head(self.bucket, key)
         except AccessDenied:
@@ -74,3 +75,12 @@ class Uploader:
         if info.metadata.get("sha256") == sha256_hex:
             return PutResult(Outcome.ALREADY_PRESENT, info.etag)
         return PutResult(Outcome.KEY_TAKEN)
+
+
+def _retried_by_client(exc: BaseException) -> bool:
+    """True if botocore retried the call inside itself (the agent's client should not; see agent/cli.py)."""
+    cause = exc.__cause__
+    response = getattr(cause, "response", None)
+    if not isinstance(response, dict):
+        return False
+    return int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0) or 0) > 0

@@ -11,6 +11,8 @@ import stat
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +29,7 @@ from agent.files import (
 )
 from agent.logs import emit
 from agent.metrics import Metrics
-from agent.outbox import STATES, ConflictError, Outbox, Row
+from agent.outbox import ACTIVE_STATES, STATES, ConflictError, Outbox, Row
 from agent.s3 import Outcome, Uploader
 from agent.settings import AgentSettings
 from agent.tracker import Tracker
@@ -37,6 +39,8 @@ from partcheck.storage import ObjectStore
 DEBUG, INFO, WARNING, ERROR = logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR
 TICK_S = 0.05
 _TERMINAL_SAME = ("done", "duplicate", "skipped", "pending", "uploading")
+# 2**60 backoff periods is beyond any backoff_max_s; a larger exponent only risks an OverflowError.
+_MAX_BACKOFF_EXPONENT = 60
 _SMALL_STATES = ("pending", "uploading", "waiting", "failed")
 
 
@@ -117,6 +121,7 @@ class Agent:
         self._main: threading.Thread | None = None
         self._scan_request = threading.Event()
         self._settled: dict[str, tuple[int, int]] = {}  # path -> identity known to need nothing more
+        self._scan_errors: dict[str, str] = {}  # path -> the unexpected error a scan already logged
         self._counts_at = 0.0
         self._full_counts_at = 0.0
         self._pruned_at = 0.0
@@ -378,27 +383,51 @@ class Agent:
             dirs[:] = [d for d in dirs if not d.startswith(".") and self.wanted(os.path.join(root, d))]
             for name in files:
                 path = os.path.join(root, name)
-                if not self.wanted(path) or path in self.tracker or self._is_inflight(path):
-                    continue
                 try:
-                    st = os.lstat(path)
-                except OSError:
-                    continue
-                if self._settled.get(path) == (st.st_size, st.st_mtime_ns):
-                    continue
-                row = self.outbox.latest_for_path(path)
-                if row is not None and (row.size, row.mtime_ns) == (st.st_size, st.st_mtime_ns):
-                    if row.state in ("done", "duplicate") and row.disposed is None:
-                        self._dispatch(path)  # the worker applies the missing after-upload action
-                        continue
-                    if row.state in _TERMINAL_SAME:
-                        continue
-                if stat.S_ISLNK(st.st_mode):
-                    self._dispatch(path)
-                    continue
-                if self.tracker.scanned(path):
-                    added += 1
+                    added += self._scan_file(path)
+                # One file must never stop a scan: the files listed after it would be missed.
+                except Exception as exc:
+                    self._scan_failed(path, exc)
+                else:
+                    self._scan_errors.pop(path, None)
         return added
+
+    def _scan_file(self, path: str) -> bool:
+        """Look at one file found by a scan; True if it is newly tracked."""
+        if not self.wanted(path) or path in self.tracker or self._is_inflight(path):
+            return False
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return False
+        if self._settled.get(path) == (st.st_size, st.st_mtime_ns):
+            return False
+        row = self.outbox.latest_for_path(path)
+        if row is not None and (row.size, row.mtime_ns) == (st.st_size, st.st_mtime_ns):
+            if row.state == "done" and row.disposed is None:
+                self._dispatch(path)  # the worker applies the missing after-upload action
+                return False
+            if row.state == "duplicate" and row.disposed is None and self._original_fate(row) != "waiting":
+                self._dispatch(path)  # the worker disposes of it, or takes it again if its original is lost
+                return False
+            if row.state in _TERMINAL_SAME:
+                return False
+        if stat.S_ISLNK(st.st_mode):
+            self._dispatch(path)
+            return False
+        return self.tracker.scanned(path)
+
+    def _scan_failed(self, path: str, exc: Exception) -> None:
+        """Log a file's unexpected scan error once (rescans repeat it quietly until it changes)."""
+        self.live.last_error = repr(exc)
+        if self._scan_errors.get(path) == repr(exc):
+            return
+        self._scan_errors[path] = repr(exc)
+        logging.getLogger("partcheck.agent").error(
+            "unexpected error scanning a file; the scan goes on",
+            exc_info=exc,
+            extra={"fields": {"path": path, "error": repr(exc)}},
+        )
 
     # ---- workers -----------------------------------------------------------------------------------------
 
@@ -447,10 +476,18 @@ class Agent:
         prev = self.outbox.latest_for_path(path)
         identity = (st.st_size, st.st_mtime_ns)
         if prev is not None and (prev.size, prev.mtime_ns) == identity:
-            if prev.state in ("done", "duplicate"):
+            if prev.state == "done":
                 self._dispose(prev)
                 return
-            if prev.state in ("pending", "uploading", "skipped"):
+            if prev.state == "duplicate":
+                fate = self._original_fate(prev)
+                if fate == "done":
+                    self._dispose(prev)
+                if fate != "lost":
+                    return  # until its original is confirmed this file may hold the only copy: leave it
+                self.outbox.forget(prev.id)  # its original will never be uploaded: take this file instead
+                prev = None
+            elif prev.state in ("pending", "uploading", "skipped"):
                 return
         if stat.S_ISLNK(st.st_mode):
             self._record(path, name, "skipped", "symlink, not followed", st=st, prev=prev)
@@ -550,16 +587,17 @@ class Agent:
 
     def _retry(self, row: Row) -> None:
         """A pending row whose time came: re-read the file, check it is the same content, upload."""
+        with self._claimed(row):
+            self._reread_and_put(row)
+
+    def _reread_and_put(self, row: Row) -> None:
         try:
             data = read_file(row.path)
         except FileNotFoundError:
             self.outbox.finish(row.id, "gone", "deleted before upload")
             emit(ERROR, "file deleted before upload; nothing to send", path=row.path, key=row.key)
             self.metrics.files.labels("gone").inc()
-            # Files held back as its duplicates now carry the only copy of these bytes: take them again.
-            for dup in self.outbox.duplicates_of(row.id):
-                self.outbox.forget(dup.id)
-                self.tracker.scanned(dup.path)
+            self._release_duplicates(row.id)
             return
         except OSError as exc:
             self._backoff(row, f"unreadable: {exc.strerror or exc}", gate=False)
@@ -569,10 +607,38 @@ class Agent:
             self.outbox.finish(row.id, "skipped", "content changed before upload; taken again as a new file")
             emit(WARNING, "file changed before upload; taking it again", path=row.path, key=row.key)
             self.tracker.scanned(row.path)
+            self._release_duplicates(row.id)
             return
         self._put(row, data)
 
+    def _release_duplicates(self, row_id: int) -> None:
+        """Duplicates of a row that will never be uploaded hold the only copy of its bytes: take them."""
+        for dup in self.outbox.duplicates_of(row_id):
+            self.outbox.forget(dup.id)
+            self.tracker.scanned(dup.path)
+
+    def _original_fate(self, dup: Row) -> str:
+        """A duplicate's original: "done" (confirmed), "waiting" (to upload) or "lost" (never will be)."""
+        original = None if dup.duplicate_of is None else self.outbox.get(dup.duplicate_of)
+        if original is None or original.state not in ACTIVE_STATES:
+            return "lost"
+        return "done" if original.state == "done" else "waiting"
+
+    @contextmanager
+    def _claimed(self, row: Row) -> Iterator[None]:
+        """Hand a claimed row back to pending if its upload ends in an unexpected error (never stuck)."""
+        try:
+            yield
+        except Exception as exc:
+            # Not an S3 error (those back off in _upload): wait the longest backoff so a bug cannot spin.
+            self.outbox.release(row.id, time.time() + self.s.backoff_max_s, f"unexpected error: {exc!r}")
+            raise
+
     def _put(self, row: Row, data: bytes) -> None:
+        with self._claimed(row):
+            self._upload(row, data)
+
+    def _upload(self, row: Row, data: bytes) -> None:
         assert row.key is not None
         assert row.sha256 is not None
         assert row.capture_time is not None
@@ -660,7 +726,8 @@ class Agent:
             if gate and now >= self._gate_until:
                 self._failures += 1
             n = self._failures if gate else row.attempts
-            delay = min(self.s.backoff_max_s, self.s.backoff_base_s * 2 ** max(0, n - 1))
+            exponent = min(max(0, n - 1), _MAX_BACKOFF_EXPONENT)
+            delay = min(self.s.backoff_max_s, self.s.backoff_base_s * 2.0**exponent)
             delay = delay / 2 + random.uniform(0, delay / 2)
             if gate:
                 self._gate_until = max(self._gate_until, now + delay)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -15,11 +16,13 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from partcheck.errors import InvalidInput
+from agent.files import render_key
+from partcheck.errors import InvalidInput, InvalidKey
 from partcheck.settings import DEFAULT_INBOUND_BUCKET, AwsSettings
 
 DEFAULT_KEY_TEMPLATE = "{prefix}/{line}/{camera}/{date}/{name}"
 DEFAULT_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "WEBP")
+KEY_TEMPLATE_FIELDS = "{prefix} {line} {camera} {date} {name} {stem} {suffix} {sha8} {subdir}"
 
 
 class AgentSettings(AwsSettings):
@@ -34,7 +37,7 @@ class AgentSettings(AwsSettings):
     camera: str = Field(default="cam-1", description="camera, a key segment and object metadata")
     key_template: str = Field(
         default=DEFAULT_KEY_TEMPLATE,
-        description="object key; {prefix} {line} {camera} {date} {name} {stem} {suffix} {sha8} {subdir}",
+        description=f"object key; {KEY_TEMPLATE_FIELDS}",
     )
     poll: bool = Field(default=False, description="poll the folder instead of OS events (network shares)")
     poll_interval_s: float = Field(default=1.0, gt=0, description="directory poll period with --poll")
@@ -94,6 +97,12 @@ class AgentSettings(AwsSettings):
     def _template_has_name(cls, value: str) -> str:
         if "{name}" not in value and "{stem}" not in value and "{sha8}" not in value:
             raise ValueError("key_template must contain {name}, {stem} or {sha8}")
+        # Render once with sample values: an unknown field or a bad format spec would fail every file.
+        try:
+            render_key(value, prefix="plant", line="line-1", camera="cam-1", captured=datetime.now(UTC),
+                       name="sample.jpg", sha256="0" * 64, subdir="sub")  # fmt: skip
+        except InvalidKey as exc:
+            raise ValueError(f"{exc} (fields: {KEY_TEMPLATE_FIELDS})") from exc
         return value
 
     def archive_path(self) -> Path:

@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from agent.files import printable
 from agent.outbox import Outbox
 
 if TYPE_CHECKING:
@@ -14,6 +15,11 @@ if TYPE_CHECKING:
 
 def _when(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+def _shown(text: str | None) -> str | None:
+    # A file name that is not valid UTF-8 must not stop `status` from printing (stdout is strict UTF-8).
+    return None if text is None else printable(text)
 
 
 def summary(outbox: Outbox, now: float | None = None) -> dict[str, Any]:
@@ -28,16 +34,21 @@ def summary(outbox: Outbox, now: float | None = None) -> dict[str, Any]:
         "oldest_pending": None
         if oldest is None
         else {
-            "path": oldest.path,
+            "path": printable(oldest.path),
             "key": oldest.key,
             "since": _when(oldest.created_at),
             "age_s": round(now - oldest.created_at, 1),
             "attempts": oldest.attempts,
-            "last_error": oldest.last_error,
+            "last_error": _shown(oldest.last_error),
         },
         "last_error": None
         if err is None
-        else {"path": err.path, "state": err.state, "error": err.last_error, "at": _when(err.updated_at)},
+        else {
+            "path": printable(err.path),
+            "state": err.state,
+            "error": _shown(err.last_error),
+            "at": _when(err.updated_at),
+        },
         "uploaded_last_hour": {"files": files, "bytes": size},
     }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -106,6 +107,17 @@ def test_bad_template_is_a_clear_error() -> None:
     with pytest.raises(InvalidKey):
         render_key("{nope}/{name}", prefix="", line="l", camera="c", captured=WHEN, name="a.jpg",
                    sha256="0" * 64)  # fmt: skip
+
+
+def test_a_name_that_is_not_utf8_gets_a_clean_key_and_its_exact_bytes_in_metadata() -> None:
+    # os.fsdecode turns each byte that is not UTF-8 into a lone surrogate, which no S3 key can carry.
+    name, subdir = os.fsdecode(b"caf\xe9.jpg"), os.fsdecode(b"d\xfcr")
+    key = render_key("{line}/{subdir}/{name}", prefix="", line="l", camera="c", captured=WHEN, name=name,
+                     sha256="0" * 64, subdir=subdir)  # fmt: skip
+    assert key == "l/d_r/caf_.jpg"
+    meta = object_metadata(line="l", camera="c", captured=WHEN, sha256="ab" * 32, name=name)
+    assert meta["source-name"] == "caf%E9.jpg"
+    assert all(v.isascii() for v in meta.values())
 
 
 def test_suffixed_name() -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import pytest
 
 from agent.outbox import ConflictError, Outbox
+from agent.status import render_summary, summary
 
 pytestmark = pytest.mark.unit
 
@@ -98,3 +100,26 @@ def test_prune_keeps_rows_still_needed_and_unsettled_ones(outbox: Outbox) -> Non
     assert {r.path for r in outbox.rows()} == {"/b", "/c", "/e"}
     assert outbox.counts(("pending",)) == {"pending": 1}
     assert outbox.prune(older_than=0.0, still_needed=lambda r: False) == 0  # nothing old enough
+
+
+def test_a_path_that_is_not_utf8_round_trips_and_text_paths_stay_text(outbox: Outbox) -> None:
+    bad = "/in/" + os.fsdecode(b"caf\xe9.jpg")  # what os.walk gives for a Latin-1 name
+    outbox.note_waiting(bad, os.path.basename(bad), "still being written")
+    row = outbox.add(path=bad, name=os.path.basename(bad), state="pending", sha256="s1", key="k1")
+    good = outbox.add(path="/in/Prüfung.jpg", name="Prüfung.jpg", state="pending", sha256="s2", key="k2")
+    assert outbox.counts(("pending", "waiting")) == {"pending": 2, "waiting": 0}
+    found = outbox.latest_for_path(bad)
+    assert found is not None
+    assert (found.id, found.path, found.name) == (row.id, bad, os.fsdecode(b"caf\xe9.jpg"))
+    outbox.disposed(row.id, f"archived:/archive{bad}")
+    assert outbox.get(row.id) == outbox.rows()[0]
+    assert (outbox.rows()[0].disposed or "").endswith(bad)
+    # No schema change: the bad name is stored as its bytes, every valid one as text, exactly as before.
+    with outbox._lock:
+        kinds = outbox._db.execute("SELECT typeof(path), typeof(name) FROM files ORDER BY id").fetchall()
+    assert [tuple(k) for k in kinds] == [("blob", "blob"), ("text", "text")]
+    assert outbox.latest_for_path("/in/Prüfung.jpg") == outbox.get(good.id)
+    # `partcheck agent status` prints it (stdout is strict UTF-8) with the odd byte escaped.
+    text = render_summary(summary(outbox))
+    text.encode("utf-8")
+    assert "/in/caf\\xe9.jpg" in text

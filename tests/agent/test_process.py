@@ -7,7 +7,9 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +190,83 @@ def test_s3_down_mid_run_then_back_with_a_new_server(
     assert all(r.attempts >= 1 for r in agent.outbox.rows("done"))
     assert max(r.attempts for r in agent.outbox.rows("done")) >= 2  # some really were retried
     assert os.environ.get("PARTCHECK_AGENT_WATCH") is None
+
+
+class _UploadOnlyS3(BaseHTTPRequestHandler):
+    """S3 as upload-only credentials see it: conditional PUTs, every read denied. The first PUT is stored
+    but answered 503, like a PUT that landed and whose answer was lost: a retry then meets its own object."""
+
+    protocol_version = "HTTP/1.1"
+    objects: dict[str, bytes]
+
+    def _answer(self, status: int, code: str = "", headers: dict[str, str] | None = None) -> None:
+        body = f"<Error><Code>{code}</Code><Message>{code}</Message></Error>".encode() if code else b""
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_PUT(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.headers.get("If-None-Match") == "*" and self.path in self.objects:
+            self._answer(412, "PreconditionFailed")
+            return
+        first = not self.objects
+        self.objects[self.path] = body
+        if first:
+            self._answer(503, "ServiceUnavailable")
+        else:
+            self._answer(200, headers={"ETag": '"etag"'})
+
+    def do_HEAD(self) -> None:
+        self._answer(403)
+
+    def do_GET(self) -> None:
+        self._answer(403, "AccessDenied")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def upload_only_s3() -> Iterator[tuple[str, dict[str, bytes]]]:
+    """A stub S3 endpoint for upload-only credentials, and the objects it stored (path -> bytes)."""
+    objects: dict[str, bytes] = {}
+    handler = type("Handler", (_UploadOnlyS3,), {"objects": objects})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", objects
+    server.shutdown()
+    server.server_close()
+
+
+def test_upload_only_credentials_and_a_put_that_landed_unanswered_store_one_object(
+    upload_only_s3: tuple[str, dict[str, bytes]], tmp_path: Path
+) -> None:
+    # The agent's client must not retry inside botocore: a retry there meets our own object (412) on the
+    # row's first attempt, which without read access looks like someone else's key, so the same bytes
+    # would go up again under <stem>-<sha8>. The outbox retries instead, and knows it sent before.
+    endpoint, stored = upload_only_s3
+    inbox, state, log = tmp_path / "inbox", tmp_path / "state", tmp_path / "agent.log"
+    inbox.mkdir()
+    data = jpeg_bytes(500)
+    (inbox / "img.jpg").write_bytes(data)
+    proc = _spawn([sys.executable, "-m", "agent"], inbox, state, endpoint, log,
+                  {"PARTCHECK_AGENT_AFTER_UPLOAD": "keep"})  # fmt: skip
+    try:
+        wait_for(lambda: _done(state) == 1, timeout=30, interval=0.1, describe=log.read_text)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=10)
+    assert rc == 0
+    assert [(path.rsplit("/", 1)[-1], body) for path, body in stored.items()] == [("img.jpg", data)]
+    ob = Outbox(state / "outbox.sqlite3", read_only=True)
+    try:
+        [row] = ob.rows()
+    finally:
+        ob.close()
+    assert (row.state, row.reason, row.attempts) == ("done", "already present, unverified", 2)

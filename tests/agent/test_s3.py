@@ -7,8 +7,10 @@ import hashlib
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from agent.s3 import Outcome, Uploader, checksum_b64
+from partcheck.aws import aws_errors
 from partcheck.errors import AccessDenied, AlreadyExists, StorageUnavailable
 from partcheck.storage import ObjectInfo
 
@@ -62,10 +64,41 @@ def test_taken_key_with_other_content_needs_another_key() -> None:
     assert _put(FakeStore(AlreadyExists("412"), info)) is Outcome.KEY_TAKEN
 
 
+def _precondition_failed(retry_attempts: int) -> AlreadyExists:
+    """AlreadyExists as ObjectStore raises it, from botocore's 412 after `retry_attempts` retries."""
+    error = {"Code": "PreconditionFailed", "Message": "At least one of the preconditions did not hold"}
+    meta = {"HTTPStatusCode": 412, "RetryAttempts": retry_attempts}
+    response: Any = {"Error": error, "ResponseMetadata": meta}
+    try:
+        with aws_errors("put s3://bucket/k"):
+            raise ClientError(response, "PutObject")
+    except AlreadyExists as exc:
+        return exc
+    raise AssertionError("not translated")
+
+
 def test_upload_only_credentials_cannot_verify() -> None:
+    # An earlier attempt of ours (a row claimed before) may have landed: the object counts as ours.
     store = FakeStore(AlreadyExists("412"), AccessDenied("403"))
     assert _put(store, sent_before=True) is Outcome.ALREADY_PRESENT_UNVERIFIED
+    # A first attempt that reached S3 once (the agent's client never retries inside a call, see
+    # test_agent_s3_client_makes_one_attempt_per_call) met someone else's object: use another key.
+    store = FakeStore(_precondition_failed(retry_attempts=0), AccessDenied("403"))
     assert _put(store, sent_before=False) is Outcome.KEY_TAKEN
+
+
+def test_a_412_on_a_put_botocore_retried_may_be_our_own_object() -> None:
+    # A client that does retry: the retry of a PUT whose first try landed meets our own object.
+    store = FakeStore(_precondition_failed(retry_attempts=1), AccessDenied("403"))
+    assert _put(store, sent_before=False) is Outcome.ALREADY_PRESENT_UNVERIFIED
+
+
+def test_agent_s3_client_makes_one_attempt_per_call() -> None:
+    from agent.cli import s3_client
+    from agent.settings import AgentSettings
+
+    client = s3_client(AgentSettings(endpoint_url="http://127.0.0.1:9"))
+    assert client.meta.config.retries["total_max_attempts"] == 1  # the outbox does the retrying
 
 
 def test_taken_then_gone_is_retried() -> None:

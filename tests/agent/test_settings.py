@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from agent.settings import load_settings
 from partcheck.errors import InvalidInput
@@ -49,6 +50,22 @@ def test_template_must_name_the_file() -> None:
         load_settings(key_template="{line}/{camera}")
 
 
+@pytest.mark.parametrize(
+    ("template", "why"),
+    [("{plant}/{name}", "unknown field 'plant'"), ("{line}/{date:%Y}/{name}", "Invalid format specifier")],
+)
+def test_a_template_that_cannot_render_is_refused_at_start(template: str, why: str) -> None:
+    with pytest.raises(ValidationError, match="key_template") as info:
+        load_settings(key_template=template)
+    assert why in str(info.value)
+    assert "{prefix} {line} {camera} {date}" in str(info.value)  # the fields it may use
+
+
+def test_every_template_field_is_accepted() -> None:
+    template = "{prefix}/{line}/{camera}/{date}/{subdir}/{stem}-{sha8}{suffix}"
+    assert load_settings(key_template=template).key_template == template
+
+
 def test_formats_from_the_environment_as_a_comma_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PARTCHECK_AGENT_FORMATS", "jpeg, png")
     monkeypatch.setenv("PARTCHECK_AGENT_POLL", "true")
@@ -72,6 +89,32 @@ def test_cli_refuses_missing_watch_and_bad_values(tmp_path: Path) -> None:
     result = runner.invoke(app, ["status", "--state-dir", str(tmp_path / "none")])
     assert result.exit_code == 1
     assert "no outbox" in result.output
+
+
+def test_every_agent_command_refuses_invalid_settings_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from agent.cli import app
+
+    runner = CliRunner()
+    bad_file = tmp_path / "agent.toml"
+    bad_file.write_text('after_upload = "shred"\n')
+    for args, env in [
+        (["--watch", str(tmp_path), "--config", str(bad_file)], {}),
+        (["status", "--config", str(bad_file)], {}),
+        (["status", "--state-dir", str(tmp_path)], {"PARTCHECK_AGENT_WORKERS": "99"}),
+        (["status", "--state-dir", str(tmp_path)], {"PARTCHECK_AGENT_KEY_TEMPLATE": "{plant}/{name}"}),
+        (["status", "--config", str(tmp_path / "missing.toml")], {}),
+    ]:
+        with monkeypatch.context() as m:
+            for name, value in env.items():
+                m.setenv(name, value)
+            result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, env, result.output)
+        assert "invalid agent settings" in result.output
+        assert "Traceback" not in result.output
 
 
 def test_cli_refuses_an_unusable_state_folder(tmp_path: Path) -> None:

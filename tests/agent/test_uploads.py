@@ -324,12 +324,43 @@ def test_a_duplicate_is_taken_again_when_its_original_vanishes(
     wait_for(lambda: _states(agent).get(str(inbox / "a.jpg")) == "pending")
     (inbox / "b.jpg").write_bytes(data)
     wait_for(lambda: _states(agent).get(str(inbox / "b.jpg")) == "duplicate")
+    # A rescan before the original vanishes (the background ones are timing-dependent: run one, and wait
+    # for the worker to finish whatever it handed on). The duplicate must survive it.
+    agent.scan()
+    wait_for(lambda: not agent._is_inflight(str(inbox / "b.jpg")))
+    assert (inbox / "b.jpg").exists()
+    dup = agent.outbox.latest_for_path(str(inbox / "b.jpg"))
+    assert dup is not None
+    assert (dup.state, dup.disposed) == ("duplicate", None)
     (inbox / "a.jpg").unlink()
     wait_for(lambda: _states(agent).get(str(inbox / "a.jpg")) == "gone", timeout=10)
     wait_for(lambda: _states(agent).get(str(inbox / "b.jpg")) in ("pending", "uploading"), timeout=10)
     row = agent.outbox.active_by_sha(sha(data))
     assert row is not None
     assert row.path == str(inbox / "b.jpg")
+
+
+def test_a_name_that_is_not_utf8_is_uploaded_and_the_start_up_scan_takes_every_file(
+    start_agent: StartAgent, inbox: Path, moto: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    payloads = {f"g{i:02d}.jpg": jpeg_bytes(400 + i) for i in range(20)}
+    for name, data in payloads.items():
+        (inbox / name).write_bytes(data)
+    bad = jpeg_bytes(420)
+    try:  # Latin-1 "café.jpg", as from an SMB share or older camera software
+        with open(os.path.join(os.fsencode(inbox), b"caf\xe9.jpg"), "wb") as f:
+            f.write(bad)
+    except (OSError, UnicodeError) as exc:
+        pytest.skip(f"this file system refuses names that are not UTF-8: {exc}")
+    agent = start_agent(after_upload="keep")  # the start-up scan finds all 21
+    wait_for(lambda: agent.outbox.counts()["done"] == 21, describe=lambda: agent.outbox.counts())
+    stored = {k.rsplit("/", 1)[-1]: (body, meta) for k, (body, meta) in objects(moto).items()}
+    assert sorted(stored) == sorted([*payloads, "caf_.jpg"])
+    assert stored["caf_.jpg"] == (bad, stored["caf_.jpg"][1])
+    assert stored["caf_.jpg"][1]["source-name"] == "caf%E9.jpg"
+    assert all(stored[n][0] == data for n, data in payloads.items())
+    assert {r.name for r in agent.outbox.rows("done")} == {*payloads, os.fsdecode(b"caf\xe9.jpg")}
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 def test_state_and_archive_inside_the_watched_folder_are_left_alone(
