@@ -79,9 +79,17 @@ def run(quick: bool) -> dict[str, Any]:
             ">= 99.85",
             val["accuracy"] >= 0.9985,
         ),
-        _row("validation escapes", val["escapes"], "", "0", val["escapes"] == 0),
-        _row("validation false rejects", val["false_rejects"], "", "0", val["false_rejects"] == 0),
-        _row("validation unclear", val["unclear_rate"] * 100, "%", "<= 1", val["unclear_rate"] <= 0.01),
+        # The band was chosen on these photos for 0 escapes and 0 false rejects: those two rows hold by
+        # construction (in-sample), so they carry no pass/fail; the unclear rate is what the band costs.
+        _row("validation escapes (in-sample: band chosen here)", val["escapes"], "", "0", None),
+        _row("validation false rejects (in-sample)", val["false_rejects"], "", "0", None),
+        _row(
+            "validation unclear (in-sample band)",
+            val["unclear_rate"] * 100,
+            "%",
+            "<= 1",
+            val["unclear_rate"] <= 0.01,
+        ),
         _row(
             f"re-framed accuracy (worst: {min(reframed, key=lambda k: reframed[k]['accuracy'])})",
             worst["accuracy"] * 100,

@@ -179,7 +179,7 @@ def train(
         from services.predict.train.trainer import train as run_training
     except ImportError as exc:
         raise _fail(f"training needs the train extra (pip install -e '.[train]'): {exc}") from exc
-    from partcheck.errors import InvalidInput
+    from partcheck.errors import InvalidInput, ModelError
 
     cfg = TrainConfig(
         data_dir=data,
@@ -225,7 +225,7 @@ def train(
     )
     try:
         card = run_training(cfg)
-    except (InvalidInput, ValueError) as exc:
+    except (InvalidInput, ModelError, ValueError) as exc:
         raise _fail(str(exc)) from exc
     if not skip_checks:
         from services.predict.train.validate import validate_model
@@ -233,7 +233,12 @@ def train(
         typer.echo(
             "checking the exported model on validation, re-framed copies and synthetic OOD...", err=True
         )
-        card["metrics"].update(validate_model(out / card["file"], data, val_fraction))
+        validate_model(out / card["file"], data, val_fraction)
+        from services.predict.onnx_backend import card_path_for
+
+        # The checks rewrote the card on disk (final OOD, scene and blur limits besides the metrics):
+        # the markdown must come from that card, not from the trainer's preliminary one.
+        card = json.loads(card_path_for(out / card["file"]).read_text())
     from services.predict.train.report import write_model_card_md
 
     write_model_card_md(card, out / "MODEL_CARD.md")
@@ -253,14 +258,18 @@ def train(
 def check_model(
     model: Annotated[Path | None, typer.Option(help="ONNX model (default: the shipped one)")] = None,
     data: Annotated[Path, typer.Option(help="the folder the model was trained on")] = DEFAULT_DATA,
+    force: Annotated[
+        bool, typer.Option(help="accept a folder other than the one the card was trained on")
+    ] = False,
 ) -> None:
     """Re-run a trained model's post-export calibration and checks (train's last step); update its card."""
     import shlex
     from datetime import UTC, datetime
 
     from partcheck.errors import InvalidInput, ModelError
-    from services.predict.onnx_backend import card_path_for, check_sha256
+    from services.predict.onnx_backend import card_path_for, check_sha256, save_card
     from services.predict.settings import DEFAULT_MODEL
+    from services.predict.train.data import data_hash, list_items
     from services.predict.train.report import write_model_card_md
     from services.predict.train.validate import validate_model
 
@@ -272,16 +281,25 @@ def check_model(
         raw = json.loads(card_path.read_text())
         # The sha256 only: the limits this command replaces may be unreadable (an older scene descriptor).
         check_sha256(model, str(raw["sha256"]))
+        # The limits are fitted on this folder's split: on any other folder (a held-out set, say) they
+        # would be tuned on data meant for measuring, and the card would still call it validation.
+        if not force and data_hash(list_items(data)) != raw["training"]["data_sha256"]:
+            raise InvalidInput(
+                f"{data} is not the data the card was trained on (its sha256 differs from "
+                "training.data_sha256); pass --force to fit the limits on it anyway"
+            )
         metrics = validate_model(model, data, float(raw["training"]["config"]["val_fraction"]))
     except (ModelError, InvalidInput, KeyError, TypeError, ValueError) as exc:
         raise _fail(str(exc)) from exc
     card = json.loads(card_path.read_text())
     # The weights are the trained ones; only the limits and metrics come from this later run.
     card["checks"] = {
-        "command": shlex.join(["partcheck", "check-model", "--model", str(model), "--data", str(data)]),
+        "command": shlex.join(
+            ["partcheck", "check-model", "--model", str(model), "--data", str(data)] + ["--force"] * force
+        ),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    save_card(card_path, card)
     write_model_card_md(card, model.with_name("MODEL_CARD.md"))
     typer.echo(json.dumps({"model": str(model), "version": card["version"], "metrics": metrics}, indent=2))
 
@@ -292,19 +310,18 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     report: Annotated[Path | None, typer.Option(help="write PNG plots and a markdown summary here")] = None,
 ) -> None:
-    """Evaluate a model on a folder laid out as def_front/ and ok_front/."""
+    """Evaluate a model on a folder laid out as def_front/ and ok_front/, at its card's thresholds."""
     from partcheck.errors import InvalidInput, ModelError
-    from services.predict.backends import load_classifier
     from services.predict.onnx_backend import OnnxClassifier
     from services.predict.settings import PredictSettings
-    from services.predict.train.evaluate import evaluate_folder, format_text
+    from services.predict.train.evaluate import evaluate_folder, format_text, warnings
 
     try:
         settings = PredictSettings()
-        if model is not None:
-            settings = settings.model_copy(update={"model_path": model})
-        classifier = load_classifier(settings.model_copy(update={"backend": "onnx"}))
-        assert isinstance(classifier, OnnxClassifier)
+        if settings.thresholds() is not None:
+            # The services honour these; a measurement of the model must not silently change with them.
+            typer.echo("note: PARTCHECK_PREDICT_ thresholds ignored; the card's band is used", err=True)
+        classifier = OnnxClassifier(model or settings.model_path)
         result = evaluate_folder(classifier, data)
     except (ModelError, InvalidInput, ValueError) as exc:
         raise _fail(str(exc)) from exc
@@ -315,6 +332,8 @@ def evaluate(
             raise _fail(f"--report needs matplotlib (the train extra): {exc}") from exc
         write_report(result, report)
     if as_json:
+        for line in warnings(result):
+            typer.echo(line, err=True)
         typer.echo(json.dumps(result.summary()))
     else:
         sys.stdout.write(format_text(result))

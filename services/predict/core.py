@@ -9,6 +9,17 @@ from partcheck.errors import InvalidImage
 from partcheck.messages import Prediction
 from partcheck.thresholds import Thresholds
 
+# The reasons of an unclear verdict that still carry the model's output. Every other reason is a refusal
+# by the quality or scene checks, whose p_defect is a placeholder; evaluation and the post-export checks
+# tell the two apart by these prefixes, so the backends must build their reasons from them.
+BELOW_BAND = "below threshold"
+OUT_OF_DISTRIBUTION = "out of distribution"
+
+
+def refused_by_checks(reason: str) -> bool:
+    """True for a quality or scene refusal: its Prediction's p_defect is a placeholder 0.5."""
+    return not reason.startswith((BELOW_BAND, OUT_OF_DISTRIBUTION))
+
 
 class Classifier(Protocol):
     """A model backend. Raises InvalidImage for bytes it cannot accept; never guesses a verdict."""

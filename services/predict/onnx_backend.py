@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from partcheck.errors import InvalidImage, ModelError
 from partcheck.messages import Prediction
 from partcheck.thresholds import Thresholds
 from services.predict import quality
-from services.predict.core import all_or_raise
+from services.predict.core import BELOW_BAND, OUT_OF_DISTRIBUTION, all_or_raise
 from services.predict.preprocess import preprocess
 from services.predict.quality import SceneModel
 
@@ -39,6 +40,13 @@ log = logging.getLogger(__name__)
 def card_path_for(model_path: Path) -> Path:
     """`models/x.onnx` -> `models/x.card.json`."""
     return model_path.with_name(model_path.stem + CARD_SUFFIX)
+
+
+def save_card(card_path: Path, card: dict[str, Any]) -> None:
+    """Write a card whole or not at all (a temporary file renamed over it): never half a card."""
+    tmp = card_path.with_name(f".{card_path.name}.tmp")
+    tmp.write_text(json.dumps(card, indent=2) + "\n")
+    os.replace(tmp, card_path)
 
 
 @dataclass(frozen=True)
@@ -235,7 +243,7 @@ class OnnxClassifier:
                 p_defect,
                 timings,
                 ood_score,
-                f"out of distribution: not like the training parts "
+                f"{OUT_OF_DISTRIBUTION}: not like the training parts "
                 f"(OOD score {ood_score:.2f} > {threshold:.2f})",
             )
         label = self.thresholds.decide(p_defect)
@@ -243,7 +251,7 @@ class OnnxClassifier:
         if label == "unclear":
             top = "defect" if p_defect >= 0.5 else "ok"
             limit = self.thresholds.t_defect if top == "defect" else self.thresholds.t_ok
-            reason = f"below threshold: p_{top} {confidence:.4f} < {limit:.4f}"
+            reason = f"{BELOW_BAND}: p_{top} {confidence:.4f} < {limit:.4f}"
         return self._prediction(label, confidence, p_defect, timings, ood_score, reason)
 
     def _unclear(self, reason: str, timings: dict[str, float]) -> Prediction:

@@ -2,8 +2,9 @@
 
 They run before the model because a CNN's softmax is confidently wrong on such inputs, on `view(x)`, a
 ~100 px reduction of the model's input. The exposure limits are physical (a frame that is mostly black or
-white shows no part); the blur limit is calibrated on the training split's sharpness at training time and
-stored in the model card.
+white shows no part); the blur limit is half the 0.001 quantile of the sharpness of the validation photos
+and their re-framed copies, set by the post-export checks (`validate.validate_model`) and stored in the
+model card.
 """
 
 from __future__ import annotations

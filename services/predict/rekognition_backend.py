@@ -24,7 +24,7 @@ from partcheck.errors import InvalidImage, InvalidInput, ModelError
 from partcheck.messages import Prediction
 from partcheck.thresholds import Thresholds
 from services.predict import quality
-from services.predict.core import all_or_raise
+from services.predict.core import BELOW_BAND, all_or_raise
 from services.predict.preprocess import decode, to_array
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ class RekognitionClassifier:
         confidence = max(p_defect, 1.0 - p_defect)
         reason = None
         if label == "unclear":
-            reason = f"below threshold: confidence {confidence:.3f} under the band {self.thresholds}"
+            reason = f"{BELOW_BAND}: confidence {confidence:.3f} under the band {self.thresholds}"
         return self._prediction(label, confidence, p_defect, timings, reason)
 
     def _prediction(

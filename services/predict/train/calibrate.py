@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from partcheck.errors import ModelError
+
 
 def softmax_defect(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """P(defect) from [ok, defect] logits divided by the temperature."""
@@ -123,6 +125,20 @@ def choose_thresholds(
     t_ok = side(defects_p_ok, max_escapes)
     t_defect = side(oks_p_defect, max_false_rejects)
     return _score(p_defect, labels, t_ok, t_defect)
+
+
+def require_band(op: OperatingPoint, max_escapes: int, max_false_rejects: int) -> None:
+    """ModelError when the band lets through more than allowed: the card must never claim a band it lacks.
+
+    It happens when a wrong label is so confident that its probability rounds to 1.0 in float64, so no
+    threshold lies above it.
+    """
+    if op.escapes > max_escapes or op.false_rejects > max_false_rejects:
+        raise ModelError(
+            f"no band keeps validation within {max_escapes} escapes and {max_false_rejects} false rejects "
+            f"(best: {op.escapes} and {op.false_rejects}, t_ok {op.t_ok}, t_defect {op.t_defect}): some "
+            "wrong labels are certain to float precision; the model is not exported"
+        )
 
 
 def _score(p_defect: np.ndarray, labels: np.ndarray, t_ok: float, t_defect: float) -> OperatingPoint:

@@ -30,23 +30,49 @@ class Item:
     label: int
 
 
-def list_items(data_dir: Path) -> list[Item]:
-    """Every image under def_front/ and ok_front/, sorted by path; refuses a folder without that layout."""
+@dataclass(frozen=True)
+class Listing:
+    """What a labelled folder holds: its images, the files left out, and class folders it lacks."""
+
+    items: list[Item]
+    skipped: list[Path]
+    missing: list[str]
+
+
+def scan_folder(data_dir: Path) -> Listing:
+    """Every image under def_front/ and ok_front/ (subfolders included, labelled by the class folder).
+
+    Sorted by path. Hidden files (macOS `._` copies, `.DS_Store`) and files without an image suffix are
+    listed in `skipped` instead of being counted as broken images; a folder without either class
+    folder, or without any image, is refused.
+    """
     if not data_dir.is_dir():
         raise InvalidInput(f"{data_dir} is not a directory")
     missing = [name for name in CLASS_DIRS if not (data_dir / name).is_dir()]
     if len(missing) == len(CLASS_DIRS):
         raise InvalidInput(f"{data_dir} has neither def_front/ nor ok_front/")
-    items = [
-        Item(path, label)
-        for name, label in CLASS_DIRS.items()
-        if (data_dir / name).is_dir()
-        for path in sorted((data_dir / name).iterdir())
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
-    ]
+    items: list[Item] = []
+    skipped: list[Path] = []
+    for name, label in CLASS_DIRS.items():
+        root = data_dir / name
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob("*")):
+            if not path.is_file():
+                continue
+            hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
+            if hidden or path.suffix.lower() not in IMAGE_SUFFIXES:
+                skipped.append(path)
+            else:
+                items.append(Item(path, label))
     if not items:
         raise InvalidInput(f"no images under {data_dir}/def_front or {data_dir}/ok_front")
-    return items
+    return Listing(items, skipped, missing)
+
+
+def list_items(data_dir: Path) -> list[Item]:
+    """The images of `scan_folder`, sorted by path."""
+    return scan_folder(data_dir).items
 
 
 def is_validation(path: Path, fraction: float) -> bool:

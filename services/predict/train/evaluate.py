@@ -20,11 +20,13 @@ from typing import Any
 import numpy as np
 
 from partcheck.errors import InvalidImage
+from services.predict.core import refused_by_checks
 from services.predict.onnx_backend import OnnxClassifier
 from services.predict.train.calibrate import ece, reliability, risk_coverage
-from services.predict.train.data import LABELS, list_items
+from services.predict.train.data import LABELS, scan_folder
 
 VERDICTS = ("ok", "defect", "unclear", "rejected")
+_LISTED = 20  # skipped files named in the summary; the count covers all
 
 
 @dataclass
@@ -49,6 +51,9 @@ class EvalResult:
     thresholds: dict[str, float]
     data_dir: str
     rows: list[Row] = field(default_factory=list)
+    # Files under the class folders that are not images (hidden or no image suffix), relative paths.
+    skipped: list[str] = field(default_factory=list)
+    missing_classes: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """The metrics as one JSON-able dict (keys documented in the module docstring)."""
@@ -96,6 +101,9 @@ class EvalResult:
             "thresholds": self.thresholds,
             "latency_ms_p50": float(np.percentile(latencies, 50)),
             "latency_ms_p95": float(np.percentile(latencies, 95)),
+            "skipped": len(self.skipped),
+            "skipped_files": self.skipped[:_LISTED],
+            "missing_classes": self.missing_classes,
         }
 
     def curves(self) -> dict[str, Any]:
@@ -108,12 +116,28 @@ class EvalResult:
 
 def evaluate_folder(classifier: OnnxClassifier, data_dir: Path) -> EvalResult:
     """Classify every image under data_dir/def_front and data_dir/ok_front, one at a time."""
-    items = list_items(data_dir)
+    listing = scan_folder(data_dir)
     result = EvalResult(
-        classifier.name, classifier.version, classifier.thresholds.model_dump(), str(data_dir)
+        classifier.name,
+        classifier.version,
+        classifier.thresholds.model_dump(),
+        str(data_dir),
+        skipped=[str(p.relative_to(data_dir)) for p in listing.skipped],
+        missing_classes=listing.missing,
     )
-    for it in items:
-        result.rows.append(evaluate_one(classifier, str(it.path), it.label, it.path.read_bytes()))
+    warmed = False
+    for it in listing.items:
+        try:
+            data = it.path.read_bytes()
+        except OSError as exc:
+            # An unreadable file is a failed image, counted like one that does not decode.
+            result.rows.append(Row(str(it.path), it.label, "rejected", None, None, f"unreadable: {exc}", 0.0))
+            continue
+        if not warmed:
+            # onnxruntime's first run allocates its buffers; a worker pays that once, not per image.
+            classifier.predict_many([data])
+            warmed = True
+        result.rows.append(evaluate_one(classifier, str(it.path), it.label, data))
     return result
 
 
@@ -129,11 +153,6 @@ def evaluate_one(classifier: OnnxClassifier, path: str, truth: int, data: bytes)
         # The verdict carries no model output; ask the network alone (outside the timing).
         p_defect = classifier.model_p_defect([data])[0]
     return Row(path, truth, out.label, p_defect, out.ood_score, out.reason, latency)
-
-
-def refused_by_checks(reason: str) -> bool:
-    """True for a quality or scene refusal: its Prediction's p_defect is a placeholder 0.5."""
-    return not reason.startswith(("below threshold", "out of distribution"))
 
 
 def format_text(result: EvalResult) -> str:
@@ -154,4 +173,14 @@ def format_text(result: EvalResult) -> str:
         f"  defect  {c[1][0]:6d} {c[1][1]:6d} {c[1][2]:6d} {c[1][3]:6d}",
         f"latency per image p50 {s['latency_ms_p50']:.2f} ms  p95 {s['latency_ms_p95']:.2f} ms",
     ]
+    lines += warnings(result)
     return "\n".join(lines) + "\n"
+
+
+def warnings(result: EvalResult) -> list[str]:
+    """What the folder lacked or held besides images: said aloud, since it changes what was measured."""
+    out = [f"warning: no {name}/ folder: only one class was evaluated" for name in result.missing_classes]
+    if result.skipped:
+        shown = ", ".join(result.skipped[:_LISTED]) + (" ..." if len(result.skipped) > _LISTED else "")
+        out.append(f"warning: {len(result.skipped)} files skipped (hidden or not an image suffix): {shown}")
+    return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import json
 import math
 import time
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from services.predict import quality
-from services.predict.onnx_backend import sha256_file
+from services.predict.onnx_backend import save_card, sha256_file
 from services.predict.train import calibrate, data
 from services.predict.train.augment import (
     AugmentConfig,
@@ -327,7 +326,10 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
                 f"val nll {val_nll:.4f}  {time.perf_counter() - started:.0f}s"
             )
     train_seconds = time.perf_counter() - started
-    console.print(f"training took {train_seconds:.0f} s wall, {time.process_time() - cpu_started:.0f} s CPU")
+    # CPU time from the start of train(), like `seconds` (until session 13 the card's CPU figure was the
+    # process's total, which also counted the imports before it).
+    train_cpu_seconds = time.process_time() - cpu_started
+    console.print(f"training took {train_seconds:.0f} s wall, {train_cpu_seconds:.0f} s CPU")
     final = ema.module
     assert isinstance(final, PartNet)
     final = final.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
@@ -343,7 +345,7 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
         train_items,
         digest,
         history,
-        train_seconds,
+        (train_seconds, train_cpu_seconds),
         console,
     )
 
@@ -359,10 +361,10 @@ def _finish(
     train_items: list[data.Item],
     digest: str,
     history: list[dict[str, float]],
-    train_seconds: float,
+    seconds: tuple[float, float],
     console: Console,
 ) -> dict[str, Any]:
-    """Calibration, OOD fit, thresholds, export, ONNX check, card."""
+    """Calibration, OOD fit, thresholds, export, ONNX check, card; `seconds` = training wall and CPU."""
     from services.predict.train import export
     from services.predict.train.variants import VARIANTS, reframe
 
@@ -416,10 +418,13 @@ def _finish(
         f"operating point t_ok {op.t_ok:.4f} t_defect {op.t_defect:.4f}: escapes {op.escapes}, "
         f"false rejects {op.false_rejects}, unclear {op.unclear}/{op.n}"
     )
+    calibrate.require_band(op, cfg.max_escapes, cfg.max_false_rejects)
 
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = cfg.out_dir / f"{cfg.name}.onnx"
-    max_diff = export.export_onnx(exported, cfg.size, onnx_path, x_val[:64], cfg.fp16_weights)
+    # Validation is listed ok first: a stride over it compares defects too, not only 64 ok photos.
+    sample = x_val[:: max(1, len(x_val) // 64)][:64]
+    max_diff = export.export_onnx(exported, cfg.size, onnx_path, sample, cfg.fp16_weights)
     console.print(
         f"ONNX written: {onnx_path} ({onnx_path.stat().st_size / 1024:.0f} KiB); "
         f"torch/onnxruntime relative difference {max_diff:.2e}"
@@ -475,8 +480,8 @@ def _finish(
                 cfg.oversample_marked, lambda _: {"times": cfg.oversample_times}
             ),
             "history": history,
-            "seconds": round(train_seconds, 1),
-            "cpu_seconds": round(time.process_time(), 1),
+            "seconds": round(seconds[0], 1),
+            "cpu_seconds": round(seconds[1], 1),
             "torch": torch.__version__,
         },
         "metrics": {
@@ -492,7 +497,7 @@ def _finish(
         "command": cfg.command,
     }
     card_path = cfg.out_dir / f"{cfg.name}.card.json"
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    save_card(card_path, card)
     console.print(f"card written: {card_path}")
     return card
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,11 @@ from partcheck.errors import InvalidImage
 from partcheck.messages import Prediction
 from partcheck.thresholds import Thresholds
 from services.predict import quality
-from services.predict.onnx_backend import OnnxClassifier, card_path_for, sha256_file
+from services.predict.core import BELOW_BAND, OUT_OF_DISTRIBUTION, refused_by_checks
+from services.predict.onnx_backend import OnnxClassifier, card_path_for, save_card, sha256_file
 from services.predict.preprocess import preprocess
 from services.predict.train import data
-from services.predict.train.evaluate import EvalResult, Row, refused_by_checks
+from services.predict.train.evaluate import EvalResult, Row
 from services.predict.train.variants import PIT_RADIUS, VARIANTS, flange_spot, paint_pit, paint_stamp, reframe
 
 # 1.0: the threshold is the in-distribution quantile itself (0.1 % of good photos flagged by construction).
@@ -291,8 +293,20 @@ def validate_model(model_path: Path, data_dir: Path, val_fraction: float) -> dic
 
     The limits are set here, through the production path, from in-distribution validation photos and their
     re-framed copies: the OOD threshold is the card's `ood.quantile` of their scores times `OOD_FACTOR`.
+    The card is rewritten in steps (each step's classifier reads the limits of the one before); if the
+    run stops, the card is put back as it was, so no card holds limits from two runs.
     """
     card_path = card_path_for(model_path)
+    before = card_path.read_text()
+    try:
+        return _validate(model_path, card_path, data_dir, val_fraction)
+    except BaseException:
+        card_path.with_name(f".{card_path.name}.before").write_text(before)
+        os.replace(card_path.with_name(f".{card_path.name}.before"), card_path)
+        raise
+
+
+def _validate(model_path: Path, card_path: Path, data_dir: Path, val_fraction: float) -> dict[str, Any]:
     card = json.loads(card_path.read_text())
     size = int(card["input"]["size"])
     items = data.list_items(data_dir)
@@ -323,7 +337,7 @@ def validate_model(model_path: Path, data_dir: Path, val_fraction: float) -> dic
     )
     card["scene"] = scene.to_dict()
     card["quality"] = {**card.get("quality", {}), "min_sharpness": quality.blur_limit(sharpness)}
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    save_card(card_path, card)
 
     clf = OnnxClassifier(model_path)
     sets = {name: _predict_all(clf, bs) for name, bs in payloads.items()}
@@ -350,7 +364,7 @@ def validate_model(model_path: Path, data_dir: Path, val_fraction: float) -> dic
             },
         }
     )
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    save_card(card_path, card)
     clf = OnnxClassifier(model_path)
     margin = float(card.get("training", {}).get("config", {}).get("margin", 0.5))
     ok_views = [
@@ -398,14 +412,14 @@ def validate_model(model_path: Path, data_dir: Path, val_fraction: float) -> dic
             counts["rejected"] += 1
         elif out.label != "unclear":
             counts["verdict"] += 1
-        elif (out.reason or "").startswith("out of"):
+        elif (out.reason or "").startswith(OUT_OF_DISTRIBUTION):
             counts["unclear_ood"] += 1
-        elif (out.reason or "").startswith("below"):
+        elif (out.reason or "").startswith(BELOW_BAND):
             counts["unclear_threshold"] += 1
         else:
             counts["unclear_quality"] += 1
     metrics["synthetic_ood"] = ood
     card = json.loads(card_path.read_text())
     card.setdefault("metrics", {}).update(metrics)
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    save_card(card_path, card)
     return metrics

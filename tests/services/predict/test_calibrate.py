@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
 
+from partcheck.errors import ModelError
 from services.predict.train import calibrate
 
 pytestmark = pytest.mark.unit
@@ -45,3 +47,49 @@ def test_at_margin_zero_the_band_is_strictly_above_the_worst_after_rounding(wors
     assert op.t_ok > 1.0 - worst_p_defect
     assert op.escapes == 0
     assert op.unclear == 1
+
+
+def test_ece_known_answers() -> None:
+    # Ten parts at p_defect 0.2 (top label ok, confidence 0.8), three of them defects: right 70 %.
+    p = np.full(10, 0.2)
+    assert calibrate.ece(p, np.array([1] * 3 + [0] * 7)) == pytest.approx(0.1)
+    # Two equal halves: confidence 0.9 and right 90 % (no gap); confidence 0.6 and right 50 % (gap 0.1).
+    p = np.array([0.9] * 10 + [0.4] * 10)
+    labels = np.array([1] * 9 + [0] + [1] * 5 + [0] * 5)
+    assert calibrate.ece(p, labels) == pytest.approx(0.05)
+    assert calibrate.ece(np.array([0.0, 1.0]), np.array([0, 1])) == 0.0
+
+
+@pytest.mark.parametrize("true_t", [0.3, 1.0, 3.0])
+def test_fit_temperature_recovers_the_temperature_that_made_the_labels(true_t: float) -> None:
+    rng = np.random.default_rng(7)
+    z = rng.normal(0.0, 4.0, 20_000)
+    labels = (rng.random(z.size) < 1.0 / (1.0 + np.exp(-z / true_t))).astype(np.int64)
+    logits = np.stack([np.zeros_like(z), z], axis=1)
+    assert calibrate.fit_temperature(logits, labels) == pytest.approx(true_t, rel=0.05)
+
+
+def test_reliability_bins_and_risk_coverage_sweep() -> None:
+    p = np.array([0.05, 0.1, 0.6, 0.95, 0.97, 0.3])
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    rows = calibrate.reliability(p, labels, bins=5)
+    assert sum(r["count"] for r in rows) == 6
+    top = rows[-1]  # confidence 0.9-1.0: 0.95, 0.97, 0.95 (p 0.05), 0.9 (p 0.1) all right
+    assert (top["count"], top["accuracy"]) == (4, 1.0)
+    sweep = calibrate.risk_coverage(p, labels)
+    assert sweep[0]["unclear_rate"] == 0.0
+    assert sweep[0]["escape_rate"] == pytest.approx(1 / 6)  # p 0.3 is a defect called ok at 0.5
+    assert all(a["unclear_rate"] <= b["unclear_rate"] for a, b in itertools.pairwise(sweep))
+    assert sweep[-1]["escape_rate"] == 0.0
+
+
+def test_a_wrong_label_certain_to_float_precision_is_refused_not_written() -> None:
+    # A defect with logit gap -30 at temperature 0.69 has p_ok 1.0 exactly: no t_ok lies above it.
+    logits = np.array([[0.0, 30.0], [0.0, -30.0], [30.0, 0.0], [-5.0, 5.0]])
+    labels = np.array([1, 1, 0, 1])
+    p = calibrate.softmax_defect(logits, 0.69)
+    op = calibrate.choose_thresholds(p, labels, margin=0.5)
+    assert (op.t_ok, op.escapes) == (1.0, 1)
+    with pytest.raises(ModelError, match="no band keeps validation within 0 escapes"):
+        calibrate.require_band(op, 0, 0)
+    calibrate.require_band(calibrate.choose_thresholds(p[[0, 2, 3]], labels[[0, 2, 3]], margin=0.5), 0, 0)

@@ -78,6 +78,21 @@ def test_evaluate_json_has_the_documented_keys(tiny: Path, tmp_path: Path) -> No
     assert (summary["n"], summary["escapes"], summary["false_rejects"]) == (13, 1, 1)
 
 
+def test_evaluate_measures_at_the_cards_band_whatever_the_service_settings(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = make_folder(tmp_path / "data")
+    monkeypatch.setenv("PARTCHECK_PREDICT_THRESHOLD", "0.55")
+    result = runner.invoke(app, ["evaluate", "--data", str(data), "--model", str(tiny), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["thresholds"] == {"t_ok": 0.8, "t_defect": 0.8}
+    assert summary["unclear"] == 1
+    assert "thresholds ignored" in result.stderr
+    # The one file that is not an image is named where a person reading the run sees it.
+    assert "1 files skipped" in result.stderr
+
+
 def test_evaluate_bad_folder_exits_2(tiny: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["evaluate", "--data", str(tmp_path / "nope"), "--model", str(tiny)])
     assert result.exit_code == 2
@@ -93,15 +108,17 @@ def test_train_refuses_a_pit_map_without_pitted_copies(tmp_path: Path) -> None:
     assert not (tmp_path / "m").exists()
 
 
-def _trained_like(tiny: Path) -> Path:
+def _trained_like(tiny: Path, data: Path | None = None) -> Path:
     """tiny's card with the training fields `check-model` reads, as `partcheck train` writes them."""
+    from services.predict.train.data import data_hash, list_items
+
     card_path = tiny.with_name("tiny.card.json")
     card = json.loads(card_path.read_text())
     card["ood"] = {"threshold": 5.0, "quantile": 0.999, "factor": 1.0}
     card["training"] = {
         "config": {"val_fraction": 0.5},
         "data_dir": "samples",
-        "data_sha256": "0" * 64,
+        "data_sha256": data_hash(list_items(data)) if data is not None else "0" * 64,
         "counts": {"train": {"ok": 6, "defect": 6}, "validation": {"ok": 6, "defect": 6}},
         "split": "sha256(file name) < 0.5 -> validation",
         "seconds": 1.0,
@@ -119,12 +136,8 @@ def test_check_model_recalibrates_the_limits_and_records_itself(
     from services.predict import quality
     from services.predict.train.variants import VARIANTS
 
-    card_path = _trained_like(tiny)
-    data = tmp_path / "data"
-    for label, folder in (("defect", "def_front"), ("ok", "ok_front")):
-        (data / folder).mkdir(parents=True)
-        for p in sample_images[label]:
-            (data / folder / p.name).write_bytes(p.read_bytes())
+    data = _sample_folder(tmp_path / "data", sample_images)
+    card_path = _trained_like(tiny, data)
     result = runner.invoke(app, ["check-model", "--model", str(tiny), "--data", str(data)])
     assert result.exit_code == 0, result.output
     card = json.loads(card_path.read_text())
@@ -150,6 +163,77 @@ def test_check_model_recalibrates_the_limits_and_records_itself(
     assert "| pit depth | n | ok | unclear | defect |" in model_card
     # Whatever tiny's verdicts are, nothing synthetic may get one: the scene and quality checks stop them.
     assert all(c["verdict"] == 0 for c in card["metrics"]["synthetic_ood"].values())
+
+
+def _sample_folder(root: Path, sample_images: dict[str, list[Path]]) -> Path:
+    for label, folder in (("defect", "def_front"), ("ok", "ok_front")):
+        (root / folder).mkdir(parents=True)
+        for p in sample_images[label]:
+            (root / folder / p.name).write_bytes(p.read_bytes())
+    return root
+
+
+def test_check_model_refuses_data_the_card_was_not_trained_on(
+    tiny: Path, tmp_path: Path, sample_images: dict[str, list[Path]]
+) -> None:
+    data = _sample_folder(tmp_path / "data", sample_images)
+    card_path = _trained_like(tiny, data)
+    before = card_path.read_text()
+    # Another folder (a held-out set, say): fitting the limits on it would tune on what measures them.
+    other = make_folder(tmp_path / "other")
+    result = runner.invoke(app, ["check-model", "--model", str(tiny), "--data", str(other)])
+    assert result.exit_code == 2
+    assert "is not the data the card was trained on" in result.output
+    assert card_path.read_text() == before
+    forced = ["check-model", "--model", str(tiny), "--data", str(data), "--force"]
+    (data / "ok_front" / "extra.png").write_bytes(textured(80, 3))
+    result = runner.invoke(app, forced)
+    assert result.exit_code == 0, result.output
+    assert json.loads(card_path.read_text())["checks"]["command"].endswith("--force")
+
+
+def test_an_interrupted_check_leaves_the_card_as_it_was(
+    tiny: Path, tmp_path: Path, sample_images: dict[str, list[Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.predict.onnx_backend import OnnxClassifier
+    from services.predict.train.validate import validate_model
+
+    data = _sample_folder(tmp_path / "data", sample_images)
+    card_path = _trained_like(tiny, data)
+    before = card_path.read_text()
+
+    def stopped(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # Ctrl-C after the scene and blur limits were written
+
+    monkeypatch.setattr(OnnxClassifier, "__init__", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        validate_model(tiny, data, 0.5)
+    assert card_path.read_text() == before
+
+
+def test_train_writes_the_markdown_card_from_the_checked_card(
+    tiny: Path, tmp_path: Path, sample_images: dict[str, list[Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torch")
+    from services.predict.train import trainer
+
+    data = _sample_folder(tmp_path / "data", sample_images)
+    card_path = _trained_like(tiny, data)
+    card = json.loads(card_path.read_text())
+    card.update({"file": tiny.name, "version": "v", "created_at": "now", "command": "partcheck train"})
+    card["quality"] = {"min_sharpness": 0.0}  # the trainer's preliminary limits, replaced by the checks
+    card_path.write_text(json.dumps(card))
+    # A finished training run stands in for the real one: this is about what happens after it.
+    monkeypatch.setattr(trainer, "train", lambda cfg: json.loads(card_path.read_text()))
+    args = ["train", "--data", str(data), "--out", str(tiny.parent), "--val-fraction", "0.5"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    checked = json.loads(card_path.read_text())
+    assert checked["ood"]["threshold"] != 5.0
+    markdown = tiny.with_name("MODEL_CARD.md").read_text()
+    assert f"Mahalanobis score > {checked['ood']['threshold']:.2f} " in markdown
+    assert f"quality limits: {json.dumps(checked['quality'])}." in markdown
+    assert checked["quality"]["min_sharpness"] > 0.0
 
 
 def test_check_model_refuses_a_model_its_card_does_not_describe(tiny: Path, tmp_path: Path) -> None:

@@ -43,13 +43,20 @@ def test_counts_on_a_known_folder(tmp_path: Path) -> None:
     assert s["decided"] == 11
     assert s["decided_accuracy"] == pytest.approx(9 / 11)
     assert s["unclear_rate"] == pytest.approx(1 / 13)
-    # Top label without abstaining: 9 right (5 bright defects, 4 dark oks); middle is a coin flip
-    # (tiny's p_defect ~0.5) and broken counts as wrong.
-    right = sum(r.p_defect is not None and (r.p_defect >= 0.5) == bool(r.truth) for r in result.rows)
-    assert s["accuracy"] == pytest.approx(right / 13)
+    # Top label without abstaining: 9 right (5 bright defects, 4 dark oks). middle is unclear at the band
+    # but its top label is defect (tiny's p_defect 0.57 for grey 128), so it is wrong like the escape,
+    # the false reject and the broken file.
+    middle = next(r for r in result.rows if r.path.endswith("middle.png"))
+    assert middle.p_defect is not None
+    assert 0.55 < middle.p_defect < 0.6
+    assert s["accuracy"] == pytest.approx(9 / 13)
     assert s["confusion"]["counts"] == [[4, 1, 1, 1], [1, 5, 0, 0]]
-    # defect positive: tp 5, fp = false_reject (+ middle if >= 0.5), fn = escape
+    # Defect is positive: tp 5 bright, fp 2 (false_reject, middle), fn 1 (escape).
+    assert s["precision"] == pytest.approx(5 / 7)
     assert s["recall"] == pytest.approx(5 / 6)
+    assert s["f1"] == pytest.approx(10 / 13)
+    assert (s["skipped"], s["skipped_files"]) == (1, ["ok_front/notes.txt"])
+    assert s["missing_classes"] == []
     assert s["thresholds"] == {"t_ok": 0.8, "t_defect": 0.8}
     assert s["latency_ms_p50"] > 0
     assert "escapes 1" in format_text(result)
@@ -115,3 +122,50 @@ def test_model_p_defect_skips_the_gates_and_marks_undecodable(tmp_path: Path) ->
     assert p[0] is not None
     assert p[0] > 0.99
     assert clf.predict_many([bright])[0].p_defect == pytest.approx(p[0])
+
+
+def test_odd_files_are_skipped_aloud_and_subfolders_counted(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "data")
+    (root / "def_front" / "batch2").mkdir()
+    (root / "def_front" / "batch2" / "bright_sub.png").write_bytes(textured(170, 3))
+    (root / "def_front" / "._bright_0.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (root / "ok_front" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (root / "ok_front" / "DARK_UPPER.PNG").write_bytes(textured(80, 5))
+    clf = OnnxClassifier(tiny_model.build(tmp_path / "model"))
+    result = evaluate_folder(clf, root)
+    s = result.summary()
+    # The subfolder's photo and the upper-case suffix count; the macOS metadata files are not photos.
+    assert (s["n_ok"], s["n_defect"]) == (8, 7)
+    assert s["rejected"] == 1  # broken.jpg only
+    assert s["skipped_files"] == ["ok_front/.DS_Store", "ok_front/notes.txt", "def_front/._bright_0.png"]
+    assert "warning: 3 files skipped" in format_text(result)
+
+
+def test_a_missing_class_folder_is_said_aloud(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "data")
+    for f in (root / "def_front").iterdir():
+        f.unlink()
+    (root / "def_front").rmdir()
+    clf = OnnxClassifier(tiny_model.build(tmp_path / "model"))
+    result = evaluate_folder(clf, root)
+    assert result.summary()["missing_classes"] == ["def_front"]
+    assert "warning: no def_front/ folder: only one class was evaluated" in format_text(result)
+
+
+def test_an_unreadable_file_is_a_rejected_image_not_the_end_of_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_folder(tmp_path / "data")
+    real = Path.read_bytes
+
+    def read_bytes(self: Path) -> bytes:
+        if self.name == "dark_0.png":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    clf = OnnxClassifier(tiny_model.build(tmp_path / "model"))
+    s = evaluate_folder(clf, root).summary()
+    assert s["n"] == 13
+    assert s["rejected"] == 2
+    assert s["confusion"]["counts"][0] == [3, 1, 1, 2]
