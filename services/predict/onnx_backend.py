@@ -101,9 +101,9 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def check_sha256(model_path: Path, expected: str) -> None:
-    """Raise ModelError unless the file's sha256 is the one its card records."""
-    actual = sha256_file(model_path)
+def check_sha256(model_path: Path, expected: str, data: bytes | None = None) -> None:
+    """Raise ModelError unless the file's sha256 (or that of `data`, its bytes) is the card's."""
+    actual = hashlib.sha256(data).hexdigest() if data is not None else sha256_file(model_path)
     if actual != expected.lower():
         raise ModelError(
             f"{model_path} does not match its card: sha256 {actual[:16]}... != card "
@@ -131,13 +131,15 @@ class OnnxClassifier:
                 "or set PARTCHECK_PREDICT_MODEL_PATH"
             )
         self.card = ModelCard.load(card_path or card_path_for(model_path))
-        check_sha256(model_path, self.card.sha256)
+        # The bytes checked are the bytes loaded: a file replaced between the two cannot slip through.
+        model_bytes = model_path.read_bytes()
+        check_sha256(model_path, self.card.sha256, model_bytes)
         options = ort.SessionOptions()
         # One thread per session by default: the workers scale by processes, and latency is per image.
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         try:
-            self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors for a broken graph
             raise ModelError(f"onnxruntime cannot load {model_path}: {exc}") from exc
         inputs = self._session.get_inputs()
