@@ -17,10 +17,11 @@ PYTEST_ARGS ?=
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# The images' pins apply here too, so the tests run against the versions the images install.
+$(STAMP): pyproject.toml deploy/constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[all]'
+	$(BIN)/pip install --quiet --constraint deploy/constraints.txt -e '.[all]'
 	touch $(STAMP)
 
 $(NPM_STAMP): frontend/package.json frontend/package-lock.json

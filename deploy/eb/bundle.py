@@ -1,8 +1,10 @@
 """Build the Elastic Beanstalk source bundle of the review app (Docker platform).
 
 The bundle is the review image's build context: `services/review/Dockerfile` as the root `Dockerfile`,
-every path its COPY lines name, and `.ebextensions/`. Elastic Beanstalk builds the image on the
-instance, so the bundle runs exactly the app the image runs (`partcheck serve review`).
+every path its COPY lines name, `.ebextensions/`, and `Dockerrun.aws.json` (v1: no image, only the host
+directory mounted over the users file's directory, so inspector accounts survive `eb deploy`). Elastic
+Beanstalk builds the image on the instance, so the bundle runs exactly the app the image runs
+(`partcheck serve review`).
 
     python deploy/eb/bundle.py [--out build/eb/partcheck-review-<version>.zip]
 """
@@ -74,6 +76,7 @@ def bundle_entries() -> dict[str, bytes]:
             entries[f.relative_to(ROOT).as_posix()] = f.read_bytes()
     for f in sorted((HERE / ".ebextensions").glob("*.config")):
         entries[f".ebextensions/{f.name}"] = f.read_bytes()
+    entries["Dockerrun.aws.json"] = (HERE / "Dockerrun.aws.json").read_bytes()
     dockerignore = ROOT / ".dockerignore"
     if dockerignore.is_file():
         entries[".dockerignore"] = dockerignore.read_bytes()

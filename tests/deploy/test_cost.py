@@ -140,3 +140,78 @@ def test_results_table_in_the_docs_is_current() -> None:
         est = estimate(Scenario(images_per_day=float(images.replace(",", ""))), load_prices())
         assert f"{est.total('partcheck'):,.2f}" == ours, "docs/cost.md is stale"
         assert f"{est.total('original'):,.2f}" == original, "docs/cost.md is stale"
+
+
+IMAGES = 1000 * 730 / 24  # one month at the default 1,000 images a day: 30,416.7
+UNCLEAR = IMAGES * 0.05
+
+
+def test_s3_requests_are_the_ones_the_code_makes() -> None:
+    items = _cost_json()["line_items"]
+    # Agent PUT and router COPY per image, the review's 5 per unclear image; predict's GET and the review's
+    # 2 per unclear image. No HEAD on the happy path (docs/pipeline.md): the router copies conditionally.
+    puts, gets = _item(items, "PUT/COPY/LIST requests"), _item(items, "GET/HEAD requests")
+    assert puts["quantity"] == pytest.approx((IMAGES * 2 + UNCLEAR * 5) / 1000)
+    assert gets["quantity"] == pytest.approx((IMAGES * 1 + UNCLEAR * 2) / 1000)
+    # The router deletes a batch's sources with one DeleteObjects, a POST priced like a PUT; batches of one.
+    deletes = _item(items, "router source deletes (DeleteObjects, one POST per batch)")
+    assert deletes["quantity"] == pytest.approx(IMAGES / 1000)
+    assert deletes["unit_usd"] == pytest.approx(0.005)
+    # Before routing to unclear/ the router reads the decision marker (a 404 is charged as a GET too).
+    marker = _item(items, "router decision-marker reads (unclear routes)")
+    assert marker["quantity"] == pytest.approx(UNCLEAR / 1000)
+
+
+def test_sqs_requests_count_the_notification_and_each_batch() -> None:
+    prices = load_prices()
+    name = "messages (S3 notification; per batch: send, 2 receives, 2 deletes)"
+    # Batches of one: S3's SendMessage, predict's SendMessageBatch, and per mapping the receive that
+    # returned the batch and its DeleteMessageBatch: 6 requests per image, not 2.
+    one = _item(_cost_json()["line_items"], name)
+    assert one["quantity"] == pytest.approx(IMAGES * 6 / 1e6)
+    assert one["usd_per_month"] == pytest.approx(0.0730, abs=1e-4)
+    # Ten to a batch: the notification stays one per image, the rest is shared by ten images.
+    tens = estimate(Scenario(), prices, Usage(images_per_batch=10))
+    (ten,) = [i for i in tens.items if i.item == name]
+    assert ten.quantity == pytest.approx(IMAGES * (1 + 5 / 10) / 1e6)
+    with pytest.raises(InvalidInput, match="images per batch"):
+        Usage(images_per_batch=0.5)
+
+
+def test_noncurrent_versions_follow_the_template_lifecycle() -> None:
+    from tests.deploy.cfn import load_template
+
+    resources = load_template()["Resources"]
+    days = {}
+    for name in ("InboundBucket", "PredictionBucket"):
+        (rule,) = resources[name]["Properties"]["LifecycleConfiguration"]["Rules"]
+        days[name] = rule["NoncurrentVersionExpiration"]["NoncurrentDays"]
+    # S3 rounds an expiry up to the next midnight UTC: half a day more on average.
+    usage = Usage()
+    assert usage.inbound_noncurrent_days == days["InboundBucket"] + 0.5
+    assert usage.prediction_noncurrent_days == days["PredictionBucket"] + 0.5
+    items = _cost_json()["line_items"]
+    # Every routed upload stays in the versioned inbound bucket for 7.5 days: 1,000 x 7.5 MiB = 7.32 GiB.
+    inbound = _item(items, "inbound bucket: routed uploads as noncurrent versions")
+    assert inbound["quantity"] == pytest.approx(1000 * 7.5 / 1024)
+    # Each decided unclear/ image stays for 30.5 days: 50 x 30.5 MiB = 1.49 GiB.
+    decided = _item(items, "prediction bucket: decided unclear/ images as noncurrent versions")
+    assert decided["quantity"] == pytest.approx(50 * 30.5 / 1024)
+
+
+def test_default_totals_against_the_earlier_model() -> None:
+    est = estimate(Scenario(), load_prices())
+    # The earlier model gave 18.4542 USD; per month it missed (30,416.7 images, 1,520.8 unclear):
+    expected = (
+        18.4542
+        + IMAGES / 1000 * 0.005  # the router's DeleteObjects, 0.1521
+        + IMAGES * 4 * 0.4e-6  # SQS: 6 requests per image, not 2; 0.0487
+        + 1000 * 7.5 / 1024 * 0.023  # inbound noncurrent versions, 0.1685
+        + 50 * 30.5 / 1024 * 0.023  # prediction bucket noncurrent versions, 0.0343
+        - IMAGES * 2 / 1000 * 0.0004  # the two HEADs the router never makes, 0.0243
+        + UNCLEAR / 1000 * 0.0004  # the decision-marker GET on unclear routes, 0.0006
+    )
+    assert est.total("partcheck") == pytest.approx(expected, abs=1e-4)
+    assert f"{est.total('partcheck'):,.2f}" == "18.83"
+    # The original's shared S3 traffic loses the same two HEADs: 2,955.6445 - 0.0243.
+    assert est.total("original") == pytest.approx(2955.6445 - IMAGES * 2 / 1000 * 0.0004, abs=1e-4)

@@ -93,6 +93,33 @@ def test_one_role_per_function_and_upload_only_agent_policy(template: dict[str, 
 
 
 @pytest.mark.unit
+def test_compose_workers_policy_is_exactly_the_functions_s3_and_sqs_statements(
+    template: dict[str, Any],
+) -> None:
+    # docker-compose.aws.yml's workers do the two functions' work; without a policy of their own they ran on
+    # hand-made (in practice broad) credentials, as the function roles trust only lambda.amazonaws.com.
+    resources = template["Resources"]
+    workers = resources["WorkersPolicy"]
+    assert workers["Type"] == "AWS::IAM::ManagedPolicy"
+    assert workers["Properties"]["ManagedPolicyName"] == {"Fn::Sub": "${ResourcePrefix}-workers"}
+    lambda_only = {"OwnLogs", "Tracing"}  # their own log groups and X-Ray: Lambda's, not a server's
+    wanted = [
+        {**s, "Sid": prefix + s["Sid"]}
+        for role, prefix in (("PredictFunctionRole", "Predict"), ("RouterFunctionRole", "Router"))
+        for policy in resources[role]["Properties"]["Policies"]
+        for s in policy["PolicyDocument"]["Statement"]
+        if s["Sid"] not in lambda_only
+    ]
+    statements = workers["Properties"]["PolicyDocument"]["Statement"]
+    assert statements == wanted
+    assert len({s["Sid"] for s in statements}) == len(statements), "Sids must be unique in a policy"
+    for statement in statements:
+        actions = statement["Action"]
+        assert all(a.split(":")[0] in {"s3", "sqs"} for a in actions), actions
+    assert template["Outputs"]["WorkersPolicyArn"]["Value"] == {"Ref": "WorkersPolicy"}
+
+
+@pytest.mark.unit
 def test_buckets_are_encrypted_private_and_tls_only(template: dict[str, Any]) -> None:
     buckets = _of_type(template, "AWS::S3::Bucket")
     policies = {
@@ -220,6 +247,15 @@ def test_stack_deploys_into_moto(moto: str) -> None:
     if isinstance(document, str):
         document = json.loads(document)
     assert [s["Action"] for s in document["Statement"]] == [["s3:PutObject"]]
+    workers = iam.get_policy(PolicyArn=outputs["WorkersPolicyArn"])["Policy"]
+    assert workers["PolicyName"] == "partcheck-workers"
+    version = iam.get_policy_version(PolicyArn=workers["Arn"], VersionId=workers["DefaultVersionId"])
+    document = version["PolicyVersion"]["Document"]
+    if isinstance(document, str):
+        document = json.loads(document)
+    resources = json.dumps(document)
+    assert outputs["InboundBucketName"] in resources
+    assert "partcheck-predictions-dlq" in resources
 
     lam = session.client("lambda", endpoint_url=moto)
     router = lam.get_function_configuration(FunctionName=outputs["RouterFunctionName"])

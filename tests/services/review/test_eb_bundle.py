@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
+import re
+import shlex
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path, PurePosixPath
 from types import ModuleType
 from typing import Any
 
@@ -95,7 +99,46 @@ def test_eb_trusts_forwarded_addresses_only_from_its_proxies() -> None:
 
     # nginx on the host reaches the container through the Docker bridge; the ALB (VPC address) appended
     # the real client after whatever the client claimed.
-    asyncio.run(call("172.17.0.1", "6.6.6.6, 203.0.113.9, 172.31.5.5"))
+    # In a thread of its own: the browser tests leave an event loop running in this one.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, call("172.17.0.1", "6.6.6.6, 203.0.113.9, 172.31.5.5")).result()
     # Sent straight to the container from outside: the header is not believed.
-    asyncio.run(call("198.51.100.7", "6.6.6.6"))
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, call("198.51.100.7", "6.6.6.6")).result()
     assert [host for host, _ in seen] == ["203.0.113.9", "198.51.100.7"]
+
+
+def test_users_file_lives_on_a_host_directory_the_container_user_owns(tmp_path: Path) -> None:
+    # Without a host volume the accounts `partcheck users add` writes vanish with the container, i.e. at
+    # every `eb deploy` and restart.
+    bundle = _bundle_module()
+    out = tmp_path / "b.zip"
+    bundle.main(["--out", str(out)])
+    with zipfile.ZipFile(out) as zf:
+        dockerfile = zf.read("Dockerfile").decode()
+        dockerrun = json.loads(zf.read("Dockerrun.aws.json"))
+        config = yaml.safe_load(zf.read(".ebextensions/partcheck.config"))
+    users_file = re.search(r"PARTCHECK_REVIEW_USERS_FILE=(\S+)", dockerfile)
+    assert users_file, "the image names its users file"
+    users_dir = PurePosixPath(users_file.group(1)).parent
+    assert dockerrun["AWSEBDockerrunVersion"] == "1"
+    # With a Dockerfile in the bundle, Beanstalk builds it and ignores an Image key: none to mislead.
+    assert "Image" not in dockerrun
+    mounts = {PurePosixPath(v["ContainerDirectory"]): v["HostDirectory"] for v in dockerrun["Volumes"]}
+    assert users_dir in mounts, f"{users_dir} is not a host volume: accounts die with the container"
+    host = PurePosixPath(mounts[users_dir])
+    assert host.is_absolute()
+    # Beanstalk replaces the deployed source tree on every deploy; the directory must be outside it.
+    assert not host.is_relative_to("/var/app/current")
+    assert not host.is_relative_to("/var/app/staging")
+    environment = config["option_settings"]["aws:elasticbeanstalk:application:environment"]
+    assert environment.get("PARTCHECK_REVIEW_USERS_FILE", users_file.group(1)) == users_file.group(1)
+
+    # The host directory exists before the container starts and belongs to the user the image runs as.
+    (uid, gid) = re.findall(r"^USER (\d+):(\d+)$", dockerfile, re.M)[-1]
+    made = [shlex.split(c["command"]) for c in config["commands"].values()]
+    creates = [c for c in made if c[:2] == ["install", "-d"] and c[-1] == str(host)]
+    assert len(creates) == 1, made
+    args = creates[0]
+    assert args[args.index("-o") + 1] == uid
+    assert args[args.index("-g") + 1] == gid
