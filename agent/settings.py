@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +24,10 @@ from partcheck.settings import DEFAULT_INBOUND_BUCKET, AwsSettings
 DEFAULT_KEY_TEMPLATE = "{prefix}/{line}/{camera}/{date}/{name}"
 DEFAULT_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "WEBP")
 KEY_TEMPLATE_FIELDS = "{prefix} {line} {camera} {date} {name} {stem} {suffix} {sha8} {subdir}"
+
+
+# S3's naming rules for general-purpose buckets (the dotted IP-address form aside).
+_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 class AgentSettings(AwsSettings):
@@ -90,6 +95,18 @@ class AgentSettings(AwsSettings):
     def _split_formats(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(f.strip().upper() for f in value.split(",") if f.strip())
+        return value
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_name(cls, value: str) -> str:
+        # The shipped config carries a placeholder (`<InboundBucketName>`): refusing it here says so at
+        # start, where otherwise every upload would fail on it and wait in the outbox.
+        if not _BUCKET_RE.fullmatch(value) or ".." in value:
+            raise ValueError(
+                f"bucket {value!r} is not an S3 bucket name (3-63 of a-z, 0-9, '.', '-'); "
+                "use the stack output InboundBucketName"
+            )
         return value
 
     @field_validator("key_template")

@@ -128,3 +128,16 @@ def test_cli_refuses_an_unusable_state_folder(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "cannot open the outbox" in result.output
     assert logging.getLogger("partcheck.agent").propagate  # no logging set up on the way out
+
+
+@pytest.mark.parametrize(
+    "bucket", ["<InboundBucketName>", "Partcheck-Inbound", "my_bucket", "ab", "a..b", "-ab"]
+)
+def test_a_bucket_that_cannot_exist_is_refused_at_start(bucket: str) -> None:
+    with pytest.raises(ValidationError, match="not an S3 bucket name"):
+        load_settings(bucket=bucket)
+
+
+def test_real_bucket_names_are_accepted() -> None:
+    for bucket in ("partcheck-inbound", "partcheck-inbound-123456789012-eu-west-1", "a.b-c1"):
+        assert load_settings(bucket=bucket).bucket == bucket

@@ -10,12 +10,9 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ParamValidationError
 from botocore.handlers import validate_bucket_name
+from pydantic import ValidationError
 
-from agent.s3 import Uploader
 from agent.settings import load_settings
-from partcheck.aws import AwsConfig, client
-from partcheck.errors import StorageUnavailable
-from partcheck.storage import ObjectStore
 from tests.deploy.cfn import load_template
 
 pytestmark = pytest.mark.unit
@@ -68,18 +65,10 @@ def test_shipped_files_name_a_stack_bucket_or_an_unusable_placeholder() -> None:
     assert len(set(buckets.values())) == 1, f"the two files disagree: {buckets}"
 
 
-def test_agent_left_with_the_placeholder_fails_every_upload_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_agent_left_with_the_placeholder_is_refused_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PARTCHECK_AGENT_BUCKET", raising=False)
-    settings = load_settings(AGENT_TOML)
-    # Unreachable endpoint and one attempt: a valid name would fail on the network, not on the name.
-    aws = AwsConfig(region=settings.region, endpoint_url="http://127.0.0.1:9", max_attempts=1)
-    uploader = Uploader(ObjectStore(client("s3", aws)), settings.bucket)
-    with pytest.raises(StorageUnavailable, match=f'Invalid bucket name "{re.escape(settings.bucket)}"'):
-        uploader.put(
-            "line-3/cam-1/a.jpg",
-            b"jpeg",
-            sha256_hex="0" * 64,
-            metadata={},
-            content_type="image/jpeg",
-            sent_before=False,
-        )
+    with pytest.raises(ValidationError, match="use the stack output InboundBucketName"):
+        load_settings(AGENT_TOML)
+    # With the placeholder replaced, the same file is a valid configuration.
+    monkeypatch.setenv("PARTCHECK_AGENT_BUCKET", "partcheck-inbound-123456789012-eu-west-1")
+    assert load_settings(AGENT_TOML).bucket == "partcheck-inbound-123456789012-eu-west-1"
