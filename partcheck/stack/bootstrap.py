@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
 from partcheck.aws import aws_errors
+from partcheck.errors import InvalidInput
 from partcheck.stack.config import StackSettings
 
 if TYPE_CHECKING:
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
 
 DLQ_SUFFIX = "-dlq"
 FOURTEEN_DAYS = 14 * 24 * 3600
+DEFAULT_BUCKET_REGION = "us-east-1"  # where a bucket created without a LocationConstraint lives
+_LEGACY_LOCATIONS = {"EU": "eu-west-1"}  # what GetBucketLocation says for some old buckets
 
 
 @dataclass(frozen=True)
@@ -29,13 +32,17 @@ class Resources:
 
 
 def ensure_bucket(s3: S3Client, bucket: str, region: str) -> None:
-    """Create a bucket unless this account already has it."""
+    """Create a bucket in `region` (the client's region) unless this account already has it."""
     with (
         aws_errors(f"create bucket {bucket}"),
         contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists),
     ):
-        location = cast("BucketLocationConstraintType", region)
-        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": location})
+        if region == DEFAULT_BUCKET_REGION:
+            # S3 refuses a LocationConstraint naming its default region: no constraint means us-east-1.
+            s3.create_bucket(Bucket=bucket)
+        else:
+            location = cast("BucketLocationConstraintType", region)
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": location})
 
 
 def _queue(sqs: SQSClient, name: str, attributes: dict[QueueAttributeNameType, str]) -> tuple[str, str]:
@@ -54,6 +61,14 @@ def bootstrap(s3: S3Client, sqs: SQSClient, settings: StackSettings) -> Resource
     with aws_errors("bootstrap"):
         for bucket in (settings.inbound_bucket, settings.prediction_bucket):
             ensure_bucket(s3, bucket, settings.region)
+        # S3 only notifies queues of the bucket's own region; say so instead of S3's cryptic refusal.
+        location = s3.get_bucket_location(Bucket=settings.inbound_bucket).get("LocationConstraint")
+        found = _LEGACY_LOCATIONS.get(location or "", location or DEFAULT_BUCKET_REGION)
+        if found != settings.region:
+            raise InvalidInput(
+                f"bucket {settings.inbound_bucket} exists in {found}, not in PARTCHECK_REGION "
+                f"{settings.region}: a stack cannot change its region (keep it, or use other bucket names)"
+            )
         for name in (settings.uploads_queue, settings.predictions_queue):
             dlq_url, dlq_arn = _queue(sqs, name + DLQ_SUFFIX, {"MessageRetentionPeriod": str(FOURTEEN_DAYS)})
             urls[name + DLQ_SUFFIX], arns[name + DLQ_SUFFIX] = dlq_url, dlq_arn

@@ -41,7 +41,9 @@ def up(
 
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
-    state_dir: Annotated[Path, typer.Option(help="state folder of the stack")] = Path(".partcheck"),
+    state_dir: Annotated[
+        Path, typer.Option(help="state folder of the stack", envvar="PARTCHECK_STATE_DIR")
+    ] = Path(".partcheck"),
 ) -> None:
     """Counts per prefix, inbound backlog and queue depths of the stack started from this folder."""
     from rich.console import Console
@@ -92,9 +94,11 @@ def moto(
     snapshot_seconds: Annotated[float, typer.Option(help="how often state is saved")] = 2.0,
 ) -> None:
     """Run the local AWS (moto server) with its state persisted under --state-dir."""
+    _logging()
+    # Before the slow imports: `partcheck up` waits for signs of progress, not for a fixed time.
+    logging.getLogger(__name__).info("starting moto for %s on %s:%d", region, host, port)
     from partcheck.stack.motoserver import serve_moto
 
-    _logging()
     serve_moto(host, port, state_dir, region, snapshot_seconds)
 
 
@@ -125,9 +129,22 @@ class Service(StrEnum):
     review = "review"
 
 
-def serve(service: Annotated[Service, typer.Argument(help="which service")]) -> None:
+def serve(
+    service: Annotated[Service, typer.Argument(help="which service")],
+    session_secret_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="review: keep the session secret in this file (created on first start) unless "
+            "PARTCHECK_REVIEW_SESSION_SECRET is set, so a restart logs nobody out"
+        ),
+    ] = None,
+) -> None:
     """Run one service as a local process, configured from its PARTCHECK_<SERVICE>_ environment."""
     _logging()
+    if session_secret_file is not None and not os.environ.get("PARTCHECK_REVIEW_SESSION_SECRET"):
+        from partcheck.stack.config import persisted_secret
+
+        os.environ["PARTCHECK_REVIEW_SESSION_SECRET"] = persisted_secret(session_secret_file)
     if service is Service.predict:
         from services.predict.worker import main
     elif service is Service.router:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from partcheck.aws import AwsConfig
+from partcheck.errors import InvalidInput
 from partcheck.settings import (
     DEFAULT_INBOUND_BUCKET,
     DEFAULT_PREDICTION_BUCKET,
@@ -35,6 +37,9 @@ class StackSettings(AwsSettings):
     moto_port: int = Field(default=4566, ge=1, le=65535, description="local S3/SQS endpoint port")
     review_port: int = Field(default=8000, ge=1, le=65535, description="review service port")
     snapshot_seconds: float = Field(default=2.0, gt=0, description="how often moto state is saved")
+    start_seconds: float = Field(
+        default=30.0, gt=0, description="`up` gives up on a starting moto that shows no progress this long"
+    )
 
     @property
     def local_endpoint(self) -> str:
@@ -45,6 +50,8 @@ class StackSettings(AwsSettings):
         """The local stack always talks to its moto server, never to real AWS."""
         return AwsConfig(endpoint_url=self.local_endpoint, region=self.region)
 
+
+MIN_SECRET_CHARS = 32
 
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "partcheck-local", "AWS_SECRET_ACCESS_KEY": "partcheck-local"}
 
@@ -62,3 +69,27 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def persisted_secret(path: Path) -> str:
+    """The secret kept in `path`, created (mode 0600) on first use, so it outlives process restarts."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+        try:
+            # link() never replaces: when two processes start at once, both end up reading the first one's.
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        except OSError:
+            os.replace(tmp, path)  # a filesystem without hard links
+        finally:
+            tmp.unlink(missing_ok=True)
+    secret = path.read_text().strip()
+    if len(secret) < MIN_SECRET_CHARS:
+        # A truncated file would sign sessions with a key anyone can guess.
+        raise InvalidInput(f"{path} holds no usable secret (under {MIN_SECRET_CHARS} characters); delete it")
+    return secret

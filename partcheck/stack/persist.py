@@ -2,9 +2,10 @@
 
 moto keeps everything in memory, so the local stack would lose every sorted image, decision and audit
 record on Ctrl-C. A snapshot stores object bodies once each (named by ETag and size, so repeated saves
-only write new objects) plus a manifest; saving runs every few seconds and at shutdown, restoring runs
-before any worker starts. It reads moto's backends directly because SQS offers no way to read a queue
-without receiving (and so hiding) its messages.
+only write new objects, and bodies no object names any more are deleted) plus a manifest of every
+bucket and every queue, in whichever region each lives; saving runs every few seconds and at shutdown,
+restoring runs before any worker starts. It reads moto's backends directly because SQS offers no way to
+read a queue without receiving (and so hiding) its messages.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
 
-from partcheck.aws import aws_errors
+from partcheck.aws import AwsConfig, aws_errors, client
 from partcheck.stack.bootstrap import ensure_bucket
 
 if TYPE_CHECKING:
@@ -37,6 +40,7 @@ _QUEUE_ATTRIBUTES = (
     "Policy",
     "RedrivePolicy",
 )
+PROGRESS_SECONDS = 1.0  # how often a long restore says how far it got (`partcheck up` waits on that)
 
 
 class Snapshotter:
@@ -59,8 +63,9 @@ class Snapshotter:
         with self._lock:
             self.blobs.mkdir(parents=True, exist_ok=True)
             if not self._known_blobs:
-                self._known_blobs = {p.name for p in self.blobs.iterdir()}
+                self._known_blobs = self._list_blobs()
             buckets: list[dict[str, Any]] = []
+            referenced: set[str] = set()
             n_objects = 0
             backend = s3_backends[ACCOUNT]["global"]
             for name, bucket in list(backend.buckets.items()):
@@ -76,6 +81,7 @@ class Snapshotter:
                     if blob not in self._known_blobs:
                         _write_atomic(self.blobs / blob, key.value)
                         self._known_blobs.add(blob)
+                    referenced.add(blob)
                     raw = dict(key.metadata)
                     objects.append(
                         {
@@ -88,21 +94,32 @@ class Snapshotter:
                     )
                 n_objects += len(objects)
                 buckets.append(
-                    {"name": name, "objects": objects, "notification": self._notification(s3, name)}
+                    {
+                        "name": name,
+                        # A bucket's notifications may only name queues of its own region, so it must come
+                        # back in that region, whatever region this server defaults to.
+                        "region": bucket.region_name,
+                        "objects": objects,
+                        "notification": self._notification(s3, name),
+                    }
                 )
             queues = []
             n_messages = 0
-            for queue in list(sqs_backends[ACCOUNT][self.region].queues.values()):
-                messages = [
-                    {"body": m.body, "attributes": _message_attributes(m)} for m in list(queue._messages)
-                ]
-                n_messages += len(messages)
-                attrs = {
-                    k: v if isinstance(v, str) else json.dumps(v)
-                    for k, v in queue.attributes.items()
-                    if k in _QUEUE_ATTRIBUTES and v not in (None, "")
-                }
-                queues.append({"name": queue.name, "attributes": attrs, "messages": messages})
+            # Every region's queues: the stack's region need not be the one this server defaults to.
+            for region, sqs_backend in list(sqs_backends[ACCOUNT].items()):
+                for queue in list(sqs_backend.queues.values()):
+                    messages = [
+                        {"body": m.body, "attributes": _message_attributes(m)} for m in list(queue._messages)
+                    ]
+                    n_messages += len(messages)
+                    attrs = {
+                        k: v if isinstance(v, str) else json.dumps(v)
+                        for k, v in queue.attributes.items()
+                        if k in _QUEUE_ATTRIBUTES and v not in (None, "")
+                    }
+                    queues.append(
+                        {"name": queue.name, "region": region, "attributes": attrs, "messages": messages}
+                    )
             manifest = {
                 "saved_at": datetime.now().isoformat(),
                 "region": self.region,
@@ -110,7 +127,25 @@ class Snapshotter:
                 "queues": queues,
             }
             _write_atomic(self.manifest_path, json.dumps(manifest).encode())
+            # Only after the new manifest is on disk: until then the previous one may still name them.
+            self._prune(self._known_blobs - referenced)
             return {"objects": n_objects, "messages": n_messages}
+
+    def _list_blobs(self) -> set[str]:
+        names = set()
+        for path in self.blobs.iterdir():
+            if path.name.startswith("."):
+                # A temporary file a killed save left behind; only this process writes here.
+                path.unlink(missing_ok=True)
+            else:
+                names.add(path.name)
+        return names
+
+    def _prune(self, unreferenced: set[str]) -> None:
+        """Delete bodies no object names any more, so the snapshot does not grow with every routed image."""
+        for blob in unreferenced:
+            (self.blobs / blob).unlink(missing_ok=True)
+        self._known_blobs -= unreferenced
 
     @staticmethod
     def _notification(s3: S3Client, bucket: str) -> dict[str, Any]:
@@ -126,57 +161,146 @@ class Snapshotter:
         if not self.manifest_path.exists():
             return {"objects": 0, "messages": 0}
         manifest = json.loads(self.manifest_path.read_text())
+        default_region = manifest.get("region") or self.region
+        clients = _RegionClients(s3, sqs)
         backend = s3_backends[ACCOUNT]["global"]
-        n_objects = n_messages = 0
-        for bucket in manifest["buckets"]:
-            ensure_bucket(s3, bucket["name"], self.region)
-            with aws_errors(f"restore bucket {bucket['name']}"):
-                for obj in bucket["objects"]:
-                    body = (self.blobs / obj["blob"]).read_bytes()
-                    kwargs: dict[str, Any] = {
-                        "Bucket": bucket["name"],
-                        "Key": obj["key"],
-                        "Body": body,
-                        "Metadata": obj["metadata"],
-                    }
-                    if obj.get("content_type"):
-                        kwargs["ContentType"] = obj["content_type"]
-                    s3.put_object(**kwargs)
-                    # Keep "oldest first" true across restarts.
-                    backend.buckets[bucket["name"]].keys[obj["key"]].last_modified = datetime.fromisoformat(
-                        obj["last_modified"]
-                    )
-                    n_objects += 1
-        self._restore_queues(sqs, manifest["queues"])
+        total = sum(len(b["objects"]) for b in manifest["buckets"])
         n_messages = sum(len(q["messages"]) for q in manifest["queues"])
+        log.info("restoring %d objects and %d messages from %s", total, n_messages, self.dir)
+        progress = _Progress(total + n_messages)
+        waiting = {
+            named for q in manifest["queues"] for m in q["messages"] for named in _objects_named(m["body"])
+        }
+        lost_events: list[tuple[S3Client, str, dict[str, Any]]] = []
+        for bucket in manifest["buckets"]:
+            region = bucket.get("region") or _notification_region(bucket) or default_region
+            bucket_s3 = clients.s3(region)
+            ensure_bucket(bucket_s3, bucket["name"], region)
+            notifies = bool((bucket.get("notification") or {}).get("QueueConfigurations"))
+            for obj in bucket["objects"]:
+                if notifies and (bucket["name"], obj["key"]) not in waiting:
+                    lost_events.append((bucket_s3, bucket["name"], obj))
+                    continue
+                self._put(bucket_s3, backend, bucket["name"], obj)
+                progress.step()
+        self._restore_queues(clients, manifest["queues"], default_region, progress)
         # Notifications last, so restoring objects fires no events.
         for bucket in manifest["buckets"]:
             if bucket.get("notification"):
+                region = bucket.get("region") or _notification_region(bucket) or default_region
                 with aws_errors(f"restore notification of {bucket['name']}"):
-                    s3.put_bucket_notification_configuration(
+                    clients.s3(region).put_bucket_notification_configuration(
                         Bucket=bucket["name"], NotificationConfiguration=bucket["notification"]
                     )
-        return {"objects": n_objects, "messages": n_messages}
+        if lost_events:
+            # An object of a notifying bucket with no message left anywhere (not even in a dead-letter
+            # queue) would wait there forever: a snapshot taken while the router moved it kept the object
+            # but not the message. Putting it after the notifications makes S3 send its event again;
+            # predict and router are idempotent, so an event that was not lost after all costs a re-run.
+            log.warning(
+                "%d objects had no message waiting; sending their ObjectCreated event again", len(lost_events)
+            )
+            for bucket_s3, name, obj in lost_events:
+                self._put(bucket_s3, backend, name, obj)
+                progress.step()
+        return {"objects": total, "messages": n_messages}
+
+    def _put(self, s3: S3Client, backend: Any, bucket: str, obj: dict[str, Any]) -> None:
+        kwargs: dict[str, Any] = {
+            "Bucket": bucket,
+            "Key": obj["key"],
+            "Body": (self.blobs / obj["blob"]).read_bytes(),
+            "Metadata": obj["metadata"],
+        }
+        if obj.get("content_type"):
+            kwargs["ContentType"] = obj["content_type"]
+        with aws_errors(f"restore bucket {bucket}"):
+            s3.put_object(**kwargs)
+        # Keep "oldest first" true across restarts.
+        backend.buckets[bucket].keys[obj["key"]].last_modified = datetime.fromisoformat(obj["last_modified"])
 
     @staticmethod
-    def _restore_queues(sqs: SQSClient, queues: list[dict[str, Any]]) -> None:
+    def _restore_queues(
+        clients: _RegionClients, queues: list[dict[str, Any]], default_region: str, progress: _Progress
+    ) -> None:
         urls = {}
         with aws_errors("restore queues"):
             # Dead-letter queues must exist before a redrive policy can name them.
-            for q in queues:
+            for i, q in enumerate(queues):
                 attrs = {k: v for k, v in q["attributes"].items() if k != "RedrivePolicy"}
-                urls[q["name"]] = sqs.create_queue(QueueName=q["name"], Attributes=attrs)["QueueUrl"]
-            for q in queues:
+                sqs = clients.sqs(q.get("region") or default_region)
+                urls[i] = sqs.create_queue(QueueName=q["name"], Attributes=attrs)["QueueUrl"]
+            for i, q in enumerate(queues):
+                sqs = clients.sqs(q.get("region") or default_region)
                 if "RedrivePolicy" in q["attributes"]:
                     sqs.set_queue_attributes(
-                        QueueUrl=urls[q["name"]],
-                        Attributes={"RedrivePolicy": q["attributes"]["RedrivePolicy"]},
+                        QueueUrl=urls[i], Attributes={"RedrivePolicy": q["attributes"]["RedrivePolicy"]}
                     )
                 for m in q["messages"]:
-                    kwargs: dict[str, Any] = {"QueueUrl": urls[q["name"]], "MessageBody": m["body"]}
+                    kwargs: dict[str, Any] = {"QueueUrl": urls[i], "MessageBody": m["body"]}
                     if m["attributes"]:
                         kwargs["MessageAttributes"] = m["attributes"]
                     sqs.send_message(**kwargs)
+                    progress.step()
+
+
+class _RegionClients:
+    """Clients of one endpoint per region: S3 and SQS accept a region's buckets and queues only there."""
+
+    def __init__(self, s3: S3Client, sqs: SQSClient) -> None:
+        self._endpoint = s3.meta.endpoint_url
+        self._s3: dict[str, S3Client] = {s3.meta.region_name: s3}
+        self._sqs: dict[str, SQSClient] = {sqs.meta.region_name: sqs}
+
+    def s3(self, region: str) -> S3Client:
+        if region not in self._s3:
+            self._s3[region] = client("s3", AwsConfig(endpoint_url=self._endpoint, region=region))
+        return self._s3[region]
+
+    def sqs(self, region: str) -> SQSClient:
+        if region not in self._sqs:
+            self._sqs[region] = client("sqs", AwsConfig(endpoint_url=self._endpoint, region=region))
+        return self._sqs[region]
+
+
+class _Progress:
+    """Logs how far a restore got every PROGRESS_SECONDS, so a waiting `partcheck up` sees it advance."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self._next = time.monotonic() + PROGRESS_SECONDS
+
+    def step(self) -> None:
+        self.done += 1
+        if time.monotonic() >= self._next:
+            log.info("restoring: %d of %d objects and messages", self.done, self.total)
+            self._next = time.monotonic() + PROGRESS_SECONDS
+
+
+def _notification_region(bucket: dict[str, Any]) -> str | None:
+    """The region of the first queue a bucket notifies: where a manifest without bucket regions had it."""
+    for config in (bucket.get("notification") or {}).get("QueueConfigurations", []):
+        return str(config["QueueArn"].split(":")[3])
+    return None
+
+
+def _objects_named(body: str) -> Iterator[tuple[str, str]]:
+    """(bucket, key) of the objects a message is about: S3 event records, or a prediction message."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return
+    if not isinstance(doc, dict):
+        return
+    records = doc.get("Records")
+    for record in records if isinstance(records, list) else []:
+        try:
+            yield record["s3"]["bucket"]["name"], unquote_plus(record["s3"]["object"]["key"])
+        except (KeyError, TypeError):
+            continue
+    if isinstance(doc.get("bucket"), str) and isinstance(doc.get("key"), str):
+        yield doc["bucket"], doc["key"]
 
 
 def _message_attributes(message: Any) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -112,6 +113,31 @@ def test_local_file_is_valid_with_no_variables_set(local: dict[str, Any]) -> Non
     for name in ("predict", "router", "review", "agent"):
         assert services[name]["depends_on"] == {"bootstrap": {"condition": "service_completed_successfully"}}
     assert "./inbox:/inbox" in services["agent"]["volumes"]
+
+
+@pytest.mark.unit
+def test_review_keeps_its_session_secret_on_its_volume(local: dict[str, Any]) -> None:
+    # Without a lasting secret every restart of the review container would log every inspector out.
+    review = local["services"]["review"]
+    command = review["command"]
+    secret = Path(command[command.index("--session-secret-file") + 1])
+    sources = {v.split(":")[1]: v.split(":")[0] for v in review["volumes"]}  # by mount target
+    assert sources[str(secret.parent)] in local["volumes"], "the secret must live on a named volume"
+    assert "PARTCHECK_REVIEW_SESSION_SECRET" not in review["environment"]
+
+
+def _seconds(duration: str) -> float:
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    return sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", duration))
+
+
+@pytest.mark.unit
+def test_moto_health_check_waits_out_a_long_restore(local: dict[str, Any]) -> None:
+    # moto opens its port after restoring every stored object (~3 ms each): 100,000 objects take minutes,
+    # and bootstrap (service_healthy) and everything after it would never start if moto turned unhealthy.
+    health = local["services"]["moto"]["healthcheck"]
+    assert _seconds(health["start_period"]) >= 600
+    assert _seconds("1m30s") == 90
 
 
 @pytest.mark.unit
@@ -371,6 +397,7 @@ def test_every_compose_command_runs_locally_and_sorts_an_image(
     stack.up()
     for name in ("predict", "router", "review", "agent"):
         stack.wait(f"{name} healthy (its compose health check)", stack.procs[name].healthy, 90)
+    assert (stack.mounts("review")["/var/lib/partcheck"] / "session-secret").read_text().strip()
     assert stack.procs["bootstrap"].process is not None
     assert stack.procs["bootstrap"].process.returncode == 0
 

@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from partcheck.aws import AwsConfig, client
+from partcheck.errors import InvalidInput
 from partcheck.stack.bootstrap import DLQ_SUFFIX, bootstrap
 from partcheck.stack.config import StackSettings
 from partcheck.stack.persist import Snapshotter
@@ -68,3 +69,150 @@ def test_snapshot_round_trip(moto, tmp_path):
     assert got[0]["MessageAttributes"]["reason"]["StringValue"] == "why"
     notification = s3.get_bucket_notification_configuration(Bucket=settings.inbound_bucket)
     assert notification["QueueConfigurations"][0]["Events"] == ["s3:ObjectCreated:*"]
+
+
+def _clients(moto: str, region: str):
+    aws = AwsConfig(endpoint_url=moto, region=region)
+    return client("s3", aws), client("sqs", aws)
+
+
+def test_snapshot_keeps_every_region(moto, tmp_path):
+    # The server defaults to eu-west-1 (as `partcheck moto` without --region does); the stack lives elsewhere.
+    s3, sqs = _clients(moto, "eu-central-1")
+    settings = StackSettings(endpoint_url=moto, region="eu-central-1")
+    resources = bootstrap(s3, sqs, settings)
+    sqs.send_message(
+        QueueUrl=resources.queue_urls[settings.predictions_queue + DLQ_SUFFIX], MessageBody="parked"
+    )
+    us_s3, _ = _clients(moto, "us-east-1")
+    us_s3.create_bucket(Bucket="partcheck-archive")
+    us_s3.put_object(Bucket="partcheck-archive", Key="a.txt", Body=b"a")
+
+    Snapshotter(tmp_path, "eu-west-1").save(s3)
+    httpx.post(f"{moto}/moto-api/reset").raise_for_status()
+    default_s3, default_sqs = _clients(moto, "eu-west-1")
+    Snapshotter(tmp_path, "eu-west-1").restore(default_s3, default_sqs)
+
+    url = sqs.get_queue_url(QueueName=settings.predictions_queue + DLQ_SUFFIX)["QueueUrl"]
+    assert (
+        ":eu-central-1:"
+        in sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    )
+    got = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)["Messages"]
+    assert [m["Body"] for m in got] == ["parked"]
+    assert s3.get_bucket_location(Bucket=settings.inbound_bucket)["LocationConstraint"] == "eu-central-1"
+    assert us_s3.get_bucket_location(Bucket="partcheck-archive")["LocationConstraint"] is None
+    assert us_s3.get_object(Bucket="partcheck-archive", Key="a.txt")["Body"].read() == b"a"
+    notification = s3.get_bucket_notification_configuration(Bucket=settings.inbound_bucket)
+    assert notification["QueueConfigurations"][0]["QueueArn"].startswith("arn:aws:sqs:eu-central-1:")
+    # An upload after the restore still reaches the uploads queue in the stack's region.
+    s3.put_object(Bucket=settings.inbound_bucket, Key="line-1/new.jpg", Body=b"new")
+    uploads = sqs.get_queue_url(QueueName=settings.uploads_queue)["QueueUrl"]
+    bodies = [m["Body"] for m in sqs.receive_message(QueueUrl=uploads, MaxNumberOfMessages=10)["Messages"]]
+    assert any("line-1%2Fnew.jpg" in b for b in bodies)  # S3 events URL-encode keys
+
+
+def test_bootstrap_in_us_east_1_sends_no_location_constraint(moto):
+    s3, sqs = _clients(moto, "us-east-1")
+    settings = StackSettings(endpoint_url=moto, region="us-east-1")
+    bootstrap(s3, sqs, settings)
+    bootstrap(s3, sqs, settings)  # idempotent there too
+    assert s3.get_bucket_location(Bucket=settings.inbound_bucket)["LocationConstraint"] is None
+    notification = s3.get_bucket_notification_configuration(Bucket=settings.inbound_bucket)
+    assert notification["QueueConfigurations"][0]["QueueArn"].startswith("arn:aws:sqs:us-east-1:")
+
+
+def test_bootstrap_says_when_the_stack_region_changed(moto):
+    bootstrap(*_clients(moto, "eu-west-1"), StackSettings(endpoint_url=moto, region="eu-west-1"))
+    with pytest.raises(InvalidInput, match="exists in eu-west-1, not in PARTCHECK_REGION eu-central-1"):
+        bootstrap(*_clients(moto, "eu-central-1"), StackSettings(endpoint_url=moto, region="eu-central-1"))
+
+
+def test_save_prunes_bodies_no_object_names(moto, tmp_path):
+    s3, sqs = _clients(moto, "eu-west-1")
+    settings = StackSettings(endpoint_url=moto)
+    bootstrap(s3, sqs, settings)
+    bucket = settings.prediction_bucket
+    for key, body in (("okay/a.jpg", b"a"), ("okay/b.jpg", b"b"), ("okay/same-as-a.jpg", b"a")):
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    snap = Snapshotter(tmp_path, "eu-west-1")
+    snap.save(s3)
+    blobs = tmp_path / "blobs"
+    assert len(list(blobs.iterdir())) == 2  # a and b; equal bodies share one
+    (blobs / ".left.123.tmp").write_bytes(b"from a killed save")
+    (blobs / "gone.9").write_bytes(b"named by no manifest")
+
+    s3.delete_object(Bucket=bucket, Key="okay/b.jpg")
+    s3.delete_object(Bucket=bucket, Key="okay/a.jpg")  # its body lives on in same-as-a.jpg
+    s3.put_object(Bucket=bucket, Key="okay/c.jpg", Body=b"c")
+    Snapshotter(tmp_path, "eu-west-1").save(s3)  # a new process: it finds the old files on disk
+
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    named = {o["blob"] for b in manifest["buckets"] for o in b["objects"]}
+    assert {p.name for p in blobs.iterdir()} == named
+    assert len(named) == 2  # a (for same-as-a) and c
+
+
+def _event_keys(sqs, url: str) -> list[str]:
+    keys = []
+    while got := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages"):
+        for m in got:
+            keys += [r["s3"]["object"]["key"] for r in json.loads(m["Body"]).get("Records", [])]
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    return keys
+
+
+def test_restore_resends_the_event_of_an_inbound_object_whose_message_was_lost(moto, tmp_path, monkeypatch):
+    s3, sqs = _clients(moto, "eu-west-1")
+    settings = StackSettings(endpoint_url=moto)
+    urls = bootstrap(s3, sqs, settings).queue_urls
+    uploads, predictions = urls[settings.uploads_queue], urls[settings.predictions_queue]
+    _event_keys(sqs, uploads)  # bootstrap's s3:TestEvent
+    inbound = settings.inbound_bucket
+    for key in ("line-1/moved.jpg", "line-1/waiting.jpg", "line-1/dead.jpg"):
+        s3.put_object(Bucket=inbound, Key=key, Body=key.encode())
+    events = {}
+    for m in sqs.receive_message(QueueUrl=uploads, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]:
+        events[json.loads(m["Body"])["Records"][0]["s3"]["object"]["key"]] = m
+    assert set(events) == {"line-1%2Fmoved.jpg", "line-1%2Fwaiting.jpg", "line-1%2Fdead.jpg"}
+    # predict handled moved.jpg: its message is now a prediction for the router.
+    sqs.send_message(
+        QueueUrl=predictions, MessageBody=json.dumps({"bucket": inbound, "key": "line-1/moved.jpg"})
+    )
+    sqs.delete_message(QueueUrl=uploads, ReceiptHandle=events["line-1%2Fmoved.jpg"]["ReceiptHandle"])
+    # dead.jpg was dead-lettered: it waits for an operator, not for another attempt.
+    sqs.send_message(
+        QueueUrl=urls[settings.uploads_queue + DLQ_SUFFIX], MessageBody=events["line-1%2Fdead.jpg"]["Body"]
+    )
+    sqs.delete_message(QueueUrl=uploads, ReceiptHandle=events["line-1%2Fdead.jpg"]["ReceiptHandle"])
+
+    # The router moves moved.jpg while a snapshot runs: after the inbound bucket was read, before the queues.
+    def router_moves(s3_client, bucket):
+        if bucket == inbound:
+            s3.copy_object(
+                Bucket=settings.prediction_bucket,
+                Key="okay/line-1/moved.jpg",
+                CopySource={"Bucket": inbound, "Key": "line-1/moved.jpg"},
+            )
+            s3.delete_object(Bucket=inbound, Key="line-1/moved.jpg")
+            (m,) = sqs.receive_message(QueueUrl=predictions, WaitTimeSeconds=1)["Messages"]
+            sqs.delete_message(QueueUrl=predictions, ReceiptHandle=m["ReceiptHandle"])
+        return original(s3_client, bucket)
+
+    original = Snapshotter._notification
+    monkeypatch.setattr(Snapshotter, "_notification", staticmethod(router_moves))
+    Snapshotter(tmp_path, "eu-west-1").save(s3)
+    monkeypatch.undo()
+
+    httpx.post(f"{moto}/moto-api/reset").raise_for_status()
+    restored = Snapshotter(tmp_path, "eu-west-1").restore(s3, sqs)
+    assert (
+        restored["objects"] == 4
+    )  # three inbound (moved.jpg among them, as the snapshot saw it), one sorted
+    uploads = sqs.get_queue_url(QueueName=settings.uploads_queue)["QueueUrl"]
+    # moved.jpg gets its event again (predict and router are idempotent; the router finds its copy done);
+    # waiting.jpg keeps its one message, and dead.jpg stays in the dead-letter queue only.
+    assert sorted(_event_keys(sqs, uploads)) == ["line-1%2Fmoved.jpg", "line-1%2Fwaiting.jpg"]
+    head = s3.head_object(Bucket=inbound, Key="line-1/moved.jpg")
+    listed = {o["Key"]: o["LastModified"] for o in s3.list_objects_v2(Bucket=inbound)["Contents"]}
+    assert head["LastModified"] == listed["line-1/moved.jpg"]

@@ -28,13 +28,14 @@ def _status(cwd: Path) -> dict:
     return json.loads(out.stdout)
 
 
-def _start(cwd: Path, moto_port: int, review_port: int) -> subprocess.Popen[str]:
+def _start(
+    cwd: Path, moto_port: int, review_port: int, *, inbox: bool = True, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
             *PARTCHECK,
             "up",
-            "--inbox",
-            "inbox",
+            *(["--inbox", "inbox"] if inbox else []),
             "--moto-port",
             str(moto_port),
             "--review-port",
@@ -44,7 +45,7 @@ def _start(cwd: Path, moto_port: int, review_port: int) -> subprocess.Popen[str]
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
     )
 
 
