@@ -484,19 +484,3 @@ def test_compose_check_reports_broken_files(tmp_path: Path, service: dict[str, A
     path.write_text(yaml.safe_dump({"services": {"a": service}}))
     with pytest.raises(compose_check.ComposeError, match=message):
         compose_check.check(path, {})
-
-
-@pytest.mark.unit
-def test_constraints_pin_every_package_the_images_install() -> None:
-    spec = importlib.util.spec_from_file_location("constraints", ROOT / "deploy" / "constraints.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    pinned = {
-        line.split("==")[0]
-        for line in (ROOT / "deploy" / "constraints.txt").read_text().splitlines()
-        if "==" in line
-    }
-    missing = set(module.closure()) - pinned
-    assert not missing, f"regenerate deploy/constraints.txt (deploy/constraints.py): {sorted(missing)}"
