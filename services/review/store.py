@@ -880,14 +880,14 @@ class ReviewStore:
         The last decision is found in the audit log's last seconds, so undo works on any instance.
         """
         with self._lock:
+            # Read together: decide() sets both at once, so they describe the same decision.
             pending = self._follow_ups.get(inspector)
+            own = self._last_decided.get(inspector)
         if pending is not None:
             # The audit record of the decision must be in the log before the log is searched.
             with contextlib.suppress(Exception):
                 pending.result(_FOLLOW_UP_WAIT_S)
         found_last = self._last_action(inspector, now, undo_seconds)
-        with self._lock:
-            own = self._last_decided.get(inspector)
         if own is not None and (found_last is None or own[0] > found_last[0]):
             # This instance's newest decision is missing from the log (its audit PUT failed): that is
             # the one the inspector sees offered. Its record goes in first, so the log shows the
@@ -895,6 +895,14 @@ class ReviewStore:
             self._ensure_audit(*own)
             found_last = own
         last = found_last[1] if found_last else None
+        # Only a decision made here whose background steps have ended can have left its image in
+        # unclear/ with nothing still on its way to delete it; elsewhere a follow-up may be running.
+        settled_here = (
+            own is not None
+            and found_last is not None
+            and found_last[0] == own[0]
+            and (pending is None or pending.done())
+        )
         refusal = core.undo_refusal(last, now, undo_seconds)
         if refusal or last is None:
             raise ConflictError(refusal or "nothing to undo")
@@ -937,15 +945,17 @@ class ReviewStore:
                 if_absent=True,
             )
         except AlreadyExists:
-            # The marker was ours (compare-and-swap above), so no other undo brought it back: the
-            # decision's removal from unclear/ never ran (its follow-up stopped at a failed audit PUT).
-            # The waiting object is the decided one if it still carries the original metadata.
+            # The marker was ours (compare-and-swap above), so no other undo brought it back. If this
+            # instance made the decision and its follow-up has ended, the removal from unclear/ never
+            # ran (it stopped at a failed audit PUT or delete): the waiting object is the decided one if
+            # it carries the original metadata. Anywhere else its removal may still be on its way, and
+            # taking it for returned would lose the image once the decided copy is gone.
             try:
                 there = self.store.head(self.bucket, unclear_key)
             except PartcheckError:
                 self._drop_intent(keys.marker_key, marker, intent_etag)
                 raise
-            if there is None or there.metadata != original:
+            if not settled_here or there is None or there.metadata != original:
                 self._drop_intent(keys.marker_key, marker, intent_etag)
                 raise ConflictError(f"nothing to undo: {unclear_key} is already back") from None
             etag = there.etag

@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from partcheck.errors import AlreadyExists, StorageUnavailable
+from services.review import core
 from services.review.core import encode_id
 from tests.services.review.conftest import BUCKET, JPEG, ROUTER_META, login, settle
 from tests.services.review.test_api import audit_records, keys
@@ -351,3 +352,25 @@ def test_a_decided_name_taken_by_another_copy_is_still_refused(
     assert "already exists" in r.json()["detail"]
     assert keys(s3, "unclear/") == [key]
     assert keys(s3, "decisions/") == []
+
+
+def test_undo_on_another_instance_leaves_a_decision_whose_removal_may_still_run(
+    alice: TestClient, s3: Any
+) -> None:
+    # Another instance decided a.jpg just now: its record is in the log, the image not yet removed.
+    key = interrupted(s3, "running.jpg", age=timedelta(seconds=2))
+    marker = json.loads(s3.get_object(Bucket=BUCKET, Key="decisions/running.jpg.json")["Body"].read())
+    marker["inspector"] = "alice"
+    s3.put_object(Bucket=BUCKET, Key="decisions/running.jpg.json", Body=json.dumps(marker).encode())
+    at = datetime.now(UTC) - timedelta(seconds=2)
+    record = core.audit_record("decision", marker, at, "alice")
+    record["decided_at"] = marker["decided_at"]
+    s3.put_object(Bucket=BUCKET, Key=core.audit_key(at, "b" * 32), Body=json.dumps(record).encode())
+    r = alice.post("/api/undo")
+    assert r.status_code == 409, r.text
+    assert "already back" in r.json()["detail"]
+    # Nothing was taken away: the decision and its image are as the other instance left them.
+    assert keys(s3, "unclear/") == [key]
+    assert keys(s3, "human_decided/") == ["human_decided/ok_running.jpg"]
+    after = json.loads(s3.get_object(Bucket=BUCKET, Key="decisions/running.jpg.json")["Body"].read())
+    assert "undo" not in after
