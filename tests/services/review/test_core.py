@@ -63,13 +63,19 @@ def test_order_oldest_first_key_breaks_ties() -> None:
 
 def test_pages_cover_everything_once() -> None:
     q = _queue(25)
-    seen, cursor = [], None
+    seen, cursor, rounds = [], None, 0
     while True:
         page, cursor = core.page_after(q, cursor, 10)
         seen += page
+        rounds += 1
         if cursor is None:
             break
     assert seen == q
+    # The last, short page says it is the last: no extra round trip for an empty page.
+    assert rounds == 3
+    # The queue's length is known, so a last page that is exactly full ends the walk too.
+    page, cursor = core.page_after(_queue(10), None, 10)
+    assert (len(page), cursor) == (10, None)
 
 
 def test_cursor_survives_removal_of_its_item() -> None:
@@ -113,6 +119,13 @@ def test_decided_metadata_stays_under_s3_limit() -> None:
     original = {"model-label": "unclear", "confidence": "0.5", "model-version": "1", "source-key": "k" * 200}
     meta = core.decided_metadata(original, "alice", T0, "ok", "é" * 500)
     assert sum(len(k) + len(v) for k, v in meta.items()) <= 1900
+    # The router caps each value at 256 characters: with every long one at its cap, only the note
+    # gives way, so the loop that shortens it is what keeps the total within S3's 2 KB.
+    long = {name: name[0] * 256 for name in ("source-key", "line", "camera", "model-name", "model-version")}
+    full = core.decided_metadata({**original, **long}, "alice", T0, "ok", "é" * 500)
+    assert sum(len(k) + len(v) for k, v in full.items()) <= 1900
+    assert 0 < len(full["note"]) < len(meta["note"])
+    assert all(full[name] == value for name, value in long.items())
     assert meta["inspector"] == "alice"
     assert meta["label"] == "ok"
     assert meta["decided-at"] == "2026-11-25T10:00:00Z"
@@ -123,6 +136,7 @@ def test_validate_note() -> None:
     assert core.validate_note("  ok  ") == "ok"
     assert core.validate_note("   ") is None
     assert core.validate_note("two\nlines") == "two\nlines"
+    assert core.validate_note("x" * 500) == "x" * 500
     with pytest.raises(InvalidInput):
         core.validate_note("x" * 501)
     with pytest.raises(InvalidInput):
@@ -152,6 +166,8 @@ def test_audit_key_sorts_and_parses() -> None:
 def test_undo_refusal() -> None:
     last = {"action": "decision", "decided_at": core.iso(T0)}
     assert core.undo_refusal(last, T0 + timedelta(seconds=29), 30) is None
+    assert core.undo_refusal(last, T0 + timedelta(seconds=30), 30) is None  # the window includes its end
+    assert "window" in (core.undo_refusal(last, T0 + timedelta(seconds=30, microseconds=1), 30) or "")
     assert "window" in (core.undo_refusal(last, T0 + timedelta(seconds=31), 30) or "")
     assert core.undo_refusal(None, T0, 30) == "nothing to undo"
     assert core.undo_refusal({**last, "action": "undo"}, T0, 30) == "nothing to undo"
@@ -188,6 +204,8 @@ def test_hourly_throughput_has_24_hours() -> None:
 def test_rates() -> None:
     counts = {"okay": 6, "defect": 1, "unclear": 1, "human_decided": 2, "rejected": 0}
     assert core.rates(counts, human_defect=1) == (0.2, 0.3)
+    # Rejected images count in the denominator only.
+    assert core.rates({**counts, "rejected": 10}, human_defect=1) == (0.1, 0.15)
     assert core.rates({}, 0) == (0.0, 0.0)
     assert core.human_label("human_decided/x/defect_a.jpg") == "defect"
     assert core.human_label("human_decided/x/ok_a.jpg") == "ok"
@@ -226,3 +244,21 @@ def test_login_limiter_memory_is_bounded() -> None:
         lim.fail([f"user:spray-{i}"], now=float(i % 10))
     lim.fail(["user:late"], now=1000.0)
     assert len(lim._failures) <= 10_002
+
+
+def test_overlong_ids_are_refused_before_decoding() -> None:
+    # Valid base64 of a long key: refused on its length, without decoding megabytes of input.
+    with pytest.raises(InvalidKey, match="too long"):
+        core.decode_id("QUFB" * 400)
+
+
+def test_history_filters() -> None:
+    record = {"inspector": "bob", "label": "ok", "at": "2026-11-25T10:00:00Z"}
+    assert core.history_matches(record, None, None, None)
+    assert core.history_matches(record, "bob", "ok", T0)
+    assert not core.history_matches(record, "alice", None, None)
+    assert not core.history_matches(record, None, "defect", None)
+    assert not core.history_matches(record, None, None, T0 + timedelta(seconds=1))
+    # A record without a readable time cannot be shown as newer than `since`.
+    assert not core.history_matches({**record, "at": None}, None, None, T0)
+    assert core.history_matches({**record, "at": None}, None, None, None)

@@ -178,15 +178,24 @@ describe("ReviewScreen", () => {
   });
 
   it("hides the undo toast when its window closes", async () => {
-    const user = userEvent.setup();
-    api.decideItem.mockResolvedValue({ ...decision("id1", "ok"), undo_until: "2026-11-25T09:00:01Z" });
-    await ready();
+    // Fake clock (still moving with real time for Testing Library's polling): no real 1.4 s wait.
+    vi.useFakeTimers({ shouldAdvanceTime: true });
+    try {
+      const user = userEvent.setup({ advanceTimers: vi.advanceTimersByTime });
+      api.decideItem.mockResolvedValue({ ...decision("id1", "ok"), undo_until: "2026-11-25T09:00:01Z" });
+      await ready();
 
-    await user.keyboard("o");
-    await screen.findByText("img_1.jpeg marked OK.");
-    await act(() => new Promise((resolve) => setTimeout(resolve, 1400)));
+      await user.keyboard("o");
+      await screen.findByText("img_1.jpeg marked OK.");
+      // Half the window (the rest is slack for real time moving the clock too): still offered.
+      await act(() => vi.advanceTimersByTimeAsync(500));
+      expect(screen.getByText("img_1.jpeg marked OK.")).toBeInTheDocument();
+      await act(() => vi.advanceTimersByTimeAsync(900));
 
-    expect(screen.queryByText("img_1.jpeg marked OK.")).not.toBeInTheDocument();
+      expect(screen.queryByText("img_1.jpeg marked OK.")).not.toBeInTheDocument();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("toggles the loupe with Z", async () => {
