@@ -64,6 +64,19 @@ def interrupted(
     return key
 
 
+def fail_puts(monkeypatch: pytest.MonkeyPatch, store: Any, prefix: str) -> Callable[[], None]:
+    """Make the review store's PUTs under `prefix` fail like an S3 outage; returns what ends it."""
+    real_put = store.store.put
+
+    def failing_put(bucket: str, k: str, *args: Any, **kwargs: Any) -> str:
+        if k.startswith(prefix):
+            raise StorageUnavailable("simulated outage")
+        return str(real_put(bucket, k, *args, **kwargs))
+
+    monkeypatch.setattr(store.store, "put", failing_put)
+    return lambda: monkeypatch.setattr(store.store, "put", real_put)
+
+
 def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
     """Poll a background outcome."""
     deadline = time.monotonic() + timeout
@@ -212,17 +225,10 @@ def test_an_undo_whose_audit_record_failed_is_recorded_later(
     assert alice.post(f"/api/items/{encode_id(key)}/decision", json={"label": "defect"}).status_code == 200
     settle(alice)
     store = alice.app.state.review.store  # type: ignore[attr-defined]
-    real_put = store.store.put
-
-    def failing_put(bucket: str, k: str, *args: Any, **kwargs: Any) -> str:
-        if k.startswith("audit/"):
-            raise StorageUnavailable("simulated outage")
-        return str(real_put(bucket, k, *args, **kwargs))
-
-    monkeypatch.setattr(store.store, "put", failing_put)
+    end_outage = fail_puts(monkeypatch, store, "audit/")
     r = alice.post("/api/undo")
     assert r.status_code == 503
-    monkeypatch.setattr(store.store, "put", real_put)
+    end_outage()
     # The image is back and its copy gone, but the log lacks the undo: the marker still names it.
     assert keys(s3, "unclear/") == [key]
     assert keys(s3, "human_decided/") == []
@@ -247,16 +253,9 @@ def test_an_undo_that_cannot_put_the_image_back_leaves_the_decision_as_it_was(
     settle(alice)
     before = s3.get_object(Bucket=BUCKET, Key="decisions/u/y.jpg.json")["Body"].read()
     store = alice.app.state.review.store  # type: ignore[attr-defined]
-    real_put = store.store.put
-
-    def failing_put(bucket: str, k: str, *args: Any, **kwargs: Any) -> str:
-        if k.startswith("unclear/"):
-            raise StorageUnavailable("simulated outage")
-        return str(real_put(bucket, k, *args, **kwargs))
-
-    monkeypatch.setattr(store.store, "put", failing_put)
+    end_outage = fail_puts(monkeypatch, store, "unclear/")
     assert alice.post("/api/undo").status_code == 503
-    monkeypatch.setattr(store.store, "put", real_put)
+    end_outage()
     # Nothing moved, and the marker no longer names the undo that failed.
     assert keys(s3, "unclear/") == []
     assert keys(s3, "human_decided/") == ["human_decided/u/ok_y.jpg"]
@@ -275,20 +274,13 @@ def test_undo_takes_the_newest_decision_even_when_its_audit_record_failed(
     assert alice.post(f"/api/items/{encode_id(a)}/decision", json={"label": "ok"}).status_code == 200
     settle(alice)
     store = alice.app.state.review.store  # type: ignore[attr-defined]
-    real_put = store.store.put
-
-    def failing_put(bucket: str, k: str, *args: Any, **kwargs: Any) -> str:
-        if k.startswith("audit/"):
-            raise StorageUnavailable("simulated outage")
-        return str(real_put(bucket, k, *args, **kwargs))
-
-    monkeypatch.setattr(store.store, "put", failing_put)
+    end_outage = fail_puts(monkeypatch, store, "audit/")
     assert alice.post(f"/api/items/{encode_id(b)}/decision", json={"label": "defect"}).status_code == 200
     settle(alice)
     # While the log still cannot be written, the undo of b fails instead of reaching back to a.
     assert alice.post("/api/undo").status_code == 503
     assert keys(s3, "unclear/") == [b]
-    monkeypatch.setattr(store.store, "put", real_put)
+    end_outage()
     r = alice.post("/api/undo")
     assert r.status_code == 200, r.text
     assert r.json()["key"] == b
