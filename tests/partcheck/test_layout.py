@@ -13,11 +13,37 @@ def test_routed_key_keeps_the_relative_path():
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "/abs.jpg", "a/../b.jpg", "a//b.jpg", "./a.jpg", "a\x00.jpg", "x" * 1100]
+    "bad",
+    [
+        "",
+        "/abs.jpg",
+        "a/../b.jpg",
+        "a//b.jpg",
+        "./a.jpg",
+        "a\x00.jpg",
+        "a\x1f.jpg",
+        "a\x7f.jpg",
+        "x" * 1100,
+        "a" * 1025,
+        "ä" * 600,  # 600 characters, 1200 bytes: the limit is S3's, in UTF-8 bytes
+    ],
 )
 def test_unsafe_keys_are_refused(bad):
     with pytest.raises(InvalidKey):
         routed_key(Route.OKAY, bad)
+
+
+@pytest.mark.parametrize("key", ["a" * 1024, "ä" * 512, "a b~.jpg"])
+def test_keys_up_to_1024_bytes_and_without_control_characters_are_fine(key):
+    # 1024 bytes is S3's limit; space (0x20) and ~ (0x7E) are the neighbours of the refused ranges.
+    assert routed_key(Route.OKAY, key) == f"okay/{key}"
+
+
+@pytest.mark.parametrize("key", ["/abs.jpg", "/a/b.jpg"])
+def test_absolute_keys_are_refused_as_absolute(key):
+    # "/abs.jpg" also has an empty first segment; the message shows which rule refused it.
+    with pytest.raises(InvalidKey, match="empty or absolute"):
+        routed_key(Route.OKAY, key)
 
 
 def test_unicode_and_spaces_are_fine():
@@ -41,3 +67,11 @@ def test_human_decided_key_refuses_keys_outside_unclear_and_bad_labels():
 def test_relative_key_and_marker():
     assert relative_key(Route.UNCLEAR, "unclear/a/b.jpg") == "a/b.jpg"
     assert decision_marker_key("unclear/a/b.jpg") == "decisions/a/b.jpg.json"
+
+
+@pytest.mark.parametrize("key", ["unclearX/a.jpg", "unclear", "unclear.jpg", "okay/unclear/a.jpg"])
+def test_a_key_is_under_a_route_only_after_its_slash(key):
+    with pytest.raises(InvalidKey, match="not under unclear/"):
+        relative_key(Route.UNCLEAR, key)
+    with pytest.raises(InvalidKey):
+        human_decided_key(key, "ok")

@@ -28,7 +28,8 @@ def tiny(tmp_path: Path) -> Path:
 
 def test_known_verdicts(tiny: Path) -> None:
     clf = OnnxClassifier(tiny)
-    bright, dark, middle = clf.predict([textured(170), textured(80), textured(128)])
+    images = [textured(170), textured(80), textured(128)]
+    bright, dark, middle = clf.predict(images)
     assert bright.label == "defect"
     assert bright.p_defect > 0.8
     assert dark.label == "ok"
@@ -40,6 +41,24 @@ def test_known_verdicts(tiny: Path) -> None:
         assert p.confidence == pytest.approx(max(p.p_defect, 1 - p.p_defect))
         assert {"preprocess", "quality", "inference"} <= set(p.timings_ms)
         assert p.ood_score == pytest.approx(1.0)
+    # p_defect is sigmoid(logit gap / the card's temperature of 2), not of the raw gap.
+    for p, data in zip((bright, dark, middle), images, strict=True):
+        assert p.p_defect == pytest.approx(tiny_model.calibrated_p_defect(data), rel=1e-5)
+        assert p.p_defect != pytest.approx(tiny_model.calibrated_p_defect(data, temperature=1.0), rel=1e-3)
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 4.0])
+def test_p_defect_is_scaled_by_the_cards_temperature(tiny: Path, temperature: float) -> None:
+    card = card_path_for(tiny)
+    data = json.loads(card.read_text())
+    data["temperature"] = temperature
+    card.write_text(json.dumps(data))
+    image = textured(140)
+    clf = OnnxClassifier(tiny)
+    (p,) = clf.predict([image])
+    expected = tiny_model.calibrated_p_defect(image, temperature)
+    assert p.p_defect == pytest.approx(expected, rel=1e-5)
+    assert clf.model_p_defect([image]) == [pytest.approx(expected, rel=1e-5)]
 
 
 def test_classify_uses_the_protocol(tiny: Path) -> None:
@@ -54,12 +73,23 @@ def test_blank_and_badly_exposed_frames_get_no_verdict(tiny: Path) -> None:
         assert words in (p.reason or "")
 
 
-def test_out_of_distribution_goes_to_unclear(tmp_path: Path) -> None:
-    clf = OnnxClassifier(tiny_model.build(tmp_path, ood_value=9.0, ood_threshold=5.0))
+@pytest.mark.parametrize("ood_value", [5.0001, 9.0])
+def test_out_of_distribution_goes_to_unclear(tmp_path: Path, ood_value: float) -> None:
+    # 5.0001 is above the card's 5.0 in float32 too (the model's ood output is float32).
+    clf = OnnxClassifier(tiny_model.build(tmp_path, ood_value=ood_value, ood_threshold=5.0))
     (p,) = clf.predict([textured(170)])
     assert p.label == "unclear"
     assert (p.reason or "").startswith("out of distribution")
-    assert p.ood_score == pytest.approx(9.0)
+    assert p.ood_score == pytest.approx(ood_value)
+
+
+@pytest.mark.parametrize("ood_value", [4.9999, 5.0])
+def test_an_ood_score_at_the_cards_threshold_still_gets_a_verdict(tmp_path: Path, ood_value: float) -> None:
+    clf = OnnxClassifier(tiny_model.build(tmp_path, ood_value=ood_value, ood_threshold=5.0))
+    (p,) = clf.predict([textured(170)])
+    assert p.label == "defect"
+    assert p.reason is None
+    assert p.ood_score == pytest.approx(ood_value)
 
 
 def test_predict_many_isolates_bad_images(tiny: Path, sample_images: dict[str, list[Path]]) -> None:

@@ -1,13 +1,17 @@
 """A tiny ONNX model with the real model's interface, built without torch: p_defect rises with brightness.
 
-logit_defect = (mean pixel - 0.5) * 20, logit_ok = 0, ood = constant 1.0. A card sits beside it, as
+logit_defect = (mean pixel - 0.5) * GAIN, logit_ok = 0, ood = constant 1.0. A card sits beside it, as
 `partcheck train` writes one, so `OnnxClassifier` loads it through the same checks as the real model.
+The card's temperature is 2, not 1 (a fitted one never is 1): the calibrated p_defect is
+sigmoid(logit gap / TEMPERATURE) = sigmoid((mean pixel - 0.5) * 20), and a backend that skipped the
+division would give other numbers (grey 128: 0.56 calibrated, 0.62 raw).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +19,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 SIZE = 64
+TEMPERATURE = 2.0
+# The raw logit gap per unit of mean brightness; divided by TEMPERATURE it is 20, the calibrated slope.
+GAIN = 20.0 * TEMPERATURE
 
 
 def build(
@@ -39,7 +46,7 @@ def build(
     ]
     inits = [
         numpy_helper.from_array(np.array(0.5, dtype=np.float32), "half"),
-        numpy_helper.from_array(np.array(20.0, dtype=np.float32), "gain"),
+        numpy_helper.from_array(np.array(GAIN, dtype=np.float32), "gain"),
         numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero"),
         numpy_helper.from_array(np.array(ood_value, dtype=np.float32), "ood_value"),
         numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
@@ -68,7 +75,7 @@ def build(
         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
         "input": {"name": "image", "size": SIZE, "shape": [None, 1, SIZE, SIZE], "dtype": "float32"},
         "labels": ["ok", "defect"],
-        "temperature": 1.0,
+        "temperature": TEMPERATURE,
         "thresholds": {"t_ok": t_ok, "t_defect": t_defect},
         "ood": {"threshold": ood_threshold},
         "quality": {},
@@ -76,6 +83,18 @@ def build(
     }
     (directory / f"{name}.card.json").write_text(json.dumps(card))
     return path
+
+
+def logit_gap(data: bytes) -> float:
+    """tiny's raw logit_defect - logit_ok for an image, before the card's temperature is applied."""
+    from services.predict.preprocess import preprocess
+
+    return float((preprocess(data, SIZE).mean(dtype=np.float64) - 0.5) * GAIN)
+
+
+def calibrated_p_defect(data: bytes, temperature: float = TEMPERATURE) -> float:
+    """sigmoid(logit gap / temperature): the p_defect the backend must report for `data`."""
+    return 1.0 / (1.0 + math.exp(-logit_gap(data) / temperature))
 
 
 def textured(mean: int, seed: int = 0) -> bytes:

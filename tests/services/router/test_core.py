@@ -1,3 +1,5 @@
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from partcheck.messages import Prediction, PredictionMessage
@@ -50,21 +52,114 @@ def test_alternate_key_keeps_extension():
     assert alternate_key("okay/a/b.jpg", "0123456789abcdef") == "okay/a/b~0123456789ab.jpg"
 
 
+SHA = "0123456789abcdef" * 4
+UPLOAD_META = {
+    "line": "l 3",
+    "camera": "c1",
+    "capture-time": "2026-11-24T23:59:58.000Z",
+    "sha256": SHA,
+    "source-name": "Käfer.jpg",  # predict forwards it; the sorted object does not carry it
+}
+
+
+def _message(prediction, **kw):
+    fields = {
+        "outcome": "classified" if prediction is not None else "rejected",
+        "bucket": "in",
+        "key": "l/Käfer.jpg",
+        "etag": "e1",
+        "prediction": prediction,
+        "metadata": UPLOAD_META,
+        "predicted_at": "2026-11-25T00:00:02.500000+00:00",
+        "event_time": "2026-11-25T00:00:00.123Z",
+        "timings_ms": {"download": 3.0, "classify": 12.3456},
+    }
+    return PredictionMessage(**{**fields, **kw})
+
+
+def _sorted_at(meta):
+    """Pop sorted-at, checking it is the router's clock now, in UTC."""
+    sorted_at = datetime.fromisoformat(meta.pop("sorted-at"))
+    assert sorted_at.utcoffset() == timedelta(0)
+    assert abs(datetime.now(UTC) - sorted_at) < timedelta(seconds=60)
+    return sorted_at
+
+
 def test_metadata_is_ascii_and_carries_the_verdict():
-    msg = PredictionMessage(
-        outcome="classified",
-        bucket="in",
-        key="l/Käfer.jpg",
-        etag="e1",
-        prediction=_p("defect", 0.93),
-        metadata={"line": "l", "camera": "c1"},
-        predicted_at="2026-11-25T00:00:00+00:00",
-        event_time="2026-11-25T00:00:00Z",
+    prediction = Prediction(
+        label="defect",
+        confidence=0.93,
+        p_defect=0.93,
+        model_name="tiny",
+        model_version="v7",
+        thresholds=Thresholds(t_ok=0.95, t_defect=0.85),
+        ood_score=1.25,
     )
-    meta = object_metadata(msg)
-    assert meta["model-label"] == "defect"
-    assert float(meta["confidence"]) == pytest.approx(0.93)
-    assert meta["line"] == "l"
-    assert meta["camera"] == "c1"
-    assert meta["source-key"] == "l/K%C3%A4fer.jpg"
+    meta = object_metadata(_message(prediction))
+    _sorted_at(meta)
+    assert meta == {
+        "source-key": "l/K%C3%A4fer.jpg",
+        "source-bucket": "in",
+        "source-etag": "e1",
+        "uploaded-at": "2026-11-25T00:00:00.123Z",  # the upload event's time, not the prediction's
+        "predicted-at": "2026-11-25T00:00:02.500000+00:00",
+        "line": "l 3",
+        "camera": "c1",
+        "capture-time": "2026-11-24T23:59:58.000Z",
+        "sha256": SHA,
+        "model-label": "defect",
+        "confidence": "0.930000",
+        "p-defect": "0.930000",
+        "model-name": "tiny",
+        "model-version": "v7",
+        "t-ok": "0.950000",
+        "t-defect": "0.850000",
+        "predict-ms": "12.346",
+        "ood-score": "1.250000",
+    }
     assert all(v.isascii() for v in meta.values())
+
+
+def test_metadata_records_the_routers_band_when_it_overrides_the_models():
+    meta = object_metadata(_message(_p("defect", 0.93)), Thresholds(t_ok=0.99, t_defect=0.9))
+    assert (meta["t-ok"], meta["t-defect"]) == ("0.990000", "0.900000")
+
+
+def test_metadata_of_a_rejected_image_without_an_event_time():
+    message = _message(None, rejection_reason="not an image: größe 0", event_time=None, timings_ms={})
+    meta = object_metadata(message)
+    _sorted_at(meta)
+    assert meta == {
+        "source-key": "l/K%C3%A4fer.jpg",
+        "source-bucket": "in",
+        "source-etag": "e1",
+        "uploaded-at": "2026-11-25T00:00:02.500000+00:00",  # no event time: the prediction's stands in
+        "predicted-at": "2026-11-25T00:00:02.500000+00:00",
+        "line": "l 3",
+        "camera": "c1",
+        "capture-time": "2026-11-24T23:59:58.000Z",
+        "sha256": SHA,
+        "reason": "not an image: gr%C3%B6%C3%9Fe 0",
+    }
+
+
+@pytest.mark.parametrize("outcome", ["classified", "rejected"])
+def test_metadata_stays_under_s3s_2_kb_for_a_1024_byte_key_and_long_values(outcome):
+    long = "Prüfteil " * 120  # 1080 characters, near 1500 once url-quoted
+    key = "ä" * 510 + ".jpg"
+    assert len(key.encode()) == 1024  # the longest key S3 takes
+    message = _message(
+        _p("unclear", 0.5, reason=long) if outcome == "classified" else None,
+        bucket="b" * 63,
+        key=key,
+        etag="0123456789abcdef0123456789abcdef-10000",
+        rejection_reason=long if outcome == "rejected" else None,
+        metadata=dict.fromkeys(("line", "camera", "capture-time", "sha256", "source-name"), long),
+        timings_ms={"classify": 123456.789},
+    )
+    meta = object_metadata(message)
+    assert all(v.isascii() and len(v) <= 256 for v in meta.values())
+    assert len(meta["source-key"]) == 256
+    assert meta["source-key"].startswith("%C3%A4" * 42)
+    # S3 counts the UTF-8 bytes of every metadata name and value: 2 KB in all.
+    assert sum(len(k.encode()) + len(v.encode()) for k, v in meta.items()) < 2048
