@@ -12,6 +12,10 @@ from partcheck.thresholds import Thresholds
 
 # S3 user metadata travels as HTTP headers: ASCII only, and the whole set must stay under 2 KB.
 _MAX_META_VALUE = 256
+# S3 takes at most 2 KB of user metadata (the UTF-8 bytes of every name and value); the rest is headroom.
+_META_BUDGET = 1900
+# Descriptive values that may be shortened to stay within it; the others identify the image and its verdict.
+_SHORTENABLE = ("reason", "source-key", "model-name", "model-version", "line", "camera", "capture-time")
 
 
 def route_for(prediction: Prediction | None, thresholds: Thresholds | None = None) -> Route:
@@ -78,4 +82,12 @@ def object_metadata(message: PredictionMessage, thresholds: Thresholds | None = 
             meta["predict-ms"] = f"{message.timings_ms['classify']:.3f}"
         if p.ood_score is not None:
             meta["ood-score"] = f"{p.ood_score:.6f}"
-    return {k: _meta(v) for k, v in meta.items()}
+    out = {k: _meta(v) for k, v in meta.items()}
+    # Each value is capped, but enough long ones together would still exceed S3's limit and the copy
+    # would fail for good: the longest descriptive value gives way first.
+    while sum(len(k) + len(v) for k, v in out.items()) > _META_BUDGET:
+        longest = max((n for n in _SHORTENABLE if out.get(n)), key=lambda n: len(out[n]), default="")
+        if not longest:
+            break
+        out[longest] = out[longest][: len(out[longest]) // 2]
+    return out

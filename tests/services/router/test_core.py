@@ -163,3 +163,25 @@ def test_metadata_stays_under_s3s_2_kb_for_a_1024_byte_key_and_long_values(outco
     assert meta["source-key"].startswith("%C3%A4" * 42)
     # S3 counts the UTF-8 bytes of every metadata name and value: 2 KB in all.
     assert sum(len(k.encode()) + len(v.encode()) for k, v in meta.items()) < 2048
+
+
+def test_metadata_gives_way_in_its_descriptive_values_when_all_are_long():
+    # Every capped value at its 256 characters, a long model name and version besides (a Rekognition
+    # project version name can be that long): over 2 KB before the budget.
+    long = "x" * 300
+    names = {"model_name": long, "model_version": long}
+    prediction = _p("unclear", 0.5, reason=long).model_copy(update=names)
+    sha = "ab" * 32
+    message = _message(
+        prediction,
+        bucket="b" * 63,
+        key="k" * 1000 + ".jpg",
+        metadata={"line": long, "camera": long, "capture-time": long, "sha256": sha},
+    )
+    meta = object_metadata(message)
+    assert sum(len(k.encode()) + len(v.encode()) for k, v in meta.items()) <= 1900
+    # What identifies the image and its verdict is never shortened.
+    assert meta["sha256"] == sha
+    assert meta["source-bucket"] == "b" * 63
+    assert (meta["model-label"], meta["p-defect"]) == ("unclear", "0.500000")
+    assert all(meta[name] for name in ("reason", "model-name", "line", "camera", "source-key"))
