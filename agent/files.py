@@ -29,6 +29,7 @@ _EXIF_IFD = 0x8769
 _DATETIME_ORIGINAL = 36867
 _OFFSET_TIME_ORIGINAL = 36881
 _DATETIME = 306
+_OFFSET_TIME = 36880  # DateTime's offset (EXIF 2.31), in the Exif IFD like OffsetTimeOriginal
 
 
 def is_temp_name(name: str) -> bool:
@@ -67,11 +68,12 @@ def _exif_time(img: object) -> datetime | None:
     try:
         exif = img.getexif()  # type: ignore[attr-defined]
         sub = exif.get_ifd(_EXIF_IFD)
-        raw = sub.get(_DATETIME_ORIGINAL) or exif.get(_DATETIME)
+        raw, offset = sub.get(_DATETIME_ORIGINAL), sub.get(_OFFSET_TIME_ORIGINAL)
+        if not raw:  # DateTime with its own offset tag, never the original's
+            raw, offset = exif.get(_DATETIME), sub.get(_OFFSET_TIME)
         if not raw:
             return None
         parsed = datetime.strptime(str(raw).strip("\x00 ").strip(), "%Y:%m:%d %H:%M:%S")
-        offset = sub.get(_OFFSET_TIME_ORIGINAL)
         if offset:
             return datetime.strptime(
                 f"{parsed:%Y-%m-%d %H:%M:%S}{str(offset).strip()}", "%Y-%m-%d %H:%M:%S%z"

@@ -62,6 +62,27 @@ def wait_for(
         time.sleep(interval)
 
 
+def agent_idle(agent: Agent) -> bool:
+    """Nothing tracked, queued for a worker, being processed or uploading (every file handed on is done)."""
+    with agent._inflight_lock:  # a path is in flight from its dispatch until its worker has finished it
+        inflight = bool(agent._inflight)
+    return not inflight and len(agent.tracker) == 0 and agent._ready.empty() and agent.live.uploading == 0
+
+
+def wait_idle(agent: Agent, timeout: float = 20.0, checks: int = 4) -> None:
+    """Wait until all a scan or an event handed the agent is finished (idle at `checks` polls in a row)."""
+    # The main loop takes a path out of the tracker a moment before it marks it in flight; idle at several
+    # polls 50 ms apart (more than one loop tick) does not fall into that gap.
+    seen = 0
+
+    def settled() -> bool:
+        nonlocal seen
+        seen = seen + 1 if agent_idle(agent) else 0
+        return seen >= checks
+
+    wait_for(settled, timeout=timeout, describe=lambda: (len(agent.tracker), sorted(agent._inflight)))
+
+
 def s3_client(endpoint: str) -> Any:
     """A plain S3 client on the endpoint."""
     return client("s3", AwsConfig(endpoint_url=endpoint, max_attempts=1))

@@ -23,6 +23,7 @@ from tests.agent.conftest import (
     s3_client,
     sha,
     wait_for,
+    wait_idle,
     write_slowly,
 )
 
@@ -122,8 +123,9 @@ def test_key_layout_metadata_and_unicode_names(start_agent: StartAgent, inbox: P
     assert meta["line"] == "line-3"
     assert datetime.fromisoformat(meta["capture-time"].replace("Z", "+00:00")) <= datetime.now(UTC)
     # keep: the files stay, and later scans do not upload them again
+    wait_idle(agent)
     agent.scan()
-    time.sleep(1.5)
+    wait_idle(agent)  # whatever the scan handed on has been decided, so a second upload would be a row now
     assert (inbox / "Prüfung 1 (links).jpg").exists()
     assert len(agent.outbox.rows()) == 2
 
@@ -252,9 +254,10 @@ def test_every_bad_input_gets_one_log_line_and_a_state(
     slow.close()
     wait_for(lambda: _states(agent).get(str(inbox / "long-open.jpg")) == "done")
     # rescans leave known bad files alone: no new rows, no new log lines
+    wait_idle(agent)
     count = len(agent.outbox.rows())
     agent.scan()
-    time.sleep(1.0)
+    wait_idle(agent)
     assert len(agent.outbox.rows()) == count
     for name in ("locked.jpg", "empty.jpg", "notes.jpg", "link.jpg"):
         assert len([r for r in _agent_records(caplog, inbox / name) if r.levelno >= logging.WARNING]) == 1
@@ -370,8 +373,9 @@ def test_state_and_archive_inside_the_watched_folder_are_left_alone(
     (inbox / "x.jpg").write_bytes(jpeg_bytes(80))
     wait_for(lambda: agent.outbox.counts()["done"] == 1)
     wait_for(lambda: (inbox / "archive").exists() and any((inbox / "archive").rglob("x.jpg")))
+    wait_idle(agent)
     agent.scan()
-    time.sleep(1.0)
+    wait_idle(agent)
     assert len(agent.outbox.rows()) == 1
     assert len(objects(moto)) == 1
 
