@@ -124,7 +124,7 @@ def choose_thresholds(
 
     t_ok = side(defects_p_ok, max_escapes)
     t_defect = side(oks_p_defect, max_false_rejects)
-    return _score(p_defect, labels, t_ok, t_defect)
+    return score(p_defect, labels, t_ok, t_defect)
 
 
 def require_band(op: OperatingPoint, max_escapes: int, max_false_rejects: int) -> None:
@@ -141,7 +141,8 @@ def require_band(op: OperatingPoint, max_escapes: int, max_false_rejects: int) -
         )
 
 
-def _score(p_defect: np.ndarray, labels: np.ndarray, t_ok: float, t_defect: float) -> OperatingPoint:
+def score(p_defect: np.ndarray, labels: np.ndarray, t_ok: float, t_defect: float) -> OperatingPoint:
+    """What a band does on labelled outputs: escapes, false rejects and unclear."""
     said_ok = (1.0 - p_defect >= t_ok) & ~(p_defect >= t_defect)
     said_defect = (p_defect >= t_defect) & ~(1.0 - p_defect >= t_ok)
     return OperatingPoint(
@@ -160,7 +161,7 @@ def risk_coverage(p_defect: np.ndarray, labels: np.ndarray, steps: int = 200) ->
     n = max(len(labels), 1)
     # Even steps in logit space: the interesting thresholds crowd near 1 (0.999, 0.9999, ...).
     for t in 1.0 / (1.0 + np.exp(-np.linspace(0.0, 14.0, steps))):
-        op = _score(p_defect, labels, float(t), float(t))
+        op = score(p_defect, labels, float(t), float(t))
         rows.append(
             {
                 "threshold": float(t),

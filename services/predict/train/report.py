@@ -232,6 +232,20 @@ def write_model_card_md(card: dict[str, Any], path: Path) -> Path:
                 for r in m["escape_tradeoff"]
             ],
         ]
+    if halves := m.get("split_half"):
+        lines += [
+            "",
+            "Out of sample: the card's rule (0 escapes, 0 false rejects, 0.5-logit margin) applied to one "
+            "half of validation and measured on the other half (halves fixed by file name):",
+            "",
+            "| band chosen on | t_ok | t_defect | measured on (n) | escapes | false rejects | unclear rate |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+            *[
+                f"| half {name[0].upper()} | {r['t_ok']:.4f} | {r['t_defect']:.4f} | half {name[-1].upper()} "
+                f"({r['n']}) | {r['escapes']} | {r['false_rejects']} | {r['unclear_rate']:.2%} |"
+                for name, r in halves.items()
+            ],
+        ]
     if all_sets := m.get("band_all_sets"):
         lines += [
             "",

@@ -10,12 +10,13 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -132,6 +133,36 @@ def _tradeoff(
             }
         )
     return rows
+
+
+def split_half(
+    preds: list[Prediction | InvalidImage], labelled: list[tuple[str, int]], margin: float
+) -> dict[str, Any]:
+    """The card's rule out of sample: the band chosen on one half of validation, measured on the other.
+
+    The card's band is chosen on all of validation, where 0 escapes and 0 false rejects hold by
+    construction; this says what the same rule does on photos it did not see. The halves come from a
+    part of sha256(file name) the train/validation split does not use, so they are fixed and even.
+    """
+    from services.predict.train.calibrate import choose_thresholds, score
+
+    keep = [i for i, o in enumerate(preds) if isinstance(o, Prediction) and _from_model(o)]
+    p = np.array([cast(Prediction, preds[i]).p_defect for i in keep], dtype=np.float64)
+    y = np.array([labelled[i][1] for i in keep], dtype=np.int64)
+    half = np.array([hashlib.sha256(Path(labelled[i][0]).name.encode()).digest()[8] & 1 for i in keep])
+    out: dict[str, Any] = {}
+    for fit, measure in ((0, 1), (1, 0)):
+        op = choose_thresholds(p[half == fit], y[half == fit], 0, 0, margin)
+        on_other = score(p[half == measure], y[half == measure], op.t_ok, op.t_defect)
+        out[f"{'ab'[fit]}_to_{'ab'[measure]}"] = {
+            "t_ok": op.t_ok,
+            "t_defect": op.t_defect,
+            "n": on_other.n,
+            "escapes": on_other.escapes,
+            "false_rejects": on_other.false_rejects,
+            "unclear_rate": on_other.unclear / max(on_other.n, 1),
+        }
+    return out
 
 
 def band_all_sets(
@@ -374,6 +405,7 @@ def _validate(model_path: Path, card_path: Path, data_dir: Path, val_fraction: f
     ]
     metrics: dict[str, Any] = {
         "escape_tradeoff": _tradeoff(sets["validation"], labelled, margin),
+        "split_half": split_half(sets["validation"], labelled, margin),
         "band_all_sets": band_all_sets(sets, labelled, margin),
         "pit_sensitivity": pit_sensitivity(clf, ok_views),
     }

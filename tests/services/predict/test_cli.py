@@ -161,6 +161,11 @@ def test_check_model_recalibrates_the_limits_and_records_itself(
     assert "re-checked" in model_card
     assert "One band with no escape and no false reject on validation and all six" in model_card
     assert "| pit depth | n | ok | unclear | defect |" in model_card
+    halves = card["metrics"]["split_half"]
+    assert set(halves) == {"a_to_b", "b_to_a"}
+    refused = card["metrics"]["validation_onnx"]["refused_by_checks"]
+    assert sum(r["n"] for r in halves.values()) == n_val - refused
+    assert "Out of sample: the card's rule" in model_card
     # Whatever tiny's verdicts are, nothing synthetic may get one: the scene and quality checks stop them.
     assert all(c["verdict"] == 0 for c in card["metrics"]["synthetic_ood"].values())
 

@@ -86,3 +86,23 @@ def test_pinhole_sensitivity_copies_the_stamps_at_each_gain_onto_the_flange() ->
     assert out["0.50"] == {"n": 4, "ok": 1.0, "defect": 0.0, "unclear": 0.0}
     assert out["1.00"]["defect"] == 1.0
     assert out["1.50"]["defect"] == 1.0
+
+
+def test_split_half_measures_the_rule_on_photos_it_did_not_choose_the_band_on() -> None:
+    from services.predict.train.validate import split_half
+
+    labelled = [(f"val/def_{i}.jpeg", 1) for i in range(20)] + [(f"val/ok_{i}.jpeg", 0) for i in range(20)]
+    preds: list[Prediction | InvalidImage] = [_p(0.99)] * 20 + [_p(0.01)] * 20
+    # One defect that looks ok (p_ok 0.8), and one photo the checks refused: it must not count.
+    labelled += [("val/def_hard.jpeg", 1), ("val/def_blurred.jpeg", 1)]
+    preds += [_p(0.2), _p(0.5, reason="blurred: sharpness 0.01 < 0.1")]
+    halves = split_half(preds, labelled, margin=0.0)
+    assert set(halves) == {"a_to_b", "b_to_a"}
+    assert sum(r["n"] for r in halves.values()) == 41
+    assert all(0 < r["n"] < 41 for r in halves.values())
+    # The band chosen without the hard defect lets it through on the other half; the band chosen with it
+    # sits above p_ok 0.8 and lets nothing through.
+    assert sorted(r["escapes"] for r in halves.values()) == [0, 1]
+    strict = next(r for r in halves.values() if r["escapes"] == 0)
+    assert strict["t_ok"] > 0.8
+    assert all(r["false_rejects"] == 0 and r["unclear_rate"] == 0.0 for r in halves.values())
