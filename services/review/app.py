@@ -365,28 +365,30 @@ def _api_routes(app: FastAPI) -> None:
         """Log in with a user name and password; sets the session cookie."""
         now = monotonic_now()
         keys = [f"user:{body.username.lower()}", f"ip:{_client_ip(request)}"]
-        # Counted as failed until it succeeds: guesses sent in parallel cannot pass the limit together.
-        wait = state.limiter.reserve(keys, now)
+        # In flight, an attempt counts towards the limit: guesses sent in parallel cannot pass it together.
+        wait = state.limiter.begin(keys, now)
         if wait is not None:
             raise HTTPException(
                 status.HTTP_429_TOO_MANY_REQUESTS,
                 f"too many failed logins; try again in {wait} s",
                 headers={"Retry-After": str(wait)},
             )
-        if not state.password_checks.acquire(timeout=PASSWORD_CHECK_WAIT_S):
-            state.limiter.refund(keys, now)
-            raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE,
-                "too many logins at once; try again",
-                headers={"Retry-After": "1"},
-            )
+        right: bool | None = None  # None: the server could not check it, which is no failed guess
         try:
-            right = state.users.verify(body.username, body.password)
+            if not state.password_checks.acquire(timeout=PASSWORD_CHECK_WAIT_S):
+                raise HTTPException(
+                    status.HTTP_503_SERVICE_UNAVAILABLE,
+                    "too many logins at once; try again",
+                    headers={"Retry-After": "1"},
+                )
+            try:
+                right = state.users.verify(body.username, body.password)
+            finally:
+                state.password_checks.release()
         finally:
-            state.password_checks.release()
+            state.limiter.end(keys, now, failed=right is False)
         if not right:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
-        state.limiter.refund(keys, now)
         state.limiter.succeed(keys[0])
         session, cookie = state.sessions.issue(body.username, now, state.users.stamp(body.username) or "")
         response.set_cookie(

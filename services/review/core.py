@@ -11,6 +11,7 @@ import bisect
 import json
 import posixpath
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -473,8 +474,10 @@ class LoginLimiter:
         self.max_failures = max_failures
         self.window_s = window_s
         self._failures: dict[str, deque[float]] = {}
+        self._in_flight: dict[str, int] = {}
         self._next_sweep = 0.0
         self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
 
     def _prune(self, key: str, now: float) -> deque[float]:
         q = self._failures.setdefault(key, deque())
@@ -512,26 +515,44 @@ class LoginLimiter:
         with self._lock:
             self._append(keys, now)
 
-    def reserve(self, keys: Iterable[str], now: float) -> int | None:
-        """Count an attempt as failed before it is checked, or the seconds to wait when over the limit.
+    def begin(self, keys: Iterable[str], now: float, block_s: float = 3.0) -> int | None:
+        """Admit one attempt, or return the seconds to wait when a key is over the limit.
 
-        Check and count are one step, so parallel guesses cannot all pass a check that none of them
-        has failed yet; a successful attempt takes its count back with `refund`.
+        An attempt in flight counts towards the limit until it ends (`end`): parallel guesses cannot all
+        pass a check that none of them has failed yet. Rather than being refused, an attempt that would
+        only pass the limit with those in flight waits for them (at most `block_s`, then 1 s to wait), so
+        inspectors logging in at once behind one address are served, one check after another.
         """
         keys = list(keys)
-        with self._lock:
-            wait = self._wait(keys, now)
-            if wait is None:
-                self._append(keys, now)
-            return wait
+        deadline = time.monotonic() + block_s
+        with self._cond:
+            while True:
+                wait = self._wait(keys, now)
+                if wait is not None:
+                    return wait
+                held = (len(self._failures.get(k, ())) + self._in_flight.get(k, 0) for k in keys)
+                if all(n < self.max_failures for n in held):
+                    for k in keys:
+                        self._in_flight[k] = self._in_flight.get(k, 0) + 1
+                    return None
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return 1
+                self._cond.wait(remaining)
 
-    def refund(self, keys: Iterable[str], at: float) -> None:
-        """Take back the count `reserve` made at `at`."""
-        with self._lock:
-            for key in keys:
-                q = self._failures.get(key)
-                if q is not None and at in q:
-                    q.remove(at)
+    def end(self, keys: Iterable[str], now: float, failed: bool) -> None:
+        """An admitted attempt is over; a failed one counts (one the server could not check does not)."""
+        keys = list(keys)
+        with self._cond:
+            for k in keys:
+                left = self._in_flight.get(k, 0) - 1
+                if left > 0:
+                    self._in_flight[k] = left
+                else:
+                    self._in_flight.pop(k, None)
+            if failed:
+                self._append(keys, now)
+            self._cond.notify_all()
 
     def succeed(self, key: str) -> None:
         """Forget a key's failures after a successful login."""

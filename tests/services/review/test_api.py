@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from services.review import core
 from services.review import store as review_store
 from services.review.core import encode_id
+from services.review.users import UserStoreUnavailable
 from tests.services.review.conftest import BUCKET, JPEG, PASSWORD, login, settle
 
 pytestmark = pytest.mark.integration
@@ -154,6 +155,41 @@ def test_parallel_wrong_logins_cannot_pass_the_limit_together(
     with ThreadPoolExecutor(15) as pool:
         codes = sorted(pool.map(attempt, range(15)))
     assert codes == [401] * 3 + [429] * 12
+
+
+def test_inspectors_logging_in_at_once_behind_one_address_all_get_in(
+    app_factory: App, users: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = app_factory(login_max_failures=5, login_window_seconds=60)
+    real_verify = users.verify
+
+    def slow_verify(name: str, password: str) -> bool:
+        time.sleep(0.1)
+        return bool(real_verify(name, password))
+
+    monkeypatch.setattr(users, "verify", slow_verify)
+
+    def attempt(_: int) -> int:
+        return c.post("/api/login", json={"username": "alice", "password": PASSWORD}).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        assert sorted(pool.map(attempt, range(8))) == [200] * 8
+
+
+def test_a_server_fault_during_login_is_no_failed_guess(
+    app_factory: App, users: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = app_factory(login_max_failures=3, login_window_seconds=60)
+    real_verify = users.verify
+
+    def broken(name: str, password: str) -> bool:
+        raise UserStoreUnavailable("user store is unreadable")
+
+    monkeypatch.setattr(users, "verify", broken)
+    for _ in range(4):
+        assert c.post("/api/login", json={"username": "alice", "password": PASSWORD}).status_code == 503
+    monkeypatch.setattr(users, "verify", real_verify)
+    assert c.post("/api/login", json={"username": "bob", "password": PASSWORD}).status_code == 200
 
 
 def test_a_right_password_does_not_count_against_the_limit(app_factory: App) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -226,16 +228,33 @@ def test_login_limiter_window() -> None:
     assert lim.retry_after(["ip:1"], 62) is not None
 
 
-def test_login_limiter_reservations_count_before_the_check() -> None:
+def test_login_limiter_counts_attempts_in_flight() -> None:
     lim = core.LoginLimiter(max_failures=3, window_s=60)
     keys = ["user:a", "ip:1"]
-    # Ten attempts in flight at once: only three may be checked, the rest wait.
-    assert [lim.reserve(keys, 1.0) for _ in range(10)] == [None] * 3 + [60] * 7
-    lim.refund(keys, 1.0)  # one of the three was right
-    assert lim.reserve(keys, 2.0) is None
-    assert lim.reserve(keys, 2.0) == 59
-    lim.refund(["ip:2"], 2.0)  # unknown key: nothing to take back
-    assert lim.retry_after(["ip:2"], 2.0) is None
+    # Three checks may run at once; a fourth would pass the limit if all three failed: it must wait.
+    assert [lim.begin(keys, 1.0, block_s=0) for _ in range(3)] == [None] * 3
+    assert lim.begin(keys, 1.0, block_s=0) == 1
+    assert lim.begin(["user:b", "ip:2"], 1.0, block_s=0) is None  # other keys are not held up
+    lim.end(keys, 1.0, failed=False)  # a right password, or one the server could not check
+    assert lim.begin(keys, 2.0, block_s=0) is None
+    for _ in range(3):
+        lim.end(keys, 2.0, failed=True)
+    # Three failures: refused for the rest of the window, however long it would wait.
+    assert lim.begin(keys, 3.0, block_s=0) == 59
+    assert lim.retry_after(keys, 3.0) == 59
+
+
+def test_login_limiter_lets_an_attempt_wait_for_those_in_flight() -> None:
+    lim = core.LoginLimiter(max_failures=2, window_s=60)
+    keys = ["user:a", "ip:1"]
+    assert lim.begin(keys, 1.0) is None
+    assert lim.begin(keys, 1.0) is None
+    ended = threading.Timer(0.2, lambda: lim.end(keys, 1.0, failed=False))
+    ended.start()
+    started = time.monotonic()
+    assert lim.begin(keys, 1.0, block_s=5) is None  # admitted once one of the two ended
+    assert 0.1 < time.monotonic() - started < 4
+    ended.join()
 
 
 def test_login_limiter_memory_is_bounded() -> None:
