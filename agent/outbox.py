@@ -345,7 +345,10 @@ class Outbox:
             rows = self._all(
                 "SELECT * FROM files WHERE id>? AND updated_at<? AND ("
                 " state IN ('skipped', 'gone', 'failed')"
-                " OR (state IN ('done', 'duplicate') AND disposed IS NOT NULL)) ORDER BY id LIMIT ?",
+                " OR (state IN ('done', 'duplicate') AND disposed IS NOT NULL))"
+                # An original stays while a duplicate still waits for it: its fate decides the duplicate's.
+                " AND NOT EXISTS (SELECT 1 FROM files d WHERE d.duplicate_of=files.id"
+                " AND d.state='duplicate' AND d.disposed IS NULL) ORDER BY id LIMIT ?",
                 (last_id, older_than, batch),
             )
             if not rows:

@@ -480,6 +480,8 @@ class Agent:
                 self._dispose(prev)
                 return
             if prev.state == "duplicate":
+                if prev.disposed is not None:
+                    return  # its original was uploaded and this copy already handled (kept, archived)
                 fate = self._original_fate(prev)
                 if fate == "done":
                     self._dispose(prev)

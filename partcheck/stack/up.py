@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import fcntl
 import functools
 import json
 import os
@@ -181,6 +180,8 @@ def _claim(state: Path) -> IO[str] | str:
 
     The kernel drops the lock however `up` ends, so it never goes stale the way a recorded pid can.
     """
+    import fcntl  # POSIX only, like the rest of `up` (run_stack refuses Windows before this)
+
     lock = open(state / LOCK_FILE, "a+")  # noqa: SIM115 - held until this process exits
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -291,6 +292,10 @@ def plan(settings: StackSettings, inbox: Path | None) -> list[Child]:
 
 def run_stack(settings: StackSettings, inbox: Path | None) -> int:
     """Start everything, print the endpoints, supervise until Ctrl-C (or SIGTERM/SIGHUP), stop cleanly."""
+    if sys.platform == "win32":
+        # Process groups, file locks and the children's parent-death signal are POSIX: say so in one line.
+        console.print("[red]`partcheck up` runs on Linux and macOS; on Windows use `docker compose up`[/red]")
+        return 2
     state = settings.state_dir.resolve()
     (state / "logs").mkdir(parents=True, exist_ok=True)
     lock = _claim(state)
@@ -313,8 +318,12 @@ def run_stack(settings: StackSettings, inbox: Path | None) -> int:
         nonlocal stopping
         stopping = True
 
-    # SIGHUP too: closing the terminal or losing the SSH session must stop the stack, not orphan it.
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    # SIGHUP too: closing the terminal or losing the SSH session must stop the stack, not orphan it;
+    # unless it is ignored (`nohup partcheck up &`), which asks for exactly the opposite.
+    stop_on = [signal.SIGINT, signal.SIGTERM]
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        stop_on.append(signal.SIGHUP)
+    for sig in stop_on:
         signal.signal(sig, _stop)
     moto, rest = children[0], children[1:]
     try:

@@ -362,3 +362,49 @@ def test_upload_only_credentials_and_a_retried_put_that_had_landed_store_one_obj
     row = _row(agent, path)
     assert (row.state, row.reason, row.attempts) == ("done", "already present, unverified", 2)
     assert list(upload_only.objects) == [row.key]
+
+
+def test_a_duplicate_whose_confirmed_original_was_pruned_is_not_uploaded_again(
+    make_agent: MakeAgent, store: MemoryStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent = make_agent(after_upload="archive")
+    inbox, data = tmp_path / "inbox", jpeg_bytes(11)
+    (inbox / "a.jpg").write_bytes(data)
+    (inbox / "b.jpg").write_bytes(data)
+    real = agent.disposer.dispose
+
+    def dispose(path: str, *args: Any, **kwargs: Any) -> Any:
+        if path.endswith("b.jpg"):
+            raise PermissionError(13, "open in another program")  # Windows refuses to move an open file
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(agent.disposer, "dispose", dispose)
+    _process(agent, inbox / "a.jpg")
+    _process(agent, inbox / "b.jpg")
+    assert (_row(agent, inbox / "a.jpg").state, _row(agent, inbox / "b.jpg").state) == ("done", "duplicate")
+    # Past the retention a's row would go (its file was archived), but b still waits on it: it stays.
+    agent.outbox.prune(time.time() + 1, lambda _row: False)
+    assert agent.outbox.get(_row(agent, inbox / "b.jpg").duplicate_of or -1) is not None
+    agent.scan()
+    _drain(agent)
+    assert len(store.objects) == 1, "the same bytes stored twice"
+    assert _row(agent, inbox / "b.jpg").state == "duplicate"
+
+
+def test_a_kept_duplicate_is_not_taken_again_once_its_original_is_pruned(
+    make_agent: MakeAgent, store: MemoryStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent = make_agent(after_upload="keep")
+    inbox, data = tmp_path / "inbox", jpeg_bytes(12)
+    (inbox / "a.jpg").write_bytes(data)
+    (inbox / "b.jpg").write_bytes(data)
+    _process(agent, inbox / "a.jpg")
+    _process(agent, inbox / "b.jpg")
+    _process(agent, inbox / "b.jpg")  # the original is done: the duplicate is handled (kept)
+    assert _row(agent, inbox / "b.jpg").disposed is not None
+    (inbox / "a.jpg").unlink()  # the user tidies up; a's row may now be pruned, b's stays (its file is there)
+    monkeypatch.setattr(agent.s, "retention_days", -1.0)  # everything is past the retention
+    assert agent.prune() == 1
+    assert agent.outbox.latest_for_path(str(inbox / "a.jpg")) is None
+    _process(agent, inbox / "b.jpg")  # any later event for b
+    assert len(store.objects) == 1, "the same bytes stored twice"

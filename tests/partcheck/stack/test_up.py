@@ -29,7 +29,13 @@ def _status(cwd: Path) -> dict:
 
 
 def _start(
-    cwd: Path, moto_port: int, review_port: int, *, inbox: bool = True, env: dict[str, str] | None = None
+    cwd: Path,
+    moto_port: int,
+    review_port: int,
+    *,
+    inbox: bool = True,
+    env: dict[str, str] | None = None,
+    nohup: bool = False,
 ) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
@@ -46,6 +52,8 @@ def _start(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env={**os.environ, "COLUMNS": "200", **(env or {})},
+        # As `nohup` starts it: hang-ups ignored.
+        preexec_fn=(lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if nohup else None,
     )
 
 

@@ -100,6 +100,25 @@ def test_sighup_stops_every_child_and_a_second_up_is_refused(tmp_path):
 
 
 @needs_proc
+def test_under_nohup_a_hang_up_leaves_the_stack_running(tmp_path):
+    state = tmp_path / ".partcheck"
+    proc = _start(tmp_path, free_port(), free_port(), inbox=False, nohup=True)
+    kids: set[int] = set()
+    try:
+        _started(proc, state)
+        kids = _children(proc.pid)
+        proc.send_signal(signal.SIGHUP)  # the terminal closed; `nohup` asked to survive that
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=3)
+        assert all(_alive(k) for k in kids)
+        assert "stopped; state kept" in _stop(proc)
+        _wait(lambda: not any(_alive(k) for k in kids), 20, "every child to stop")
+    finally:
+        _end(proc)
+        _kill_survivors(kids)
+
+
+@needs_proc
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_children_stop_when_up_is_killed(tmp_path):
     proc = _start(tmp_path, free_port(), free_port(), inbox=False)
