@@ -169,19 +169,27 @@ class OnnxClassifier:
             t0 = time.perf_counter()
             try:
                 x = preprocess(data, size)
-                t1 = time.perf_counter()
-                v = quality.view(x)
-                reason = quality.check(v, self.card.quality) or quality.check_scene(v, self.card.scene)
             except InvalidImage as exc:
                 results[i] = exc
                 continue
             except MemoryError:
                 raise  # the process's shortage, not the image's fault: the batch is retried
             except Exception as exc:
-                # Per-image work depends on these bytes alone; a failure is this image's, never the batch's.
-                log.exception("image %d of a batch could not be checked", i)
-                results[i] = InvalidImage(f"image could not be checked: {type(exc).__name__}: {exc}")
+                # Decoding depends on these bytes alone; a failure is this image's, never the batch's.
+                log.exception("image %d of a batch could not be decoded", i)
+                results[i] = InvalidImage(f"image could not be decoded: {type(exc).__name__}: {exc}")
                 continue
+            t1 = time.perf_counter()
+            try:
+                v = quality.view(x)
+                reason = quality.check(v, self.card.quality) or quality.check_scene(v, self.card.scene)
+            except MemoryError:
+                raise
+            except Exception as exc:
+                # A decoded image the checks cannot handle points at this service (a bad card, a bug), not
+                # at the photo: an inspector sees it in unclear/ instead of it vanishing into rejected/.
+                log.exception("the checks failed on image %d of a batch", i)
+                reason = f"checks could not run: {type(exc).__name__}: {exc}"
             t2 = time.perf_counter()
             timings = {"preprocess": (t1 - t0) * 1000, "quality": (t2 - t1) * 1000}
             if reason is not None:

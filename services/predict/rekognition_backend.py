@@ -74,15 +74,23 @@ class RekognitionClassifier:
         payload = data
         try:
             decoded = decode(data, QUALITY_SIZE)
-            reason = quality.check(to_array(decoded.image, QUALITY_SIZE), self._limits)
-            if reason is None and decoded.format not in ("JPEG", "PNG"):
-                payload = _as_png(decoded.image)
         except (InvalidImage, MemoryError):
             raise
         except Exception as exc:
-            # Local work on these bytes alone: its failure is this image's, never the batch's.
-            log.exception("image could not be checked")
-            raise InvalidImage(f"image could not be checked: {type(exc).__name__}: {exc}") from exc
+            # Decoding depends on these bytes alone: its failure is this image's, never the batch's.
+            log.exception("image could not be decoded")
+            raise InvalidImage(f"image could not be decoded: {type(exc).__name__}: {exc}") from exc
+        try:
+            reason = quality.check(to_array(decoded.image, QUALITY_SIZE), self._limits)
+            if reason is None and decoded.format not in ("JPEG", "PNG"):
+                payload = _as_png(decoded.image)
+        except MemoryError:
+            raise
+        except Exception as exc:
+            # A decoded image the checks cannot handle points at this service, not at the photo: an
+            # inspector sees it in unclear/ instead of it vanishing into rejected/.
+            log.exception("the checks failed on an image")
+            reason = f"checks could not run: {type(exc).__name__}: {exc}"
         t1 = time.perf_counter()
         timings = {"preprocess": (t1 - t0) * 1000}
         if reason is not None:

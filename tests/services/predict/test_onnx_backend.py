@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from partcheck.errors import InvalidImage, ModelError
+from partcheck.messages import Prediction
 from partcheck.thresholds import Thresholds
 from services.predict.backends import load_classifier
 from services.predict.core import classify
@@ -185,3 +186,22 @@ def test_predict_many_isolates_images_that_fail_in_any_way(
     assert "unsupported colour mode 'LAB'" in str(out[1])
     assert "corrupt or truncated" in str(out[2])
     assert "ZeroDivisionError: a bug in per-image work" in str(out[3])
+
+
+def test_checks_that_cannot_run_send_the_image_to_an_inspector_not_to_rejected(
+    tiny: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.predict import quality
+
+    # A fault of the service (a malformed card section, a bug) hits every decoded image alike: none of
+    # them may land in rejected/, where no inspector looks.
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("scene")
+
+    monkeypatch.setattr(quality, "check_scene", broken)
+    out = OnnxClassifier(tiny).predict_many([textured(170), textured(80), b"not an image"])
+    assert [type(o).__name__ for o in out] == ["Prediction", "Prediction", "InvalidImage"]
+    for p in out[:2]:
+        assert isinstance(p, Prediction)
+        assert p.label == "unclear"
+        assert p.reason == "checks could not run: KeyError: 'scene'"

@@ -182,3 +182,22 @@ def test_a_refused_request_leaves_the_whole_sqs_batch_for_retry_instead_of_the_d
     assert result == {"batchItemFailures": [{"itemIdentifier": f"m{n}"} for n in range(3)]}
     dlq = resources.queue_urls[settings.uploads_queue + DLQ_SUFFIX]
     assert "Messages" not in sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=0)
+
+
+def test_checks_that_cannot_run_send_the_image_to_an_inspector(
+    answer: list[dict[str, Any]],
+    classifier: RekognitionClassifier,
+    sample_images: dict[str, list[Path]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.predict import rekognition_backend
+
+    answer[:] = [{"Name": "ok_front", "Confidence": 99.0}]
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("min_std")  # say, a limits section the code does not expect
+
+    monkeypatch.setattr(rekognition_backend.quality, "check", broken)
+    (p,) = classifier.predict_many([sample_images["ok"][0].read_bytes()])
+    assert not isinstance(p, InvalidImage)
+    assert (p.label, p.reason) == ("unclear", "checks could not run: KeyError: 'min_std'")
