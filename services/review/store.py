@@ -739,12 +739,16 @@ class ReviewStore:
         )
 
     def _is_copy(self, decided_key: str, metadata: Mapping[str, str]) -> bool | None:
-        """Whether decided_key holds the copy with exactly this metadata; None when S3 cannot say."""
+        """Whether decided_key holds this decision's copy (same inspector, time, label); None if unknown."""
         try:
             info = self.store.head(self.bucket, decided_key)
         except PartcheckError:
             return None
-        return info is not None and info.metadata == dict(metadata)
+        # Who, when and what identify the decision; the note may come back changed (S3 trims the
+        # whitespace a shortened note can end in).
+        return info is not None and all(
+            info.metadata.get(name) == metadata.get(name) for name in ("inspector", "decided-at", "label")
+        )
 
     def _follow_up(self, keys: core.DecisionKeys, audit_key: str, record: dict[str, Any]) -> None:
         """After the decided PUT: the audit record first, only then the unclear/ object goes, so a

@@ -366,3 +366,27 @@ def test_undo_on_another_instance_leaves_a_decision_whose_removal_may_still_run(
     assert keys(s3, "human_decided/") == ["human_decided/ok_running.jpg"]
     after = json.loads(s3.get_object(Bucket=BUCKET, Key="decisions/running.jpg.json")["Body"].read())
     assert "undo" not in after
+
+
+def test_a_landed_decided_put_is_recognised_by_who_when_and_what_not_by_its_note(
+    alice: TestClient, put_unclear: Any, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = put_unclear("trim.jpg")
+    store = alice.app.state.review.store  # type: ignore[attr-defined]
+    real_put = store.store.put
+
+    def landed_trimmed_then_500(bucket: str, k: str, *args: Any, **kwargs: Any) -> str:
+        if not k.startswith("human_decided/"):
+            return str(real_put(bucket, k, *args, **kwargs))
+        # S3 trims the whitespace a shortened note can end in: the stored note differs from the sent one.
+        meta = {**kwargs.pop("metadata"), "note": "trimmed"}
+        real_put(bucket, k, *args, metadata=meta, **kwargs)
+        raise StorageUnavailable("500 after storing")
+
+    monkeypatch.setattr(store.store, "put", landed_trimmed_then_500)
+    r = alice.post(f"/api/items/{encode_id(key)}/decision", json={"label": "defect", "note": "a long note"})
+    monkeypatch.setattr(store.store, "put", real_put)
+    settle(alice)
+    assert r.status_code == 200, r.text
+    assert keys(s3, "human_decided/") == ["human_decided/defect_trim.jpg"]
+    assert keys(s3, "decisions/") == ["decisions/trim.jpg.json"]

@@ -309,15 +309,17 @@ export function useReviewQueue(): ReviewQueue {
   }, [state.cursor, state.loading, state.pageError, state.index, state.items.length, load]);
 
   // After a failed next page, try again on its own with a growing wait (2 s, 4 s, ... 30 s);
-  // "Try again" asks at once. Keyed on the failure count, so every failure waits afresh.
-  const { pageError, pageFailures } = state;
+  // "Try again" asks at once. Keyed on the failure count, so every failure waits afresh, and on
+  // `loading`: a timer that fell on another load (which it must not start beside) is armed again
+  // once that load is over, or the retrying would stop while the notice still promises it.
+  const { pageError, pageFailures, loading } = state;
   useEffect(() => {
-    if (pageError === null || pageFailures === 0) return;
+    if (pageError === null || pageFailures === 0 || loading) return;
     const timer = window.setTimeout(() => {
       if (stateRef.current.cursor !== null) void load(true);
     }, pageRetryDelayMs(pageFailures));
     return () => window.clearTimeout(timer);
-  }, [pageError, pageFailures, load]);
+  }, [pageError, pageFailures, loading, load]);
 
   // Keep "n left" honest while other inspectors work, and pick up new images when idle.
   useEffect(() => {

@@ -1,0 +1,83 @@
+import { act, renderHook, waitFor } from "@testing-library/react";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+
+import { ApiError } from "../../../lib/api";
+import type { Item } from "../../../lib/types";
+import * as queueApi from "../api/queue";
+import { pageRetryDelayMs, useReviewQueue } from "./useReviewQueue";
+
+vi.mock("../api/queue", () => ({
+  fetchQueue: vi.fn(),
+  fetchItem: vi.fn(),
+  claimItem: vi.fn(),
+  decideItem: vi.fn(),
+  undoLast: vi.fn(),
+  fetchServerConfig: vi.fn(),
+  imageUrl: (id: string) => `/api/items/${id}/image`,
+}));
+
+const api = vi.mocked(queueApi);
+
+function item(n: number): Item {
+  return {
+    id: `id${n}`,
+    key: `unclear/img_${n}.jpeg`,
+    name: `img_${n}.jpeg`,
+    model_label: "unclear",
+    confidence: 0.55,
+    p_defect: 0.45,
+    model_version: "1",
+    reason: null,
+    line: null,
+    camera: null,
+    uploaded_at: "2026-11-25T08:00:00Z",
+    claimed_by: null,
+    claim_expires_at: null,
+  };
+}
+
+/** A 503 after `ms`, as over a network. */
+async function unavailableAfter(ms: number): Promise<never> {
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  throw new ApiError(503, "storage unavailable");
+}
+
+describe("useReviewQueue's automatic retry of the next page", () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ shouldAdvanceTime: true });
+    api.fetchServerConfig.mockResolvedValue({ undo_seconds: 30, claim_seconds: 300 });
+    api.claimItem.mockImplementation(async (id: string) => ({ id, claimed_by: "alice", expires_at: "2026-11-25T09:05:00Z" }));
+  });
+
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("arms again after its timer fell on a reload that failed", async () => {
+    let firstPage = true;
+    api.fetchQueue.mockImplementation(async (_limit: number, cursor: string | null = null) => {
+      if (cursor !== null) return unavailableAfter(20); // page 2 keeps failing
+      if (firstPage) {
+        firstPage = false;
+        return { items: [item(1), item(2), item(3)], next_cursor: "c1", total: 6 };
+      }
+      return unavailableAfter(3_000); // the reload: slow, then failing
+    });
+    const pageCalls = () => api.fetchQueue.mock.calls.filter(([, cursor]) => cursor === "c1").length;
+    const { result } = renderHook(() => useReviewQueue());
+    await waitFor(() => expect(result.current.pageError).not.toBeNull());
+    expect(pageCalls()).toBe(1);
+
+    // Just before the 2 s retry is due, a reload starts; the retry falls on it and must not run beside it.
+    await act(() => vi.advanceTimersByTimeAsync(pageRetryDelayMs(1) - 300));
+    act(() => void result.current.reload());
+    await act(() => vi.advanceTimersByTimeAsync(600));
+    expect(pageCalls()).toBe(1);
+
+    // The reload fails; the next page is still owed: it is tried again after the wait.
+    await act(() => vi.advanceTimersByTimeAsync(3_000));
+    expect(result.current.loadError).not.toBeNull();
+    await act(() => vi.advanceTimersByTimeAsync(pageRetryDelayMs(1) + 500));
+    expect(pageCalls()).toBe(2);
+  });
+});
