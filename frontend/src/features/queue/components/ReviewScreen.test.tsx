@@ -3,9 +3,10 @@ import userEvent from "@testing-library/user-event";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
 import { ApiError } from "../../../lib/api";
-import type { Decision, Item } from "../../../lib/types";
+import type { Decision } from "../../../lib/types";
 import * as queueApi from "../api/queue";
 import { pageRetryDelayMs } from "../hooks/useReviewQueue";
+import { queueItem } from "../../../test/items";
 import { ReviewScreen } from "./ReviewScreen";
 
 vi.mock("../api/queue", () => ({
@@ -20,23 +21,7 @@ vi.mock("../api/queue", () => ({
 
 const api = vi.mocked(queueApi);
 
-function item(n: number): Item {
-  return {
-    id: `id${n}`,
-    key: `unclear/line-1/cam-1/img_${n}.jpeg`,
-    name: `img_${n}.jpeg`,
-    model_label: "unclear",
-    confidence: 0.55,
-    p_defect: 0.45,
-    model_version: "casting-cnn 1.0.0",
-    reason: n === 1 ? "between thresholds" : null,
-    line: "line-1",
-    camera: "cam-1",
-    uploaded_at: "2026-11-25T08:00:00Z",
-    claimed_by: null,
-    claim_expires_at: null,
-  };
-}
+const item = queueItem;
 
 function decision(id: string, label: "ok" | "defect"): Decision {
   return {

@@ -2,8 +2,8 @@ import { act, renderHook, waitFor } from "@testing-library/react";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
 import { ApiError } from "../../../lib/api";
-import type { Item } from "../../../lib/types";
 import * as queueApi from "../api/queue";
+import { queueItem } from "../../../test/items";
 import { pageRetryDelayMs, useReviewQueue } from "./useReviewQueue";
 
 vi.mock("../api/queue", () => ({
@@ -18,23 +18,7 @@ vi.mock("../api/queue", () => ({
 
 const api = vi.mocked(queueApi);
 
-function item(n: number): Item {
-  return {
-    id: `id${n}`,
-    key: `unclear/img_${n}.jpeg`,
-    name: `img_${n}.jpeg`,
-    model_label: "unclear",
-    confidence: 0.55,
-    p_defect: 0.45,
-    model_version: "1",
-    reason: null,
-    line: null,
-    camera: null,
-    uploaded_at: "2026-11-25T08:00:00Z",
-    claimed_by: null,
-    claim_expires_at: null,
-  };
-}
+const item = queueItem;
 
 /** A 503 after `ms`, as over a network. */
 async function unavailableAfter(ms: number): Promise<never> {
