@@ -71,8 +71,19 @@ def scan_folder(data_dir: Path) -> Listing:
 
 
 def list_items(data_dir: Path) -> list[Item]:
-    """The images of `scan_folder`, sorted by path."""
-    return scan_folder(data_dir).items
+    """The images of `scan_folder`, sorted by path; refuses photos in subfolders of a class folder.
+
+    Training, its split, the data hash and the pinhole marks key on file names: two photos of one name in
+    different subfolders would collide, so only `partcheck evaluate` reads subfolders.
+    """
+    items = scan_folder(data_dir).items
+    nested = [it.path for it in items if it.path.parent.name not in CLASS_DIRS]
+    if nested:
+        raise InvalidInput(
+            f"{len(nested)} photos sit in subfolders of a class folder (first: {nested[0]}); training "
+            "reads def_front/ and ok_front/ directly"
+        )
+    return items
 
 
 def is_validation(path: Path, fraction: float) -> bool:

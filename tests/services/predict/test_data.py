@@ -10,12 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from partcheck.errors import InvalidInput
 from services.predict.train.data import (
     PINHOLE_MARKS,
     Item,
+    list_items,
     load_pinhole_marks,
     marked_indices,
     pinhole_stamps,
+    scan_folder,
 )
 
 pytestmark = pytest.mark.unit
@@ -75,3 +78,15 @@ def _png(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def test_training_refuses_photos_in_subfolders_of_a_class_folder(tmp_path: Path) -> None:
+    # The split and the data hash key on file names: the same name in two subfolders would collide.
+    for sub in ("a", "b"):
+        (tmp_path / "ok_front" / sub).mkdir(parents=True)
+        (tmp_path / "ok_front" / sub / "x.png").write_bytes(b"png")
+    (tmp_path / "def_front").mkdir()
+    (tmp_path / "def_front" / "y.png").write_bytes(b"png")
+    with pytest.raises(InvalidInput, match="2 photos sit in subfolders"):
+        list_items(tmp_path)
+    assert len(scan_folder(tmp_path).items) == 3  # evaluation reads them
