@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Literal
 
 from partcheck.errors import InvalidKey
 
 MAX_KEY_BYTES = 1024
+# S3 takes at most 2 KB of user metadata (the bytes of every name and value); the rest is headroom.
+METADATA_BUDGET = 1900
 
 
 class Route(StrEnum):
@@ -28,6 +31,21 @@ class Route(StrEnum):
 
 AUDIT_PREFIX = "audit/"
 HumanLabel = Literal["ok", "defect"]
+
+
+def fit_metadata(meta: dict[str, str], shortenable: Iterable[str]) -> dict[str, str]:
+    """`meta` (ASCII values) within METADATA_BUDGET: the longest shortenable value is halved until it fits.
+
+    Past the budget S3 refuses the PUT or copy for good; the values left out of `shortenable` identify
+    the object and are never touched (if they alone are over, the result stays over).
+    """
+    names = tuple(shortenable)
+    while sum(len(k) + len(v) for k, v in meta.items()) > METADATA_BUDGET:
+        longest = max((n for n in names if meta.get(n)), key=lambda n: len(meta[n]), default="")
+        if not longest:
+            break
+        meta[longest] = meta[longest][: len(meta[longest]) // 2]
+    return meta
 
 
 def validate_relative_key(key: str) -> str:

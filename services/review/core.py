@@ -25,6 +25,7 @@ from partcheck.layout import (
     HumanLabel,
     Route,
     decision_marker_key,
+    fit_metadata,
     human_decided_key,
     relative_key,
     validate_relative_key,
@@ -34,7 +35,6 @@ CLAIMS_PREFIX = "claims/"
 MAX_ID_CHARS = 1500
 MAX_NOTE_CHARS = 500
 # S3 caps user metadata at 2 KB in all; the note is cut in metadata (the audit record keeps it whole).
-_META_BUDGET = 1900
 _META_NOTE_MAX = 600
 _META_SAFE = " :/-_.,=+@"
 _LIMITER_SWEEP = 10_000
@@ -200,9 +200,7 @@ def decided_metadata(
             meta[name] = original[name]
     if note:
         meta["note"] = _q(note)[:_META_NOTE_MAX]
-    while sum(len(k) + len(v) for k, v in meta.items()) > _META_BUDGET and meta.get("note"):
-        meta["note"] = meta["note"][: len(meta["note"]) // 2]
-    return {k: v for k, v in meta.items() if v}
+    return {k: v for k, v in fit_metadata(meta, ("note",)).items() if v}
 
 
 def validate_note(note: str | None) -> str | None:

@@ -6,15 +6,14 @@ import posixpath
 from datetime import UTC, datetime
 from urllib.parse import quote
 
-from partcheck.layout import Route, routed_key
+from partcheck.layout import Route, fit_metadata, routed_key
 from partcheck.messages import Prediction, PredictionMessage
 from partcheck.thresholds import Thresholds
 
 # S3 user metadata travels as HTTP headers: ASCII only, and the whole set must stay under 2 KB.
 _MAX_META_VALUE = 256
-# S3 takes at most 2 KB of user metadata (the UTF-8 bytes of every name and value); the rest is headroom.
-_META_BUDGET = 1900
-# Descriptive values that may be shortened to stay within it; the others identify the image and its verdict.
+# Descriptive values that may be shortened to stay within S3's metadata limit; the others identify the
+# image and its verdict.
 _SHORTENABLE = ("reason", "source-key", "model-name", "model-version", "line", "camera", "capture-time")
 
 
@@ -82,12 +81,5 @@ def object_metadata(message: PredictionMessage, thresholds: Thresholds | None = 
             meta["predict-ms"] = f"{message.timings_ms['classify']:.3f}"
         if p.ood_score is not None:
             meta["ood-score"] = f"{p.ood_score:.6f}"
-    out = {k: _meta(v) for k, v in meta.items()}
-    # Each value is capped, but enough long ones together would still exceed S3's limit and the copy
-    # would fail for good: the longest descriptive value gives way first.
-    while sum(len(k) + len(v) for k, v in out.items()) > _META_BUDGET:
-        longest = max((n for n in _SHORTENABLE if out.get(n)), key=lambda n: len(out[n]), default="")
-        if not longest:
-            break
-        out[longest] = out[longest][: len(out[longest]) // 2]
-    return out
+    # Each value is capped, but enough long ones together would still exceed S3's limit.
+    return fit_metadata({k: _meta(v) for k, v in meta.items()}, _SHORTENABLE)

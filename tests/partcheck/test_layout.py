@@ -75,3 +75,15 @@ def test_a_key_is_under_a_route_only_after_its_slash(key):
         relative_key(Route.UNCLEAR, key)
     with pytest.raises(InvalidKey):
         human_decided_key(key, "ok")
+
+
+def test_fit_metadata_shortens_only_what_may_give_way() -> None:
+    from partcheck.layout import METADATA_BUDGET, fit_metadata
+
+    meta = {"sha256": "ab" * 32, "reason": "r" * 900, "line": "l" * 900, "camera": "c" * 100}
+    out = fit_metadata(dict(meta), ("reason", "line", "camera"))
+    assert sum(len(k) + len(v) for k, v in out.items()) <= METADATA_BUDGET
+    assert out["sha256"] == meta["sha256"]
+    assert out["camera"] == meta["camera"]  # the longest go first; this one was never the longest
+    # Nothing shortenable left: the identifying values are never cut, even over the budget.
+    assert fit_metadata({"sha256": "x" * 3000}, ("reason",)) == {"sha256": "x" * 3000}
