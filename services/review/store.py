@@ -215,6 +215,15 @@ class QueueIndex:
         self._change(entry.key, entry)
 
 
+@dataclass(frozen=True)
+class _OwnDecision:
+    """A decision this process made: its audit record, and the background steps that write it."""
+
+    audit_key: str
+    record: dict[str, Any]
+    follow_up: Future[None]
+
+
 class ReviewStore:
     """Review operations over one prediction bucket (and an audit bucket, possibly the same)."""
 
@@ -246,10 +255,9 @@ class ReviewStore:
         self._markers: dict[str, tuple[float, bool]] = {}
         self._marked: set[str] = set()
         self._repairing: set[str] = set()
-        self._follow_ups: dict[str, Future[None]] = {}
-        # Each inspector's newest decision here, with its audit key: undo must not miss it when its
-        # audit PUT failed and the log's newest record is an older decision.
-        self._last_decided: dict[str, tuple[str, dict[str, Any]]] = {}
+        # Each inspector's newest decision here: undo waits for its follow-up, and must not miss it when
+        # its audit PUT failed and the log's newest record is an older decision.
+        self._own_decisions: dict[str, _OwnDecision] = {}
         self._pending: set[Future[None]] = set()
         self._images: OrderedDict[tuple[str, str], Future[Image | None]] = OrderedDict()
         self._image_bytes = 0
@@ -730,8 +738,7 @@ class ReviewStore:
         self._drop_image(unclear_key)
         follow_up = self.executor.submit(self._follow_up, keys, audit_key, record)
         with self._lock:
-            self._follow_ups[inspector] = follow_up
-            self._last_decided[inspector] = (audit_key, record)
+            self._own_decisions[inspector] = _OwnDecision(audit_key, record, follow_up)
             self._pending.add(follow_up)
         follow_up.add_done_callback(self._done)
         return Decision(
@@ -884,28 +891,26 @@ class ReviewStore:
         The last decision is found in the audit log's last seconds, so undo works on any instance.
         """
         with self._lock:
-            # Read together: decide() sets both at once, so they describe the same decision.
-            pending = self._follow_ups.get(inspector)
-            own = self._last_decided.get(inspector)
-        if pending is not None:
+            own = self._own_decisions.get(inspector)
+        if own is not None:
             # The audit record of the decision must be in the log before the log is searched.
             with contextlib.suppress(Exception):
-                pending.result(_FOLLOW_UP_WAIT_S)
+                own.follow_up.result(_FOLLOW_UP_WAIT_S)
         found_last = self._last_action(inspector, now, undo_seconds)
-        if own is not None and (found_last is None or own[0] > found_last[0]):
+        if own is not None and (found_last is None or own.audit_key > found_last[0]):
             # This instance's newest decision is missing from the log (its audit PUT failed): that is
             # the one the inspector sees offered. Its record goes in first, so the log shows the
             # decision before its undo; if storage is still down the undo fails with it.
-            self._ensure_audit(*own)
-            found_last = own
+            self._ensure_audit(own.audit_key, own.record)
+            found_last = (own.audit_key, own.record)
         last = found_last[1] if found_last else None
         # Only a decision made here whose background steps have ended can have left its image in
         # unclear/ with nothing still on its way to delete it; elsewhere a follow-up may be running.
         settled_here = (
             own is not None
             and found_last is not None
-            and found_last[0] == own[0]
-            and (pending is None or pending.done())
+            and found_last[0] == own.audit_key
+            and own.follow_up.done()
         )
         refusal = core.undo_refusal(last, now, undo_seconds)
         if refusal or last is None:
