@@ -508,11 +508,6 @@ class LoginLimiter:
         with self._lock:
             return self._wait(keys, now)
 
-    def fail(self, keys: Iterable[str], now: float) -> None:
-        """Record one failed attempt against every key."""
-        with self._lock:
-            self._append(keys, now)
-
     def begin(self, keys: Iterable[str], now: float, block_s: float = 3.0) -> int | None:
         """Admit one attempt, or return the seconds to wait when a key is over the limit.
 

@@ -137,23 +137,31 @@ def test_login_rate_limited_per_username_and_per_ip(app_factory: App) -> None:
     assert c.post("/api/login", json={"username": "bob", "password": PASSWORD}).status_code == 429
 
 
-def test_parallel_wrong_logins_cannot_pass_the_limit_together(
-    app_factory: App, users: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    c = app_factory(login_max_failures=3, login_window_seconds=60)
+def parallel_logins(
+    c: TestClient, users: Any, monkeypatch: pytest.MonkeyPatch, password: str, n: int, check_s: float
+) -> list[int]:
+    """n logins as alice sent at once, each password check taking check_s; their status codes, sorted."""
     real_verify = users.verify
 
-    def slow_verify(name: str, password: str) -> bool:
-        time.sleep(0.3)  # a real argon2 check takes tens of ms: all fifteen are in flight at once
-        return bool(real_verify(name, password))
+    def slow_verify(name: str, given: str) -> bool:
+        time.sleep(check_s)
+        return bool(real_verify(name, given))
 
     monkeypatch.setattr(users, "verify", slow_verify)
 
     def attempt(_: int) -> int:
-        return c.post("/api/login", json={"username": "alice", "password": "wrong guess"}).status_code
+        return c.post("/api/login", json={"username": "alice", "password": password}).status_code
 
-    with ThreadPoolExecutor(15) as pool:
-        codes = sorted(pool.map(attempt, range(15)))
+    with ThreadPoolExecutor(n) as pool:
+        return sorted(pool.map(attempt, range(n)))
+
+
+def test_parallel_wrong_logins_cannot_pass_the_limit_together(
+    app_factory: App, users: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = app_factory(login_max_failures=3, login_window_seconds=60)
+    # A real argon2 check takes tens of ms; at 0.3 s all fifteen are in flight at once.
+    codes = parallel_logins(c, users, monkeypatch, "wrong guess", n=15, check_s=0.3)
     assert codes == [401] * 3 + [429] * 12
 
 
@@ -161,19 +169,7 @@ def test_inspectors_logging_in_at_once_behind_one_address_all_get_in(
     app_factory: App, users: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     c = app_factory(login_max_failures=5, login_window_seconds=60)
-    real_verify = users.verify
-
-    def slow_verify(name: str, password: str) -> bool:
-        time.sleep(0.1)
-        return bool(real_verify(name, password))
-
-    monkeypatch.setattr(users, "verify", slow_verify)
-
-    def attempt(_: int) -> int:
-        return c.post("/api/login", json={"username": "alice", "password": PASSWORD}).status_code
-
-    with ThreadPoolExecutor(8) as pool:
-        assert sorted(pool.map(attempt, range(8))) == [200] * 8
+    assert parallel_logins(c, users, monkeypatch, PASSWORD, n=8, check_s=0.1) == [200] * 8
 
 
 def test_a_server_fault_during_login_is_no_failed_guess(

@@ -213,18 +213,24 @@ def test_rates() -> None:
     assert core.human_label("human_decided/x/ok_a.jpg") == "ok"
 
 
+def _failed(lim: core.LoginLimiter, keys: list[str], now: float) -> None:
+    """One wrong password: admitted, checked, failed."""
+    assert lim.begin(keys, now, block_s=0) is None
+    lim.end(keys, now, failed=True)
+
+
 def test_login_limiter_window() -> None:
     lim = core.LoginLimiter(max_failures=2, window_s=60)
     keys = ["user:a", "ip:1"]
     assert lim.retry_after(keys, 0) is None
-    lim.fail(keys, 0)
-    lim.fail(keys, 10)
+    _failed(lim, keys, 0)
+    _failed(lim, keys, 10)
     assert lim.retry_after(keys, 20) == 40
     assert lim.retry_after(["ip:1"], 20) == 40
     assert lim.retry_after(["user:b"], 20) is None
     assert lim.retry_after(keys, 60.5) is None  # the first failure left the window
     lim.succeed("user:a")
-    lim.fail(["ip:1"], 61)
+    _failed(lim, ["ip:1"], 61)
     assert lim.retry_after(["ip:1"], 62) is not None
 
 
@@ -260,8 +266,8 @@ def test_login_limiter_lets_an_attempt_wait_for_those_in_flight() -> None:
 def test_login_limiter_memory_is_bounded() -> None:
     lim = core.LoginLimiter(max_failures=5, window_s=60)
     for i in range(20_000):
-        lim.fail([f"user:spray-{i}"], now=float(i % 10))
-    lim.fail(["user:late"], now=1000.0)
+        _failed(lim, [f"user:spray-{i}"], float(i % 10))
+    _failed(lim, ["user:late"], 1000.0)
     assert len(lim._failures) <= 10_002
 
 
