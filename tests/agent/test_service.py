@@ -112,6 +112,14 @@ def _row(agent: Agent, path: Path) -> Row:
     return row
 
 
+def _same_bytes_twice(agent: Agent, inbox: Path, data: bytes) -> None:
+    """a.jpg, then b.jpg with the same bytes, each handed to a worker: b is recorded as a's duplicate."""
+    (inbox / "a.jpg").write_bytes(data)
+    (inbox / "b.jpg").write_bytes(data)
+    _process(agent, inbox / "a.jpg")
+    _process(agent, inbox / "b.jpg")
+
+
 # ---- duplicates are disposed of only once their original is confirmed ----------------------------------
 
 
@@ -120,11 +128,8 @@ def test_a_duplicate_is_kept_while_its_original_is_pending(
 ) -> None:
     agent = make_agent(after_upload="delete")
     inbox, data = tmp_path / "inbox", jpeg_bytes(1)
-    (inbox / "a.jpg").write_bytes(data)
-    (inbox / "b.jpg").write_bytes(data)
     store.up = False
-    _process(agent, inbox / "a.jpg")
-    _process(agent, inbox / "b.jpg")
+    _same_bytes_twice(agent, inbox, data)
     assert _row(agent, inbox / "a.jpg").state == "pending"
     assert _row(agent, inbox / "b.jpg").state == "duplicate"
     for _ in range(2):  # the safety-net rescan, and the same file handed to a worker again
@@ -169,11 +174,8 @@ def test_a_duplicate_is_taken_again_when_its_original_changes_before_upload(
 ) -> None:
     agent = make_agent(after_upload="keep")
     inbox, data, other = tmp_path / "inbox", jpeg_bytes(3), jpeg_bytes(4)
-    (inbox / "a.jpg").write_bytes(data)
-    (inbox / "b.jpg").write_bytes(data)
     store.up = False
-    _process(agent, inbox / "a.jpg")
-    _process(agent, inbox / "b.jpg")
+    _same_bytes_twice(agent, inbox, data)
     (inbox / "a.jpg").write_bytes(other)
     store.up = True
     _retry_due(agent)  # a.jpg's recorded content is gone: b.jpg holds the only copy
@@ -189,11 +191,8 @@ def test_a_rescan_takes_again_a_duplicate_whose_original_ended_without_upload(
     # As after a crash between the original's "gone" and the release of its duplicates.
     agent = make_agent(after_upload="delete")
     inbox, data = tmp_path / "inbox", jpeg_bytes(5)
-    (inbox / "a.jpg").write_bytes(data)
-    (inbox / "b.jpg").write_bytes(data)
     store.up = False
-    _process(agent, inbox / "a.jpg")
-    _process(agent, inbox / "b.jpg")
+    _same_bytes_twice(agent, inbox, data)
     (inbox / "a.jpg").unlink()
     agent.outbox.finish(_row(agent, inbox / "a.jpg").id, "gone", "deleted before upload")
     store.up = True
@@ -369,8 +368,6 @@ def test_a_duplicate_whose_confirmed_original_was_pruned_is_not_uploaded_again(
 ) -> None:
     agent = make_agent(after_upload="archive")
     inbox, data = tmp_path / "inbox", jpeg_bytes(11)
-    (inbox / "a.jpg").write_bytes(data)
-    (inbox / "b.jpg").write_bytes(data)
     real = agent.disposer.dispose
 
     def dispose(path: str, *args: Any, **kwargs: Any) -> Any:
@@ -379,8 +376,7 @@ def test_a_duplicate_whose_confirmed_original_was_pruned_is_not_uploaded_again(
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(agent.disposer, "dispose", dispose)
-    _process(agent, inbox / "a.jpg")
-    _process(agent, inbox / "b.jpg")
+    _same_bytes_twice(agent, inbox, data)
     assert (_row(agent, inbox / "a.jpg").state, _row(agent, inbox / "b.jpg").state) == ("done", "duplicate")
     # Past the retention a's row would go (its file was archived), but b still waits on it: it stays.
     agent.outbox.prune(time.time() + 1, lambda _row: False)
@@ -396,10 +392,7 @@ def test_a_kept_duplicate_is_not_taken_again_once_its_original_is_pruned(
 ) -> None:
     agent = make_agent(after_upload="keep")
     inbox, data = tmp_path / "inbox", jpeg_bytes(12)
-    (inbox / "a.jpg").write_bytes(data)
-    (inbox / "b.jpg").write_bytes(data)
-    _process(agent, inbox / "a.jpg")
-    _process(agent, inbox / "b.jpg")
+    _same_bytes_twice(agent, inbox, data)
     _process(agent, inbox / "b.jpg")  # the original is done: the duplicate is handled (kept)
     assert _row(agent, inbox / "b.jpg").disposed is not None
     (inbox / "a.jpg").unlink()  # the user tidies up; a's row may now be pruned, b's stays (its file is there)
