@@ -16,7 +16,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -105,12 +105,24 @@ def _model_outputs(
     preds: list[Prediction | InvalidImage], labelled: list[tuple[str, int]]
 ) -> tuple[np.ndarray, np.ndarray]:
     """p_defect and label of the photos the network decided on (not refused by the checks)."""
-    pairs = [
-        (o.p_defect, label)
-        for o, (_, label) in zip(preds, labelled, strict=True)
+    p, y, _ = _model_outputs_named(preds, labelled)
+    return p, y
+
+
+def _model_outputs_named(
+    preds: list[Prediction | InvalidImage], labelled: list[tuple[str, int]]
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """`_model_outputs` and the file names of those photos."""
+    kept = [
+        (o.p_defect, label, path)
+        for o, (path, label) in zip(preds, labelled, strict=True)
         if isinstance(o, Prediction) and _from_model(o)
     ]
-    return np.array([a for a, _ in pairs], dtype=np.float64), np.array([b for _, b in pairs], dtype=np.int64)
+    return (
+        np.array([p for p, _, _ in kept], dtype=np.float64),
+        np.array([y for _, y, _ in kept], dtype=np.int64),
+        [Path(path).name for _, _, path in kept],
+    )
 
 
 def _tradeoff(
@@ -146,10 +158,8 @@ def split_half(
     """
     from services.predict.train.calibrate import choose_thresholds, score
 
-    keep = [i for i, o in enumerate(preds) if isinstance(o, Prediction) and _from_model(o)]
-    p = np.array([cast(Prediction, preds[i]).p_defect for i in keep], dtype=np.float64)
-    y = np.array([labelled[i][1] for i in keep], dtype=np.int64)
-    half = np.array([hashlib.sha256(Path(labelled[i][0]).name.encode()).digest()[8] & 1 for i in keep])
+    p, y, names = _model_outputs_named(preds, labelled)
+    half = np.array([hashlib.sha256(name.encode()).digest()[8] & 1 for name in names])
     out: dict[str, Any] = {}
     for fit, measure in ((0, 1), (1, 0)):
         op = choose_thresholds(p[half == fit], y[half == fit], 0, 0, margin)
