@@ -111,6 +111,9 @@ def train(
     local_contrast: Annotated[
         bool, typer.Option(help="add an input channel relative to a 5 px closing (small dark spots)")
     ] = _T.local_contrast,
+    part_framing: Annotated[
+        bool, typer.Option(help="locate the part and cut it in the training framing (train and predict)")
+    ] = _T.part_framing,
     aug_scale_min: Annotated[float, typer.Option(help="smallest zoom of the augmentation")] = _SCALE_MIN,
     aug_scale_max: Annotated[float, typer.Option(help="largest zoom-in of the augmentation")] = _SCALE_MAX,
     aug_shift: Annotated[float, typer.Option(help="largest shift, as a fraction of the side")] = _T.aug_shift,
@@ -199,6 +202,7 @@ def train(
         stem_stride=stem_stride,
         stem_kernel=stem_kernel,
         local_contrast=local_contrast,
+        part_framing=part_framing,
         aug_scale=(aug_scale_min, aug_scale_max),
         aug_shift=aug_shift,
         aug_blur_p=aug_blur_p,

@@ -30,6 +30,7 @@ from partcheck.messages import Prediction
 from partcheck.thresholds import Thresholds
 from services.predict import quality
 from services.predict.core import BELOW_BAND, OUT_OF_DISTRIBUTION, all_or_raise
+from services.predict.framing import Framing
 from services.predict.preprocess import preprocess
 from services.predict.quality import SceneModel
 
@@ -62,6 +63,7 @@ class ModelCard:
     ood_threshold: float | None
     quality: quality.QualityLimits
     scene: SceneModel | None
+    framing: Framing | None
     raw: dict[str, Any]
 
     @classmethod
@@ -83,6 +85,7 @@ class ModelCard:
                 ood_threshold=float(ood["threshold"]) if ood.get("threshold") is not None else None,
                 quality=quality.QualityLimits.from_dict(raw.get("quality")),
                 scene=quality.SceneModel.from_dict(raw.get("scene")),
+                framing=_framing(raw["input"].get("framing")),
                 raw=raw,
             )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
@@ -90,6 +93,15 @@ class ModelCard:
         if card.temperature <= 0 or card.size < 16:
             raise ModelError(f"model card {path} has an invalid temperature or input size")
         return card
+
+
+def _framing(section: Any) -> Framing | None:
+    """The card's `input.framing`: None (centre square) for cards written before it existed."""
+    if section is None:
+        return None
+    if not isinstance(section, dict):
+        raise ValueError(f"input.framing must be an object, not {type(section).__name__}")
+    return Framing.from_dict(section)
 
 
 def sha256_file(path: Path) -> str:
@@ -168,7 +180,7 @@ class OnnxClassifier:
         for i, data in enumerate(images):
             t0 = time.perf_counter()
             try:
-                x = preprocess(data, size)
+                x = preprocess(data, size, self.card.framing)
             except InvalidImage as exc:
                 results[i] = exc
                 continue
@@ -216,7 +228,7 @@ class OnnxClassifier:
         out: list[float | None] = [None] * len(images)
         for i, data in enumerate(images):
             try:
-                arrays.append(preprocess(data, self.card.size))
+                arrays.append(preprocess(data, self.card.size, self.card.framing))
             except InvalidImage:
                 continue
             index.append(i)

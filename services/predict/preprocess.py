@@ -7,7 +7,8 @@ palette or 16-bit; any EXIF orientation) into a `size`x`size` float32 grayscale 
 2. JPEG only: let the decoder scale down by 1/2, 1/4 or 1/8 in the DCT domain while keeping both sides
    at least `size` (cheap, and applied identically in training, so the model learns this exact path);
 3. apply the EXIF orientation, reduce to luminance (16-bit input is rescaled, not clipped);
-4. centre-crop to a square on the short side (a 4:3 camera frame keeps the part round, never squashed);
+4. centre-crop to a square on the short side (a 4:3 camera frame keeps the part round, never squashed),
+   or, for a model trained with a part framing, cut the square round the located part (`framing.py`);
 5. resize with Pillow's antialiasing bilinear filter to `size`x`size`, scale to 0-1.
 
 Brightness/contrast normalisation happens inside the model (per-image standardisation), so this array
@@ -25,6 +26,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from partcheck.errors import InvalidImage
+from services.predict.framing import Framing, cut, locate
 
 ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "BMP", "TIFF", "MPO"})
 # Anything smaller than this cannot show a casting's pinholes; it is refused rather than upscaled.
@@ -125,6 +127,13 @@ def to_array(img: Image.Image, size: int) -> np.ndarray:
     return np.asarray(img, dtype=np.float32) * np.float32(1.0 / 255.0)
 
 
-def preprocess(data: bytes, size: int) -> np.ndarray:
-    """Encoded image bytes -> `size`x`size` float32 grayscale array in 0-1 (raises InvalidImage)."""
-    return to_array(decode(data, size).image, size)
+def preprocess(data: bytes, size: int, framing: Framing | None = None) -> np.ndarray:
+    """Encoded image bytes -> `size`x`size` float32 grayscale array in 0-1 (raises InvalidImage).
+
+    With a `framing` (a model card's `input.framing`) the part is located and cut in the framing the
+    model was trained on (`framing.py`) instead of taking the centre square.
+    """
+    img = decode(data, size).image
+    if framing is None:
+        return to_array(img, size)
+    return cut(img, locate(img, framing), size)

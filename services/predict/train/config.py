@@ -54,6 +54,10 @@ class TrainConfig:
     # metal, negative on a spot a few pixels wide, as the median-relative map a matched filter used to find
     # the marked pinholes (docs/model.md, session 11).
     local_contrast: bool = False
+    # Locate the part and cut it in the training photos' framing (`services/predict/framing.py`) before
+    # the network, in training and inference alike; the card then carries the fitted framing. Without it
+    # the centre square is taken, and a shrunk or shifted part reaches the network as it is.
+    part_framing: bool = False
     # Zoom range of the geometric augmentation (part size relative to the photo) and the shift.
     aug_scale: tuple[float, float] = (0.65, 1.12)
     aug_shift: float = 0.06

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from partcheck.errors import InvalidInput
+from services.predict.framing import Framing
 from services.predict.preprocess import preprocess
 from services.predict.train.variants import extract_stamp
 
@@ -109,13 +110,16 @@ def data_hash(items: list[Item]) -> str:
 
 
 def load_arrays(
-    items: list[Item], size: int, progress: Callable[[int], None] | None = None
+    items: list[Item],
+    size: int,
+    progress: Callable[[int], None] | None = None,
+    framing: Framing | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Images through the shared `preprocess` as uint8 (N, size, size) plus labels (N,)."""
     images = np.empty((len(items), size, size), dtype=np.uint8)
     labels = np.empty(len(items), dtype=np.int64)
     for i, it in enumerate(items):
-        images[i] = np.round(preprocess(it.path.read_bytes(), size) * 255.0).astype(np.uint8)
+        images[i] = np.round(preprocess(it.path.read_bytes(), size, framing) * 255.0).astype(np.uint8)
         labels[i] = it.label
         if progress is not None:
             progress(1)

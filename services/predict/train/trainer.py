@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from services.predict import quality
+from services.predict.framing import Framing
+from services.predict.framing import fit as framing_fit
 from services.predict.onnx_backend import save_card, sha256_file
 from services.predict.train import calibrate, data
 from services.predict.train.augment import (
@@ -175,6 +177,21 @@ def _pit_pair_step(
     return loss, float(aux.detach())
 
 
+# Every this-many training photo fits the framing template (a median profile: 664 photos are plenty).
+FRAMING_FIT_STRIDE = 8
+
+
+def _fit_framing(train_items: list[data.Item], size: int) -> Framing:
+    """The training photos' framing: their median radial edge profile (`framing.fit`)."""
+    from services.predict.preprocess import decode
+
+    return framing_fit(decode(it.path.read_bytes(), size).image for it in train_items[::FRAMING_FIT_STRIDE])
+
+
+def _uint8(x: np.ndarray) -> np.ndarray:
+    return np.round(x * 255).astype(np.uint8)
+
+
 def _subset(items: list[data.Item], limit: int | None) -> list[data.Item]:
     if limit is None:
         return items
@@ -216,8 +233,11 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
         task = progress.add_task("hash + decode", total=len(items) * 2)
         digest = data.data_hash(items)
         progress.advance(task, len(items))
-        x_train, y_train = data.load_arrays(train_items, cfg.size, lambda k: progress.advance(task, k))
-        x_val, y_val = data.load_arrays(val_items, cfg.size, lambda k: progress.advance(task, k))
+        framing = _fit_framing(train_items, cfg.size) if cfg.part_framing else None
+        x_train, y_train = data.load_arrays(
+            train_items, cfg.size, lambda k: progress.advance(task, k), framing
+        )
+        x_val, y_val = data.load_arrays(val_items, cfg.size, lambda k: progress.advance(task, k), framing)
     console.print(
         f"train {len(train_items)} ({int(y_train.sum())} defect), val {len(val_items)} "
         f"({int(y_val.sum())} defect), size {cfg.size}, data sha256 {digest[:12]}"
@@ -347,6 +367,7 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
         history,
         (train_seconds, train_cpu_seconds),
         console,
+        framing,
     )
 
 
@@ -363,6 +384,7 @@ def _finish(
     history: list[dict[str, float]],
     seconds: tuple[float, float],
     console: Console,
+    framing: Framing | None = None,
 ) -> dict[str, Any]:
     """Calibration, OOD fit, thresholds, export, ONNX check, card; `seconds` = training wall and CPU."""
     from services.predict.train import export
@@ -392,9 +414,7 @@ def _finish(
     for v in VARIANTS:
         var_arrays[v.name] = np.stack(
             [
-                np.round(preprocess(reframe(it.path.read_bytes(), v, seed=i), cfg.size) * 255).astype(
-                    np.uint8
-                )
+                _uint8(preprocess(reframe(it.path.read_bytes(), v, seed=i), cfg.size, framing))
                 for i, it in enumerate(val_items)
             ]
         )
@@ -444,9 +464,15 @@ def _finish(
             "dtype": "float32",
             "size": cfg.size,
             "preprocessing": "services.predict.preprocess.preprocess: decode (JPEG DCT draft), "
-            "EXIF orientation, "
-            "luminance, centre square crop, antialiased bilinear resize, 0-1; per-image "
-            "standardisation inside the graph",
+            "EXIF orientation, luminance, "
+            + (
+                "the square round the located part (input.framing), cut as it is within 8 % of the "
+                "input size, else antialiased bilinear resize"
+                if framing is not None
+                else "centre square crop, antialiased bilinear resize"
+            )
+            + ", 0-1; per-image standardisation inside the graph",
+            **({"framing": framing.to_dict()} if framing is not None else {}),
         },
         "outputs": {
             "logits": "[B, 2] = [ok, defect], divide by temperature before softmax",

@@ -26,7 +26,7 @@ from partcheck.messages import Prediction
 from partcheck.thresholds import Thresholds
 from services.predict import quality
 from services.predict.core import BELOW_BAND, OUT_OF_DISTRIBUTION, refused_by_checks
-from services.predict.onnx_backend import OnnxClassifier, card_path_for, save_card, sha256_file
+from services.predict.onnx_backend import ModelCard, OnnxClassifier, card_path_for, save_card, sha256_file
 from services.predict.preprocess import preprocess
 from services.predict.train import data
 from services.predict.train.evaluate import EvalResult, Row
@@ -350,6 +350,7 @@ def validate_model(model_path: Path, data_dir: Path, val_fraction: float) -> dic
 def _validate(model_path: Path, card_path: Path, data_dir: Path, val_fraction: float) -> dict[str, Any]:
     card = json.loads(card_path.read_text())
     size = int(card["input"]["size"])
+    framing = ModelCard.load(card_path).framing
     items = data.list_items(data_dir)
     train_items, val_items = data.split(items, val_fraction)
     photos = [(str(it.path), it.label, it.path.read_bytes()) for it in val_items]
@@ -365,12 +366,12 @@ def _validate(model_path: Path, card_path: Path, data_dir: Path, val_fraction: f
     fit_photos = [it.path.read_bytes() for it in train_items[::SCENE_FIT_STRIDE]]
     fit_payloads = fit_photos + [reframe(b, v, seed=i) for v in VARIANTS for i, b in enumerate(fit_photos)]
     scene = quality.SceneModel.fit(
-        np.stack([quality.ring_descriptor(quality.view(preprocess(b, size))) for b in fit_payloads])
+        np.stack([quality.ring_descriptor(quality.view(preprocess(b, size, framing))) for b in fit_payloads])
     )
     # One pass, keeping two numbers per photo rather than ~9,000 views (~370 MB).
     scene_scores: list[float] = []
     sharpness: list[float] = []
-    for view in (quality.view(preprocess(b, size)) for bs in payloads.values() for b in bs):
+    for view in (quality.view(preprocess(b, size, framing)) for bs in payloads.values() for b in bs):
         scene_scores.append(scene.distance(view))
         sharpness.append(quality.sharpness(view))
     scene = dataclasses.replace(
@@ -409,7 +410,7 @@ def _validate(model_path: Path, card_path: Path, data_dir: Path, val_fraction: f
     clf = OnnxClassifier(model_path)
     margin = float(card.get("training", {}).get("config", {}).get("margin", 0.5))
     ok_views = [
-        preprocess(b, size)
+        preprocess(b, size, framing)
         for (_, label), b in zip(labelled, payloads["validation"], strict=True)
         if label == 0
     ]

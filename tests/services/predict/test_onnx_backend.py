@@ -10,10 +10,13 @@ import pytest
 from partcheck.errors import InvalidImage, ModelError
 from partcheck.messages import Prediction
 from partcheck.thresholds import Thresholds
+from services.predict import framing
 from services.predict.backends import load_classifier
 from services.predict.core import classify
 from services.predict.onnx_backend import OnnxClassifier, card_path_for
+from services.predict.preprocess import decode
 from services.predict.settings import PredictSettings
+from services.predict.train.variants import Variant, reframe
 from tests.images import png_bomb, solid, truncated
 from tests.services.predict import tiny_model
 from tests.services.predict.odd_images import absurd_strip_offset_tiff, cielab_tiff
@@ -147,6 +150,40 @@ def test_malformed_card_is_refused(tiny: Path) -> None:
         OnnxClassifier(tiny)
 
 
+def _with_framing(model: Path, section: object) -> None:
+    card = card_path_for(model)
+    data = json.loads(card.read_text())
+    data["input"]["framing"] = section
+    card.write_text(json.dumps(data))
+
+
+def test_a_card_with_a_framing_has_the_located_part_classified(
+    tiny: Path, sample_images: dict[str, list[Path]]
+) -> None:
+    fitted = framing.fit(decode(p.read_bytes(), 300).image for p in sample_images["ok"])
+    _with_framing(tiny, fitted.to_dict())
+    # A part shrunk into a bright frame and off centre: the centre square is mostly background.
+    photo = sample_images["ok"][0].read_bytes()
+    copy = reframe(photo, Variant("fill70_400_shift", 0.7, 400, (0.08, 0.0)), seed=0)
+    clf = OnnxClassifier(tiny)
+    assert clf.card.framing == fitted
+    got = clf.predict_many([copy])[0]
+    assert isinstance(got, Prediction)
+    assert got.p_defect == pytest.approx(tiny_model.calibrated_p_defect(copy, framing=fitted), rel=1e-5)
+    assert got.p_defect != pytest.approx(tiny_model.calibrated_p_defect(copy), rel=1e-3)
+    assert clf.model_p_defect([copy]) == [pytest.approx(got.p_defect, rel=1e-9)]
+
+
+@pytest.mark.parametrize(
+    "section",
+    [{"method": "hough-v0", "template": [0.0] * 76}, {"method": framing.METHOD}, [1, 2], "centre"],
+)
+def test_a_card_framing_this_code_cannot_apply_is_refused(tiny: Path, section: object) -> None:
+    _with_framing(tiny, section)
+    with pytest.raises(ModelError, match="malformed"):
+        OnnxClassifier(tiny)
+
+
 def test_load_classifier_reads_settings(tiny: Path) -> None:
     clf = load_classifier(PredictSettings(model_path=tiny, threshold=0.9))
     assert clf.name == "tiny"
@@ -169,10 +206,10 @@ def test_predict_many_isolates_images_that_fail_in_any_way(
     good, bug = textured(170), textured(171)
     real = onnx_backend.preprocess
 
-    def preprocess_with_a_bug(data: bytes, size: int) -> object:
+    def preprocess_with_a_bug(data: bytes, size: int, framing: object = None) -> object:
         if data == bug:
             raise ZeroDivisionError("a bug in per-image work")
-        return real(data, size)
+        return real(data, size, framing)  # type: ignore[arg-type]
 
     monkeypatch.setattr(onnx_backend, "preprocess", preprocess_with_a_bug)
     out = OnnxClassifier(tiny).predict_many([good, cielab_tiff(), absurd_strip_offset_tiff(), bug, good])

@@ -23,9 +23,10 @@ def data_dir(tmp_path: Path, sample_images: dict[str, list[Path]]) -> Path:
 
 @pytest.mark.parametrize(
     ("pool", "head_pool", "size", "stem_stride", "defect_weight", "fp16", "pinholes", "pit_pairs", "stamps"),
-    # The third is the shipped architecture at its real input size (strided stem over 300 px photos); the
-    # fourth stores float16 weights and trains on synthetic pits, scattered and paired, with the pit map;
-    # the fifth pairs copies of a marked real pinhole, kept at 90 % zoom or more, with the local-contrast
+    # The third is the shipped architecture at its real input size (strided stem over 300 px photos), with
+    # the part located and cut in the training framing; the fourth stores float16 weights and trains on
+    # synthetic pits, scattered and paired, with the pit map; the fifth pairs copies of a marked real
+    # pinhole, kept at 90 % zoom or more, with the local-contrast
     # input channel, and draws the marked photo three times per epoch.
     [
         (True, "avg", 64, 1, 1.0, False, 0.0, 0, False),
@@ -87,6 +88,8 @@ def test_one_epoch_exports_a_loadable_model_with_a_true_card(
         oversample_times=3,
         command="pytest smoke",
     )
+    framed = size == 300 and not stamps
+    cfg.part_framing = framed
     card = train(cfg)
     onnx_path = out / "partcheck-defect.onnx"
     on_disk = json.loads((out / "partcheck-defect.card.json").read_text())
@@ -133,6 +136,9 @@ def test_one_epoch_exports_a_loadable_model_with_a_true_card(
     text = write_model_card_md(card, tmp_path / "MODEL_CARD.md").read_text()
     assert f"Fit on the clean training photos (top label): {fit['accuracy_argmax']:.2%}" in text
     clf = OnnxClassifier(onnx_path)
+    assert ("framing" in card["input"]) == framed
+    assert (clf.card.framing is not None) == framed
+    assert card["training"]["config"]["part_framing"] == framed
     sample = next(data_dir.glob("ok_front/*"))
     (prediction,) = clf.predict([sample.read_bytes()])
     assert prediction.model_version == card["version"]

@@ -18,6 +18,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from services.predict.framing import Framing
+
 SIZE = 64
 TEMPERATURE = 2.0
 # The raw logit gap per unit of mean brightness; divided by TEMPERATURE it is 20, the calibrated slope.
@@ -85,16 +87,18 @@ def build(
     return path
 
 
-def logit_gap(data: bytes) -> float:
+def logit_gap(data: bytes, framing: Framing | None = None) -> float:
     """tiny's raw logit_defect - logit_ok for an image, before the card's temperature is applied."""
     from services.predict.preprocess import preprocess
 
-    return float((preprocess(data, SIZE).mean(dtype=np.float64) - 0.5) * GAIN)
+    return float((preprocess(data, SIZE, framing).mean(dtype=np.float64) - 0.5) * GAIN)
 
 
-def calibrated_p_defect(data: bytes, temperature: float = TEMPERATURE) -> float:
+def calibrated_p_defect(
+    data: bytes, temperature: float = TEMPERATURE, framing: Framing | None = None
+) -> float:
     """sigmoid(logit gap / temperature): the p_defect the backend must report for `data`."""
-    return 1.0 / (1.0 + math.exp(-logit_gap(data) / temperature))
+    return 1.0 / (1.0 + math.exp(-logit_gap(data, framing) / temperature))
 
 
 def textured(mean: int, seed: int = 0) -> bytes:
