@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from partcheck.errors import InvalidImage
+from partcheck.errors import InvalidImage, PartcheckError
 from partcheck.messages import Prediction
 from partcheck.thresholds import Thresholds
 
@@ -32,8 +32,13 @@ class Classifier(Protocol):
         """Classify a batch of encoded images, one Prediction each, in order."""
         ...
 
-    def predict_many(self, images: Sequence[bytes]) -> list[Prediction | InvalidImage]:
-        """One Prediction or InvalidImage per image, in order: a bad image never fails the others."""
+    def predict_many(self, images: Sequence[bytes]) -> Sequence[Prediction | PartcheckError]:
+        """One result per image, in order: a bad image never fails the others.
+
+        A Prediction; InvalidImage when the image is at fault (never retried); any other PartcheckError
+        when this image was not classified this time (a throttled or unavailable remote model), so that
+        only it is retried and the images already classified are not paid for again.
+        """
         ...
 
 
@@ -42,8 +47,11 @@ def classify(image: bytes, classifier: Classifier) -> Prediction:
     return classifier.predict([image])[0]
 
 
-def all_or_raise(results: Sequence[Prediction | InvalidImage]) -> list[Prediction]:
+def all_or_raise(results: Sequence[Prediction | PartcheckError]) -> list[Prediction]:
     """`predict_many`'s results as `predict` returns them: InvalidImage naming every bad member, if any."""
+    for r in results:
+        if isinstance(r, PartcheckError) and not isinstance(r, InvalidImage):
+            raise r  # not classified this time: the caller retries, nothing is the images' fault
     bad = [(i, r) for i, r in enumerate(results) if isinstance(r, InvalidImage)]
     if bad:
         if len(results) == 1:

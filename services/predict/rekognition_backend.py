@@ -8,7 +8,7 @@ fired). An empty answer or only unknown labels give `unclear` with the reason.
 Images are decoded locally first: corrupt bytes raise InvalidImage without a paid API call, and the same
 quality checks as the ONNX backend keep blank or badly exposed frames from getting a verdict. Formats
 Rekognition does not take (BMP, TIFF) are re-encoded as PNG. `predict_many` returns one
-`Prediction | InvalidImage` per image; `predict` raises InvalidImage as the ONNX backend does.
+`Prediction`, `InvalidImage` or retryable error per image; `predict` raises as the ONNX backend does.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from partcheck.aws import aws_errors
-from partcheck.errors import InvalidImage, InvalidInput, ModelError
+from partcheck.errors import InvalidImage, InvalidInput, ModelError, PartcheckError
 from partcheck.messages import Prediction
 from partcheck.thresholds import Thresholds
 from services.predict import quality
@@ -55,18 +55,23 @@ class RekognitionClassifier:
         """Classify a batch; raises InvalidImage if any member cannot be decoded."""
         return all_or_raise(self.predict_many(images))
 
-    def predict_many(self, images: Sequence[bytes]) -> list[Prediction | InvalidImage]:
-        """One Prediction or InvalidImage per image, in order; Rekognition being unusable raises.
+    def predict_many(self, images: Sequence[bytes]) -> list[Prediction | PartcheckError]:
+        """One Prediction, InvalidImage or retryable error per image, in order.
 
-        A refused request that is not about the image (bad ARN, parameters) raises ModelError and an
-        outage StorageUnavailable, both retryable: the messages are not at fault.
+        A refused request that is not about the image (bad ARN, parameters) is a ModelError, throttling or
+        an outage StorageUnavailable: that image and the ones after it are not sent now and come back
+        as that error, to be retried. The images already classified keep their verdicts: each call is
+        billed, and raising would have the whole batch classified, and paid for, again.
         """
-        out: list[Prediction | InvalidImage] = []
-        for data in images:
+        out: list[Prediction | PartcheckError] = []
+        for n, data in enumerate(images):
             try:
                 out.append(self._one(data))
             except InvalidImage as exc:
                 out.append(exc)
+            except PartcheckError as exc:
+                out.extend([exc] * (len(images) - n))
+                break
         return out
 
     def _one(self, data: bytes) -> Prediction:

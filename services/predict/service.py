@@ -173,6 +173,13 @@ def _classified(fetched: Sequence[_Fetched], classifier: Classifier) -> list[Pre
                 message = PredictionMessage(
                     outcome="rejected", rejection_reason=f"not a usable image: {result}", **f.common
                 )
+            elif isinstance(result, InvalidInput):
+                # About the call, not this image (InvalidImage is handled above): retried, never poison.
+                out.append(ModelError(f"classifier refused the call: {result}"))
+                continue
+            elif isinstance(result, PartcheckError):
+                out.append(result)  # not classified this time (throttled, unavailable): retried alone
+                continue
             else:
                 timings = {"fetch": (f.fetched - f.started) * 1000, "classify": per_image}
                 message = PredictionMessage(

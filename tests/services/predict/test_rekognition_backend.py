@@ -15,7 +15,8 @@ import pytest
 
 from partcheck.aws import AwsConfig, client
 from partcheck.consumer import DeadLetters, queue_url_from_arn
-from partcheck.errors import InvalidImage, InvalidInput, ModelError
+from partcheck.errors import InvalidImage, InvalidInput, ModelError, StorageUnavailable
+from partcheck.messages import Prediction
 from partcheck.stack.bootstrap import DLQ_SUFFIX, bootstrap
 from partcheck.stack.config import StackSettings
 from partcheck.storage import ObjectStore, Queue
@@ -131,20 +132,64 @@ def refusing(monkeypatch: pytest.MonkeyPatch, moto: str) -> None:
 def test_a_refused_request_is_a_retryable_model_error(
     refusing: None, classifier: RekognitionClassifier, sample_images: dict[str, list[Path]]
 ) -> None:
-    with pytest.raises(ModelError, match="InvalidParameterException") as caught:
-        classifier.predict_many([sample_images["ok"][0].read_bytes()])
-    assert not isinstance(caught.value, InvalidInput)
+    photo = sample_images["ok"][0].read_bytes()
+    (result,) = classifier.predict_many([photo])
+    assert isinstance(result, ModelError)
+    assert "InvalidParameterException" in str(result)
+    assert not isinstance(result, InvalidInput)
+    with pytest.raises(ModelError, match="InvalidParameterException"):
+        classifier.predict([photo])
 
 
-def test_a_refused_request_leaves_the_whole_sqs_batch_for_retry_instead_of_the_dlq(
-    refusing: None, moto: str, sample_images: dict[str, list[Path]]
+@pytest.fixture
+def throttled_after_one(monkeypatch: pytest.MonkeyPatch, moto: str) -> None:
+    """moto answers the first detect_custom_labels and throttles every call after it."""
+    from moto.core.exceptions import JsonRESTError
+    from moto.rekognition.models import RekognitionBackend
+
+    calls = []
+
+    def answer(self: object) -> list[dict[str, Any]]:
+        calls.append(1)
+        if len(calls) > 1:
+            raise JsonRESTError("ThrottlingException", "Rate exceeded")
+        return [{"Name": "ok_front", "Confidence": 99.0}]
+
+    monkeypatch.setattr(RekognitionBackend, "_detect_custom_labels_detections", answer)
+
+
+def test_throttling_mid_batch_keeps_the_verdicts_already_paid_for(
+    throttled_after_one: None, moto: str, sample_images: dict[str, list[Path]]
 ) -> None:
+    rek = client("rekognition", AwsConfig(endpoint_url=moto, max_attempts=2))
+    sent: list[object] = []
+
+    def record(params: dict[str, Any], **_: object) -> None:
+        sent.append(params["body"])
+
+    # before-call fires once per API call, whatever botocore's retries do: the images actually sent.
+    rek.meta.events.register("before-call.rekognition.DetectCustomLabels", record)
+    clf = RekognitionClassifier(rek, ARN, Thresholds(t_ok=0.8, t_defect=0.8))
+    photos = [p.read_bytes() for p in sample_images["ok"][:3]]
+
+    out = clf.predict_many(photos)
+
+    assert isinstance(out[0], Prediction)
+    assert out[0].label == "ok"
+    assert [type(r) for r in out[1:]] == [StorageUnavailable, StorageUnavailable]
+    assert "ThrottlingException" in str(out[1])
+    # The third photo is not sent into a throttle; before, the error left the first verdict unused too.
+    assert len(sent) == 2
+
+
+def _three_uploads(moto: str, sample_images: dict[str, list[Path]]) -> tuple[Any, Runtime, list[Any]]:
+    """The stack's queues, a Rekognition runtime and an SQS batch of three upload events."""
     settings = StackSettings(endpoint_url=moto)
     s3, sqs = client("s3", settings.aws()), client("sqs", settings.aws())
     resources = bootstrap(s3, sqs, settings)
     s3.put_bucket_notification_configuration(Bucket=settings.inbound_bucket, NotificationConfiguration={})
     store = ObjectStore(s3)
-    rek = client("rekognition", settings.aws())
+    rek = client("rekognition", AwsConfig(endpoint_url=moto, max_attempts=1))  # no backoff in tests
     runtime = Runtime(
         store,
         Queue(sqs, resources.queue_urls[settings.predictions_queue]),
@@ -175,6 +220,13 @@ def test_a_refused_request_leaves_the_whole_sqs_batch_for_retry_instead_of_the_d
                 "eventSourceARN": uploads_arn,
             }
         )
+    return (sqs, resources, settings), runtime, records
+
+
+def test_a_refused_request_leaves_the_whole_sqs_batch_for_retry_instead_of_the_dlq(
+    refusing: None, moto: str, sample_images: dict[str, list[Path]]
+) -> None:
+    (sqs, resources, settings), runtime, records = _three_uploads(moto, sample_images)
 
     result = handle({"Records": records}, runtime)
 
@@ -182,6 +234,24 @@ def test_a_refused_request_leaves_the_whole_sqs_batch_for_retry_instead_of_the_d
     assert result == {"batchItemFailures": [{"itemIdentifier": f"m{n}"} for n in range(3)]}
     dlq = resources.queue_urls[settings.uploads_queue + DLQ_SUFFIX]
     assert "Messages" not in sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=0)
+
+
+def test_throttling_mid_batch_retries_only_the_messages_not_classified(
+    throttled_after_one: None, moto: str, sample_images: dict[str, list[Path]]
+) -> None:
+    (sqs, resources, settings), runtime, records = _three_uploads(moto, sample_images)
+
+    result = handle({"Records": records}, runtime)
+
+    # Before, the first image's paid-for verdict was dropped and all three messages went back.
+    assert result == {"batchItemFailures": [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]}
+    got = sqs.receive_message(
+        QueueUrl=resources.queue_urls[settings.predictions_queue], MaxNumberOfMessages=10
+    )
+    bodies = [json.loads(m["Body"]) for m in got.get("Messages", [])]
+    assert [(b["key"], b["prediction"]["label"]) for b in bodies] == [
+        (f"line-1/{sample_images['ok'][0].name}", "ok")
+    ]
 
 
 def test_checks_that_cannot_run_send_the_image_to_an_inspector(

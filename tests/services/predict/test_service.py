@@ -340,3 +340,37 @@ def test_a_classifier_failing_the_whole_call_is_retried_never_poison(env, error,
         assert not isinstance(outcome, InvalidInput)
     assert sent == 1
     assert [m.key for m in _sent(queue)] == ["empty.jpeg"]
+
+
+class _PartlyRefusingClassifier(FakeClassifier):
+    """A backend that classifies the first image and not the others, as Rekognition does when throttled."""
+
+    def __init__(self, error):
+        super().__init__()
+        self.error = error
+
+    def predict_many(self, images):
+        return [*super().predict_many(images[:1]), *[self.error] * (len(images) - 1)]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (StorageUnavailable("ThrottlingException Rate exceeded"), StorageUnavailable),
+        # About the call, not the image: retried like a refusal of the whole call, never dead-lettered.
+        (InvalidInput("InvalidParameterException Request has invalid parameters"), ModelError),
+    ],
+)
+def test_images_a_classifier_did_not_get_to_are_retried_alone(env, error, expected):
+    store, queue, _, defect = env
+    events = [_put_event(store, f"{name}.jpeg", defect) for name in ("a", "b", "c")]
+
+    outcomes, sent = predict_events(events, store, _PartlyRefusingClassifier(error), queue, 10_000_000)
+
+    assert outcomes[0] is None
+    for outcome in outcomes[1:]:
+        assert isinstance(outcome, expected)
+        assert not isinstance(outcome, InvalidInput)
+    assert sent == 1
+    assert [m.key for m in _sent(queue)] == ["a.jpeg"]
