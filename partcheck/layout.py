@@ -34,18 +34,59 @@ HumanLabel = Literal["ok", "defect"]
 
 
 def fit_metadata(meta: dict[str, str], shortenable: Iterable[str]) -> dict[str, str]:
-    """`meta` (ASCII values) within METADATA_BUDGET: the longest shortenable value is halved until it fits.
+    """`meta` (percent-encoded ASCII values) within METADATA_BUDGET: the longest shortenable value is halved.
 
     Past the budget S3 refuses the PUT or copy for good; the values left out of `shortenable` identify
-    the object and are never touched (if they alone are over, the result stays over).
+    the object and are never touched (if they alone are over, the result stays over). A halved value
+    ends on a whole escape and a whole UTF-8 character (`cut_escaped`), so it still decodes.
     """
     names = tuple(shortenable)
     while sum(len(k) + len(v) for k, v in meta.items()) > METADATA_BUDGET:
         longest = max((n for n in names if meta.get(n)), key=lambda n: len(meta[n]), default="")
         if not longest:
             break
-        meta[longest] = meta[longest][: len(meta[longest]) // 2]
+        meta[longest] = cut_escaped(meta[longest], len(meta[longest]) // 2)
     return meta
+
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _escaped_byte(value: str, i: int) -> int | None:
+    """The byte a `%XX` escape at `i` stands for, or None when there is no escape there."""
+    if value.startswith("%", i) and i + 3 <= len(value) and value[i + 1] in _HEX and value[i + 2] in _HEX:
+        return int(value[i + 1 : i + 3], 16)
+    return None
+
+
+def _char_end(value: str, i: int) -> int:
+    """Where the character starting at `i` ends: one plain character, or every escape of one UTF-8 one."""
+    lead = _escaped_byte(value, i)
+    if lead is None:
+        return i + 1
+    # The lead byte says how many continuation bytes (0b10xxxxxx) the character has; a stray byte is alone.
+    more = 1 if 0xC0 <= lead < 0xE0 else 2 if 0xE0 <= lead < 0xF0 else 3 if 0xF0 <= lead < 0xF8 else 0
+    end = i + 3
+    for _ in range(more):
+        byte = _escaped_byte(value, end)
+        if byte is None or byte & 0xC0 != 0x80:
+            break
+        end += 3
+    return end
+
+
+def cut_escaped(value: str, limit: int) -> str:
+    """A percent-encoded `value` cut to at most `limit` characters, never inside an escape or a character."""
+    if len(value) <= limit:
+        return value
+    # A cut inside `%C3%A4` would leave `%C` (unquote keeps it as text) or `%C3` (a broken UTF-8 byte).
+    end = 0
+    while end < len(value):
+        nxt = _char_end(value, end)
+        if nxt > limit:
+            break
+        end = nxt
+    return value[:end]
 
 
 def validate_relative_key(key: str) -> str:

@@ -6,7 +6,7 @@ import posixpath
 from datetime import UTC, datetime
 from urllib.parse import quote
 
-from partcheck.layout import Route, fit_metadata, routed_key
+from partcheck.layout import Route, cut_escaped, fit_metadata, routed_key
 from partcheck.messages import Prediction, PredictionMessage
 from partcheck.thresholds import Thresholds
 
@@ -43,7 +43,8 @@ def alternate_key(key: str, etag: str) -> str:
 
 
 def _meta(value: object) -> str:
-    return quote(str(value), safe=" :/-_.,=+@")[:_MAX_META_VALUE]
+    # Cut on a whole escape and character: `%C3%A4` cut to `%C3%` would not decode back.
+    return cut_escaped(quote(str(value), safe=" :/-_.,=+@"), _MAX_META_VALUE)
 
 
 def object_metadata(message: PredictionMessage, thresholds: Thresholds | None = None) -> dict[str, str]:

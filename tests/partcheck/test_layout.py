@@ -1,3 +1,5 @@
+from urllib.parse import quote, unquote
+
 import pytest
 
 from partcheck.errors import InvalidKey
@@ -87,3 +89,49 @@ def test_fit_metadata_shortens_only_what_may_give_way() -> None:
     assert out["camera"] == meta["camera"]  # the longest go first; this one was never the longest
     # Nothing shortenable left: the identifying values are never cut, even over the budget.
     assert fit_metadata({"sha256": "x" * 3000}, ("reason",)) == {"sha256": "x" * 3000}
+
+
+def _decodes_to_a_prefix(cut: str, original: str) -> None:
+    """`cut` decodes (strict UTF-8, no half escape left as text) to a start of `original`."""
+    assert "%" not in cut[-2:], cut[-6:]  # a trailing `%` or `%X` is half an escape
+    decoded = unquote(cut, errors="strict")
+    assert original.startswith(decoded), (cut[-12:], decoded[-4:])
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("x" * 255 + "#tail", "x" * 255),  # the 256th character is the `%` of `%23`
+        ("x" * 254 + "#tail", "x" * 254),  # ... its first hex digit
+        ("x" * 253 + "ä", "x" * 253),  # a whole escape `%C3`, but half of `%C3%A4`
+        ("x" * 250 + "€", "x" * 250),  # two of the three escapes of `%E2%82%AC`
+        ("x" * 247 + "€", "x" * 247 + "€"),  # ends exactly on the character
+        ("x" * 245 + "😀", "x" * 245),  # a four-byte character cut inside its last escape
+    ],
+)
+def test_a_cut_ends_on_a_whole_escape_and_a_whole_character(text: str, kept: str) -> None:
+    from partcheck.layout import cut_escaped
+
+    cut = cut_escaped(quote(text, safe=""), 256)
+    assert len(cut) <= 256
+    _decodes_to_a_prefix(cut, text)
+    assert unquote(cut) == kept  # as much as fits, not less
+
+
+def test_a_plain_value_is_cut_at_the_limit() -> None:
+    from partcheck.layout import cut_escaped
+
+    assert cut_escaped("a" * 300, 256) == "a" * 256
+    assert cut_escaped("abc", 256) == "abc"
+
+
+def test_fit_metadata_halves_a_value_on_a_whole_escape_and_character() -> None:
+    from partcheck.layout import METADATA_BUDGET, fit_metadata
+
+    # 2701 characters: half of them ends inside `%E2%82%AC`, after `%E2%82%A`.
+    note = "x" + "€" * 300
+    meta = {"inspector": "ann", "note": quote(note, safe="")}
+    out = fit_metadata(dict(meta), ("note",))
+    assert sum(len(k) + len(v) for k, v in out.items()) <= METADATA_BUDGET
+    assert out["note"]
+    _decodes_to_a_prefix(out["note"], note)

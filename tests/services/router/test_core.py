@@ -1,4 +1,5 @@
 from datetime import UTC, datetime, timedelta
+from urllib.parse import unquote
 
 import pytest
 
@@ -159,10 +160,45 @@ def test_metadata_stays_under_s3s_2_kb_for_a_1024_byte_key_and_long_values(outco
     )
     meta = object_metadata(message)
     assert all(v.isascii() and len(v) <= 256 for v in meta.values())
-    assert len(meta["source-key"]) == 256
-    assert meta["source-key"].startswith("%C3%A4" * 42)
+    # 256 characters would end inside the 43rd `%C3%A4`: the cut keeps 42 whole ones.
+    assert meta["source-key"] == "%C3%A4" * 42
+    for name, value in meta.items():
+        assert "%" not in value[-2:], (name, value[-6:])  # no half escape left at the end
+        unquote(value, errors="strict")  # no half UTF-8 character either
     # S3 counts the UTF-8 bytes of every metadata name and value: 2 KB in all.
     assert sum(len(k.encode()) + len(v.encode()) for k, v in meta.items()) < 2048
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("x" * 255 + "#tail", "x" * 255),  # the 256th character is the `%` of `%23`
+        ("x" * 254 + "?tail", "x" * 254),  # ... the first hex digit of `%3F`
+        ("x" * 253 + "ä", "x" * 253),  # a whole escape `%C3`, but half of `%C3%A4`
+        ("x" * 250 + "€", "x" * 250),  # two of the three escapes of `%E2%82%AC`
+    ],
+)
+def test_a_value_cut_at_256_characters_still_decodes(text, kept):
+    message = _message(_p("unclear", 0.5, reason=text), key=text, metadata={**UPLOAD_META, "line": text})
+    meta = object_metadata(message)
+    for name in ("reason", "source-key", "line"):
+        assert len(meta[name]) <= 256
+        assert unquote(meta[name], errors="strict") == kept, (name, meta[name][-6:])
+
+
+def test_values_shortened_for_the_budget_still_decode():
+    # Every descriptive value long and all escapes: the budget halves them, and a half may fall mid-escape.
+    long = "€" * 100
+    names = {"model_name": long, "model_version": long}
+    prediction = _p("unclear", 0.5, reason=long).model_copy(update=names)
+    described = ("line", "camera", "capture-time")
+    message = _message(prediction, key="ä" * 200, metadata=dict.fromkeys(described, long))
+    meta = object_metadata(message)
+    assert sum(len(k.encode()) + len(v.encode()) for k, v in meta.items()) <= 1900
+    originals = dict.fromkeys(("reason", "model-name", "model-version", *described), long)
+    for name, original in {**originals, "source-key": "ä" * 200}.items():
+        assert "%" not in meta[name][-2:], (name, meta[name][-6:])
+        assert original.startswith(unquote(meta[name], errors="strict")), name
 
 
 def test_metadata_gives_way_in_its_descriptive_values_when_all_are_long():
