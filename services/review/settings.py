@@ -44,7 +44,11 @@ class ReviewSettings(AwsSettings):
     queue_refresh_seconds: float = Field(default=5.0, ge=0, description="age at which the queue is re-listed")
     stats_cache_seconds: float = Field(default=10.0, ge=0, description="age at which stats are recomputed")
     history_days: int = Field(default=7, ge=1, le=366, description="days of audit log the history reads")
-    max_image_bytes: int = Field(default=25 * 1024 * 1024, gt=0, description="largest image served")
+    max_image_bytes: int = Field(
+        default=25 * 1024 * 1024,
+        gt=0,
+        description="largest image sent to the browser; decisions and undos copy inside S3, any size",
+    )
 
     @model_validator(mode="after")
     def _oidc_needs_signer(self) -> Self:

@@ -29,7 +29,7 @@ from partcheck.errors import (
     StorageUnavailable,
 )
 from partcheck.layout import AUDIT_PREFIX, HumanLabel, Route, relative_key
-from partcheck.storage import ObjectInfo, ObjectStore
+from partcheck.storage import ObjectInfo, ObjectStore, StoredObject
 from services.review import core
 from services.review.core import Claim, Listed
 
@@ -585,7 +585,7 @@ class ReviewStore:
                 if image is not None:
                     return image
         try:
-            obj = self.store.get(self.bucket, unclear_key, max_bytes=self.max_image_bytes)
+            obj = self._browser_get(unclear_key, "; it can still be decided")
         except NotFound:
             marker = self.marker(unclear_key)
             decided = marker.get("decided_key") if marker else None
@@ -596,8 +596,17 @@ class ReviewStore:
             except InvalidKey:
                 log.error("decision marker of %s points outside human_decided/: %r", unclear_key, decided)
                 raise Gone(f"no image for {unclear_key}") from None
-            obj = self.store.get(self.bucket, decided, max_bytes=self.max_image_bytes)
+            obj = self._browser_get(decided, "")
         return self._as_image(obj.body, obj.info.content_type, obj.info.etag)
+
+    def _browser_get(self, key: str, then: str) -> StoredObject:
+        """An image's bytes for the browser; over max_image_bytes a 400 saying so (only showing it needs
+        the bytes: decisions and undos copy inside S3)."""
+        try:
+            return self.store.get(self.bucket, key, max_bytes=self.max_image_bytes)
+        except InvalidInput as exc:
+            limit = f"{exc} set by max_image_bytes"
+            raise InvalidInput(f"{key} is too large to show here ({limit}){then}") from exc
 
     # --- claims ------------------------------------------------------------------------------------
 
@@ -643,9 +652,10 @@ class ReviewStore:
     ) -> Decision:
         """Move an image to human_decided/ exactly once: the decision marker is the race guard.
 
-        Two round trips before the answer: the GET of the image beside the marker PUT (when the
-        queue page's HEAD is cached; otherwise one after the other), then the decided PUT. From then
-        on the decision holds; the audit record and the removal from unclear/ follow in the
+        Two round trips before the answer: a HEAD of the image beside the marker PUT (when the
+        queue page's HEAD is cached; otherwise one after the other), then the copy to human_decided/
+        inside S3, so the image's bytes never pass through here and its size does not matter. From
+        then on the decision holds; the audit record and the removal from unclear/ follow in the
         background, in that order, and `finish_move` completes them after a crash (the marker names
         the audit record).
         """
@@ -656,7 +666,7 @@ class ReviewStore:
         audit_key = core.audit_key(now, uuid.uuid4().hex)
         with self._lock:
             cached = self._latest.get(unclear_key)
-        get_f = self.now_pool.submit(self.store.get, self.bucket, unclear_key, self.max_image_bytes)
+        head_f = self.now_pool.submit(self.store.head, self.bucket, unclear_key)
         marker: dict[str, Any] | None = None
         marker_etag: str | None = None
         lost = False
@@ -669,28 +679,28 @@ class ReviewStore:
             except AlreadyExists:
                 lost = True
         try:
-            obj = get_f.result()
-        except NotFound:
+            info = head_f.result()
+        except PartcheckError:
+            if marker_etag is not None:
+                self.store.delete(self.bucket, keys.marker_key)
+            raise
+        if info is None:
             if marker_etag is not None:
                 # Nobody else's marker existed, so nobody decided it: the image was removed otherwise.
                 self.store.delete(self.bucket, keys.marker_key)
             found = self.marker(unclear_key)
             if found:
-                raise ConflictError(core.already_decided(found)) from None
-            raise Gone(f"no image {unclear_key} in unclear/") from None
-        except PartcheckError:
-            if marker_etag is not None:
-                self.store.delete(self.bucket, keys.marker_key)
-            raise
+                raise ConflictError(core.already_decided(found))
+            raise Gone(f"no image {unclear_key} in unclear/")
         stale = (
             cached is None
-            or obj.info.etag != cached.etag
-            or obj.info.metadata != cached.metadata
-            or obj.info.content_type != cached.content_type
+            or info.etag != cached.etag
+            or info.metadata != cached.metadata
+            or info.content_type != cached.content_type
         )
         if not lost and stale:
             fresh = core.marker_record(
-                keys, label, inspector, now, note, obj.info.metadata, obj.info.content_type, audit_key
+                keys, label, inspector, now, note, info.metadata, info.content_type, audit_key
             )
             try:
                 if marker_etag is None:
@@ -704,30 +714,38 @@ class ReviewStore:
         if lost or marker is None:
             self._start_finishing(unclear_key)
             raise ConflictError(core.already_decided(self.marker(unclear_key)))
-        decided_meta = core.decided_metadata(obj.info.metadata, inspector, now, label, note)
+        decided_meta = core.decided_metadata(info.metadata, inspector, now, label, note)
         try:
-            self.store.put(
+            # Only the bytes the marker describes (their ETag) may be copied: an image replaced since
+            # the HEAD is refused (412), not decided unseen.
+            self.store.copy(
+                (self.bucket, unclear_key),
                 self.bucket,
                 keys.decided_key,
-                obj.body,
                 metadata=decided_meta,
-                content_type=obj.info.content_type,
+                content_type=info.content_type,
                 if_absent=True,
+                source_etag=info.etag,
             )
         except PartcheckError as exc:
-            # An error does not say the PUT failed: S3 may have stored it and then answered 5xx, or
-            # botocore's retry of a stored PUT got 412. A copy with this decision's metadata is ours.
-            landed = self._is_copy(keys.decided_key, decided_meta)
+            # An error does not say the copy failed: S3 may have stored it and then answered 5xx, or
+            # botocore's retry of a stored copy got 412. A copy with this decision's metadata is ours.
+            landed = self._decided_copy(keys.decided_key, decided_meta)
             if landed is None:
                 raise  # unknown: the marker stays, and finish_move finishes or rolls back later
-            if not landed:
+            if landed != "ours":
                 self.store.delete(self.bucket, keys.marker_key)
-                if isinstance(exc, AlreadyExists):
+                if isinstance(exc, AlreadyExists) and landed == "other":
                     raise ConflictError(
                         f"{keys.decided_key} already exists; nothing was overwritten"
                     ) from None
+                if isinstance(exc, AlreadyExists | NotFound):
+                    # The source's ETag no longer matched, or the image left unclear/ after the HEAD.
+                    raise ConflictError(
+                        f"{unclear_key} changed or left unclear/ while it was decided; nothing was moved"
+                    ) from None
                 raise
-            log.warning("decision on %s: the decided PUT answered %s but had landed", unclear_key, exc)
+            log.warning("decision on %s: the decided copy answered %s but had landed", unclear_key, exc)
         record = core.audit_record("decision", marker, now, inspector)
         with self._lock:
             self._audit[audit_key] = record
@@ -745,17 +763,21 @@ class ReviewStore:
             unclear_key, label, keys.decided_key, inspector, now, now + timedelta(seconds=undo_seconds)
         )
 
-    def _is_copy(self, decided_key: str, metadata: Mapping[str, str]) -> bool | None:
-        """Whether decided_key holds this decision's copy (same inspector, time, label); None if unknown."""
+    def _decided_copy(self, decided_key: str, metadata: Mapping[str, str]) -> str | None:
+        """What decided_key holds: "ours" (this decision's copy: same inspector, time, label), "other",
+        "none", or None when S3 cannot tell."""
         try:
             info = self.store.head(self.bucket, decided_key)
         except PartcheckError:
             return None
+        if info is None:
+            return "none"
         # Who, when and what identify the decision; the note may come back changed (S3 trims the
         # whitespace a shortened note can end in).
-        return info is not None and all(
+        ours = all(
             info.metadata.get(name) == metadata.get(name) for name in ("inspector", "decided-at", "label")
         )
+        return "ours" if ours else "other"
 
     def _follow_up(self, keys: core.DecisionKeys, audit_key: str, record: dict[str, Any]) -> None:
         """After the decided PUT: the audit record first, only then the unclear/ object goes, so a
@@ -930,10 +952,9 @@ class ReviewStore:
             raise ConflictError("nothing to undo: the decision was already undone or replaced")
         decided_key = str(marker["decided_key"])
         relative_key(Route.HUMAN_DECIDED, decided_key)
-        try:
-            obj = self.store.get(self.bucket, decided_key, max_bytes=self.max_image_bytes)
-        except NotFound:
-            raise ConflictError(f"nothing to undo: {decided_key} is gone") from None
+        decided = self.store.head(self.bucket, decided_key)
+        if decided is None:
+            raise ConflictError(f"nothing to undo: {decided_key} is gone")
         audit_key = core.audit_key(now, uuid.uuid4().hex)
         # The marker names the undo before anything moves: an undo that stops half-way is then finished
         # by `finish_move`, its audit record included, instead of being taken for a half-made decision.
@@ -945,12 +966,13 @@ class ReviewStore:
             raise ConflictError("nothing to undo: the decision was already undone or replaced") from None
         original = {k: str(v) for k, v in (marker.get("original_metadata") or {}).items()}
         try:
-            etag = self.store.put(
+            # Copied inside S3 like the decision: an image of any size can be undone.
+            etag = self.store.copy(
+                (self.bucket, decided_key),
                 self.bucket,
                 unclear_key,
-                obj.body,
                 metadata=original,
-                content_type=marker.get("content_type") or obj.info.content_type,
+                content_type=marker.get("content_type") or decided.content_type,
                 if_absent=True,
             )
         except AlreadyExists:

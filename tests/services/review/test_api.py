@@ -598,6 +598,49 @@ def test_image_content_type_sniffed(alice: TestClient, s3: Any) -> None:
     assert r.headers["content-type"] == "image/png"
 
 
+def test_an_image_over_max_image_bytes_is_decided_and_undone_without_reading_it(
+    app_factory: App, put_unclear: Any, s3: Any
+) -> None:
+    c = app_factory(max_image_bytes=len(JPEG))
+    login(c)
+    big = JPEG + b"\x01" * 100
+    key = put_unclear("big/b.jpg", body=big)
+    before = s3.head_object(Bucket=BUCKET, Key=key)
+    item = encode_id(key)
+    # The browser is refused the bytes, with a reason the page can show...
+    r = c.get(f"/api/items/{item}/image")
+    assert r.status_code == 400
+    assert r.json()["detail"] == (
+        f"{key} is too large to show here (object is {len(big)} bytes, over the limit of {len(JPEG)} "
+        "set by max_image_bytes); it can still be decided"
+    )
+    # ...but the inspector can decide it: nothing on the way reads the bytes.
+    r = c.post(f"/api/items/{item}/decision", json={"label": "defect", "note": "seen at the line"})
+    assert r.status_code == 200, r.text
+    decided = r.json()
+    settle(c)
+    assert keys(s3, "unclear/") == []
+    obj = s3.get_object(Bucket=BUCKET, Key="human_decided/big/defect_b.jpg")
+    assert obj["Body"].read() == big
+    assert obj["ContentType"] == "image/jpeg"
+    meta = obj["Metadata"]
+    assert meta["inspector"] == "alice"
+    assert meta["label"] == "defect"
+    assert meta["decided-at"] == decided["decided_at"]
+    assert (meta["model-label"], meta["confidence"]) == ("unclear", "0.612000")
+    assert meta["model-version"] == "1.2.0"
+    assert [(rec["action"], rec["key"]) for rec in audit_records(s3)] == [("decision", key)]
+    # The undo brings the same bytes back with the metadata they had.
+    r = c.post("/api/undo")
+    assert r.status_code == 200, r.text
+    after = s3.get_object(Bucket=BUCKET, Key=key)
+    assert after["Body"].read() == big
+    assert after["Metadata"] == before["Metadata"]
+    assert after["ContentType"] == "image/jpeg"
+    assert keys(s3, "human_decided/") == []
+    assert [rec["action"] for rec in audit_records(s3)] == ["decision", "undo"]
+
+
 # --- history and stats ----------------------------------------------------------------------------
 
 

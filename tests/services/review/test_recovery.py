@@ -64,17 +64,29 @@ def interrupted(
     return key
 
 
-def fail_puts(monkeypatch: pytest.MonkeyPatch, store: Any, prefix: str) -> Callable[[], None]:
-    """Make the review store's PUTs under `prefix` fail like an S3 outage; returns what ends it."""
-    real_put = store.store.put
+def fail_writes(monkeypatch: pytest.MonkeyPatch, store: Any, prefix: str) -> Callable[[], None]:
+    """Make the review store's PUTs and copies to keys under `prefix` fail like an S3 outage; returns
+    what ends it."""
+    real_put, real_copy = store.store.put, store.store.copy
 
     def failing_put(bucket: str, k: str, *args: Any, **kwargs: Any) -> str:
         if k.startswith(prefix):
             raise StorageUnavailable("simulated outage")
         return str(real_put(bucket, k, *args, **kwargs))
 
+    def failing_copy(source: tuple[str, str], bucket: str, k: str, **kwargs: Any) -> str:
+        if k.startswith(prefix):
+            raise StorageUnavailable("simulated outage")
+        return str(real_copy(source, bucket, k, **kwargs))
+
     monkeypatch.setattr(store.store, "put", failing_put)
-    return lambda: monkeypatch.setattr(store.store, "put", real_put)
+    monkeypatch.setattr(store.store, "copy", failing_copy)
+
+    def end() -> None:
+        monkeypatch.setattr(store.store, "put", real_put)
+        monkeypatch.setattr(store.store, "copy", real_copy)
+
+    return end
 
 
 def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -225,7 +237,7 @@ def test_an_undo_whose_audit_record_failed_is_recorded_later(
     assert alice.post(f"/api/items/{encode_id(key)}/decision", json={"label": "defect"}).status_code == 200
     settle(alice)
     store = alice.app.state.review.store  # type: ignore[attr-defined]
-    end_outage = fail_puts(monkeypatch, store, "audit/")
+    end_outage = fail_writes(monkeypatch, store, "audit/")
     r = alice.post("/api/undo")
     assert r.status_code == 503
     end_outage()
@@ -253,7 +265,7 @@ def test_an_undo_that_cannot_put_the_image_back_leaves_the_decision_as_it_was(
     settle(alice)
     before = s3.get_object(Bucket=BUCKET, Key="decisions/u/y.jpg.json")["Body"].read()
     store = alice.app.state.review.store  # type: ignore[attr-defined]
-    end_outage = fail_puts(monkeypatch, store, "unclear/")
+    end_outage = fail_writes(monkeypatch, store, "unclear/")
     assert alice.post("/api/undo").status_code == 503
     end_outage()
     # Nothing moved, and the marker no longer names the undo that failed.
@@ -274,7 +286,7 @@ def test_undo_takes_the_newest_decision_even_when_its_audit_record_failed(
     assert alice.post(f"/api/items/{encode_id(a)}/decision", json={"label": "ok"}).status_code == 200
     settle(alice)
     store = alice.app.state.review.store  # type: ignore[attr-defined]
-    end_outage = fail_puts(monkeypatch, store, "audit/")
+    end_outage = fail_writes(monkeypatch, store, "audit/")
     assert alice.post(f"/api/items/{encode_id(b)}/decision", json={"label": "defect"}).status_code == 200
     settle(alice)
     # While the log still cannot be written, the undo of b fails instead of reaching back to a.
@@ -309,22 +321,22 @@ def test_undo_leaves_other_bytes_waiting_under_the_decided_name_alone(
 
 
 @pytest.mark.parametrize("error", [AlreadyExists("412 on botocore's retry"), StorageUnavailable("500")])
-def test_a_decided_put_that_landed_despite_an_error_counts(
+def test_a_decided_copy_that_landed_despite_an_error_counts(
     alice: TestClient, put_unclear: Any, s3: Any, monkeypatch: pytest.MonkeyPatch, error: Exception
 ) -> None:
     key = put_unclear("amb.jpg")
     store = alice.app.state.review.store  # type: ignore[attr-defined]
-    real_put = store.store.put
+    real_copy = store.store.copy
 
-    def landed_then_error(bucket: str, k: str, *args: Any, **kwargs: Any) -> str:
-        out = str(real_put(bucket, k, *args, **kwargs))
+    def landed_then_error(source: tuple[str, str], bucket: str, k: str, **kwargs: Any) -> str:
+        out = str(real_copy(source, bucket, k, **kwargs))
         if k.startswith("human_decided/"):
             raise error
         return out
 
-    monkeypatch.setattr(store.store, "put", landed_then_error)
+    monkeypatch.setattr(store.store, "copy", landed_then_error)
     r = alice.post(f"/api/items/{encode_id(key)}/decision", json={"label": "ok"})
-    monkeypatch.setattr(store.store, "put", real_put)
+    monkeypatch.setattr(store.store, "copy", real_copy)
     settle(alice)
     assert r.status_code == 200, r.text
     assert keys(s3, "human_decided/") == ["human_decided/ok_amb.jpg"]
@@ -368,25 +380,46 @@ def test_undo_on_another_instance_leaves_a_decision_whose_removal_may_still_run(
     assert "undo" not in after
 
 
-def test_a_landed_decided_put_is_recognised_by_who_when_and_what_not_by_its_note(
+def test_a_landed_decided_copy_is_recognised_by_who_when_and_what_not_by_its_note(
     alice: TestClient, put_unclear: Any, s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     key = put_unclear("trim.jpg")
     store = alice.app.state.review.store  # type: ignore[attr-defined]
-    real_put = store.store.put
+    real_copy = store.store.copy
 
-    def landed_trimmed_then_500(bucket: str, k: str, *args: Any, **kwargs: Any) -> str:
+    def landed_trimmed_then_500(source: tuple[str, str], bucket: str, k: str, **kwargs: Any) -> str:
         if not k.startswith("human_decided/"):
-            return str(real_put(bucket, k, *args, **kwargs))
+            return str(real_copy(source, bucket, k, **kwargs))
         # S3 trims the whitespace a shortened note can end in: the stored note differs from the sent one.
         meta = {**kwargs.pop("metadata"), "note": "trimmed"}
-        real_put(bucket, k, *args, metadata=meta, **kwargs)
+        real_copy(source, bucket, k, metadata=meta, **kwargs)
         raise StorageUnavailable("500 after storing")
 
-    monkeypatch.setattr(store.store, "put", landed_trimmed_then_500)
+    monkeypatch.setattr(store.store, "copy", landed_trimmed_then_500)
     r = alice.post(f"/api/items/{encode_id(key)}/decision", json={"label": "defect", "note": "a long note"})
-    monkeypatch.setattr(store.store, "put", real_put)
+    monkeypatch.setattr(store.store, "copy", real_copy)
     settle(alice)
     assert r.status_code == 200, r.text
     assert keys(s3, "human_decided/") == ["human_decided/defect_trim.jpg"]
     assert keys(s3, "decisions/") == ["decisions/trim.jpg.json"]
+
+
+def test_an_image_replaced_between_its_head_and_the_decided_copy_is_not_decided(
+    alice: TestClient, put_unclear: Any, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = put_unclear("swap.jpg")
+    store = alice.app.state.review.store  # type: ignore[attr-defined]
+    real_copy = store.store.copy
+
+    def replaced_first(source: tuple[str, str], bucket: str, k: str, **kwargs: Any) -> str:
+        put_unclear("swap.jpg", body=JPEG + b"new")
+        return str(real_copy(source, bucket, k, **kwargs))
+
+    monkeypatch.setattr(store.store, "copy", replaced_first)
+    r = alice.post(f"/api/items/{encode_id(key)}/decision", json={"label": "ok"})
+    assert r.status_code == 409, r.text
+    assert r.json()["detail"] == f"{key} changed or left unclear/ while it was decided; nothing was moved"
+    # The new bytes wait, undecided and unseen by anyone's decision.
+    assert keys(s3, "human_decided/") == []
+    assert keys(s3, "decisions/") == []
+    assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == JPEG + b"new"
