@@ -61,7 +61,7 @@ def main(
     _run(settings)
 
 
-def _load_settings(config: Path | None, **overrides: Any) -> Any:
+def _load_settings(config: Path | None, *, check_bucket: bool = True, **overrides: Any) -> Any:
     """Settings, or exit 2 with one clear line (never a traceback) if they are invalid."""
     from pydantic import ValidationError
 
@@ -69,7 +69,7 @@ def _load_settings(config: Path | None, **overrides: Any) -> Any:
     from partcheck.errors import InvalidInput
 
     try:
-        return load_settings(config, **overrides)
+        return load_settings(config, check_bucket=check_bucket, **overrides)
     except (ValidationError, InvalidInput) as exc:
         typer.echo(f"invalid agent settings: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -133,16 +133,23 @@ def status(
 ) -> None:
     """Counts per state, oldest pending file and last error, read from the outbox."""
     from agent.outbox import Outbox
-    from agent.status import render_summary, summary
+    from agent.settings import bucket_problem
+    from agent.status import bucket_note, render_summary, summary
 
-    settings = _load_settings(config, state_dir=state_dir)
+    # Reading the local outbox needs no bucket: a config still holding the shipped placeholder is reported
+    # here, not refused (starting the agent with it still is).
+    settings = _load_settings(config, check_bucket=False, state_dir=state_dir)
+    problem = bucket_problem(settings.bucket)
     path = settings.outbox_path()
     if not path.exists():
         typer.echo(f"no outbox at {path}: the agent has not run with this state folder", err=True)
+        if problem:
+            typer.echo(bucket_note(problem), err=True)
         raise typer.Exit(1)
     outbox = Outbox(path, read_only=True)
     try:
         doc = summary(outbox)
     finally:
         outbox.close()
+    doc["bucket"] = {"name": settings.bucket, "configured": problem is None, "problem": problem}
     typer.echo(json.dumps(doc, indent=2) if as_json else render_summary(doc))

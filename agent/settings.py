@@ -30,6 +30,16 @@ KEY_TEMPLATE_FIELDS = "{prefix} {line} {camera} {date} {name} {stem} {suffix} {s
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
+def bucket_problem(bucket: str) -> str | None:
+    """Why `bucket` cannot be an S3 bucket name (the shipped placeholder, say), or None if it can be one."""
+    if _BUCKET_RE.fullmatch(bucket) and ".." not in bucket:
+        return None
+    return (
+        f"bucket {bucket!r} is not an S3 bucket name (3-63 of a-z, 0-9, '.', '-'); "
+        "use the stack output InboundBucketName"
+    )
+
+
 class AgentSettings(AwsSettings):
     """Where the agent watches, where it uploads, and how patient it is."""
 
@@ -102,11 +112,9 @@ class AgentSettings(AwsSettings):
     def _bucket_name(cls, value: str) -> str:
         # The shipped config carries a placeholder (`<InboundBucketName>`): refusing it here says so at
         # start, where otherwise every upload would fail on it and wait in the outbox.
-        if not _BUCKET_RE.fullmatch(value) or ".." in value:
-            raise ValueError(
-                f"bucket {value!r} is not an S3 bucket name (3-63 of a-z, 0-9, '.', '-'); "
-                "use the stack output InboundBucketName"
-            )
+        problem = bucket_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("key_template")
@@ -145,8 +153,14 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return dict(table)
 
 
-def load_settings(config_file: Path | None = None, **overrides: Any) -> AgentSettings:
-    """Settings with CLI overrides above the environment above the config file above defaults."""
+def load_settings(
+    config_file: Path | None = None, *, check_bucket: bool = True, **overrides: Any
+) -> AgentSettings:
+    """Settings with CLI overrides above the environment above the config file above defaults.
+
+    `check_bucket=False` takes a bucket that cannot be an S3 bucket name as it is (for `status`, which
+    never uploads); `bucket_problem` then says what is wrong with it.
+    """
     file_values = read_config_file(config_file) if config_file else {}
     given = {k: v for k, v in overrides.items() if v is not None}
 
@@ -162,4 +176,10 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> AgentSet
         ) -> tuple[PydanticBaseSettingsSource, ...]:
             return init_settings, env_settings, InitSettingsSource(settings_cls, init_kwargs=file_values)
 
-    return _Layered(**given)
+    class _BucketUnchecked(_Layered):
+        @field_validator("bucket")
+        @classmethod
+        def _bucket_name(cls, value: str) -> str:  # replaces the check of the same name
+            return value
+
+    return (_Layered if check_bucket else _BucketUnchecked)(**given)

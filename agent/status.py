@@ -53,10 +53,18 @@ def summary(outbox: Outbox, now: float | None = None) -> dict[str, Any]:
     }
 
 
+def bucket_note(problem: str) -> str:
+    """The line `status` prints when the bucket setting is not a bucket yet."""
+    return f"bucket not configured yet, the agent will not start: {problem}"
+
+
 def render_summary(doc: dict[str, Any]) -> str:
     """The summary as a few lines of text."""
     counts = doc["counts"]
     lines = [f"outbox {doc['outbox']}", "  " + "  ".join(f"{k} {v}" for k, v in counts.items())]
+    bucket = doc.get("bucket")
+    if bucket and not bucket["configured"]:
+        lines.append(f"  {bucket_note(bucket['problem'])}")
     hour = doc["uploaded_last_hour"]
     lines.append(f"  uploaded in the last hour: {hour['files']} files, {hour['bytes'] / 1e6:.1f} MB")
     oldest = doc["oldest_pending"]

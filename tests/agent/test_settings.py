@@ -141,3 +141,67 @@ def test_a_bucket_that_cannot_exist_is_refused_at_start(bucket: str) -> None:
 def test_real_bucket_names_are_accepted() -> None:
     for bucket in ("partcheck-inbound", "partcheck-inbound-123456789012-eu-west-1", "a.b-c1"):
         assert load_settings(bucket=bucket).bucket == bucket
+
+
+SHIPPED_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "agent" / "agent.toml"
+
+
+def test_status_reads_the_outbox_of_a_config_still_holding_the_placeholder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from agent import cli
+    from agent.outbox import Outbox
+
+    monkeypatch.delenv("PARTCHECK_AGENT_BUCKET", raising=False)
+    assert 'bucket = "<InboundBucketName>"' in SHIPPED_CONFIG.read_text()  # the file as shipped
+    state = tmp_path / "state"
+    runner = CliRunner()
+    base = ["status", "--config", str(SHIPPED_CONFIG), "--state-dir", str(state)]
+    # No outbox yet: the usual exit 1, and the bucket named as the reason the agent has not run.
+    result = runner.invoke(cli.app, base)
+    assert result.exit_code == 1, result.output
+    assert "no outbox" in result.output
+    assert "bucket not configured yet" in result.output
+    outbox = Outbox(state / "outbox.sqlite3")
+    outbox.add(path=str(tmp_path / "a.jpg"), name="a.jpg", state="pending", sha256="0" * 64, key="k/a.jpg")
+    outbox.close()
+    result = runner.invoke(cli.app, base)
+    assert result.exit_code == 0, result.output
+    assert "pending 1" in result.output
+    assert "bucket not configured yet" in result.output
+    assert "'<InboundBucketName>' is not an S3 bucket name" in result.output
+    result = runner.invoke(cli.app, [*base, "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["counts"]["pending"] == 1
+    assert doc["bucket"]["name"] == "<InboundBucketName>"
+    assert doc["bucket"]["configured"] is False
+    # A real bucket: nothing said about it.
+    monkeypatch.setenv("PARTCHECK_AGENT_BUCKET", "partcheck-inbound-123456789012-eu-west-1")
+    result = runner.invoke(cli.app, base)
+    assert result.exit_code == 0, result.output
+    assert "pending 1" in result.output
+    assert "bucket not configured" not in result.output
+
+
+def test_starting_the_agent_with_the_placeholder_is_still_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from agent import cli
+
+    monkeypatch.delenv("PARTCHECK_AGENT_BUCKET", raising=False)
+    started: list[object] = []
+    monkeypatch.setattr(cli, "_run", started.append)  # a regression fails here instead of running an agent
+    args = ["--config", str(SHIPPED_CONFIG), "--state-dir", str(tmp_path / "state"), "--watch", str(tmp_path)]
+    result = CliRunner().invoke(cli.app, args)
+    assert result.exit_code == 2, result.output
+    assert "invalid agent settings" in result.output
+    assert "'<InboundBucketName>' is not an S3 bucket name" in result.output
+    assert started == []
+    assert not (tmp_path / "state").exists()
