@@ -326,6 +326,10 @@ class ReviewStore:
     def marker(self, unclear_key: str) -> dict[str, Any] | None:
         """The decision marker of an image, if someone decided it."""
         found = self._get_json(self.bucket, core.decision_keys(unclear_key, "ok").marker_key)
+        if found and "undo" in found[0]:
+            # An undo named in a marker is running, or died half-way (maybe before the image was back,
+            # where no queue read meets it): finish_move tells which once none can still run.
+            self._start_finishing(unclear_key)
         return found[0] if found else None
 
     def _gone(self, unclear_key: str) -> Gone:
@@ -830,28 +834,42 @@ class ReviewStore:
         missing, then the unclear/ object is deleted. Without it the decision never took effect: the
         marker is removed and the image waits again. A marker that names an undo belongs to an undo that
         stopped after putting the image back: the copy, if any, is removed, the undo's audit record is
-        written if missing and the marker removed. Markers whose decision or undo started less than
-        `repair_after` ago are left alone, since it may still be running.
-        Returns what was done: "finished", "undone", "rolled back", "too recent" or "nothing to do".
+        written if missing and the marker removed. A marker that names an undo while the image is not
+        back, its decided copy still there, belongs to an undo that died before the PUT back: the undo
+        is struck from the marker and the decision stands, as after an undo that failed with an error.
+        Markers whose decision or undo started less than `repair_after` ago are left alone, since it
+        may still be running.
+        Returns what was done: "finished", "undone", "undo dropped", "rolled back", "too recent" or
+        "nothing to do".
         """
         keys = core.decision_keys(unclear_key, "ok")
-        marker = self.marker(unclear_key)
-        if not marker:
+        found = self._get_json(self.bucket, keys.marker_key)
+        if not found:
             self._set_marker(unclear_key, False)
             return "nothing to do"
+        marker, marker_etag = found
         undo = core.parse_undo_intent(marker.get("undo"))
         decided_at = core.parse_iso(marker.get("decided_at"))
         started = undo[1] if undo is not None else decided_at
         if started is not None and now - started < self.repair_after:
             return "too recent"
-        if self.store.head(self.bucket, unclear_key) is None:
-            return "nothing to do"
         decided_key = str(marker.get("decided_key", ""))
         try:
             relative_key(Route.HUMAN_DECIDED, decided_key)
         except InvalidKey:
             log.error("decision marker of %s points outside human_decided/: %r", unclear_key, decided_key)
             return "nothing to do"
+        if self.store.head(self.bucket, unclear_key) is None:
+            if "undo" not in marker or self.store.head(self.bucket, decided_key) is None:
+                return "nothing to do"
+            decision = {k: v for k, v in marker.items() if k != "undo"}
+            try:
+                # Compare-and-swap: a marker changed since it was read is someone else's to settle.
+                self._put_json(self.bucket, keys.marker_key, decision, if_match=marker_etag)
+            except AlreadyExists:
+                return "nothing to do"
+            log.warning("dropped the undo of %s that stopped before the image was back", unclear_key)
+            return "undo dropped"
         if undo is not None:
             by, at, undo_audit_key = undo
             self.store.delete(self.bucket, decided_key)

@@ -423,3 +423,52 @@ def test_an_image_replaced_between_its_head_and_the_decided_copy_is_not_decided(
     assert keys(s3, "human_decided/") == []
     assert keys(s3, "decisions/") == []
     assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == JPEG + b"new"
+
+
+class ProcessDied(Exception):
+    """Not a PartcheckError: no handler of the store catches it, as none runs when the process dies."""
+
+
+def test_an_undo_that_died_before_the_image_was_back_is_dropped_when_its_marker_is_next_read(
+    alice: TestClient, put_unclear: Any, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = put_unclear("died.jpg")
+    store = alice.app.state.review.store  # type: ignore[attr-defined]
+    decided_at = datetime.now(UTC) - timedelta(minutes=10)
+    store.decide(key, "ok", "alice", None, decided_at, 30)
+    settle(alice)
+    decided_marker = json.loads(s3.get_object(Bucket=BUCKET, Key="decisions/died.jpg.json")["Body"].read())
+    real_copy = store.store.copy
+
+    def dies(source: tuple[str, str], bucket: str, k: str, **kwargs: Any) -> str:
+        if k.startswith("unclear/"):
+            raise ProcessDied
+        return str(real_copy(source, bucket, k, **kwargs))
+
+    monkeypatch.setattr(store.store, "copy", dies)
+    undo_at = decided_at + timedelta(seconds=5)
+    with pytest.raises(ProcessDied):
+        store.undo("alice", undo_at, 30)
+    monkeypatch.setattr(store.store, "copy", real_copy)
+    # What the crash left: the marker names an undo, the image is still only in human_decided/.
+    marker = json.loads(s3.get_object(Bucket=BUCKET, Key="decisions/died.jpg.json")["Body"].read())
+    assert marker["undo"]["by"] == "alice"
+    assert keys(s3, "unclear/") == []
+    # While the undo could still be running it is left alone.
+    assert store.finish_move(key, undo_at + timedelta(seconds=10)) == "too recent"
+    # Long after, the next request that reads the marker (the item's 404) has the dead undo dropped:
+    # the decision stands as it was, nothing moved, and no undo is claimed or recorded.
+    r = alice.get(f"/api/items/{encode_id(key)}")
+    assert r.status_code == 404
+    assert "already decided by alice as ok" in r.json()["detail"]
+
+    def marker_now() -> dict[str, Any]:
+        body = s3.get_object(Bucket=BUCKET, Key="decisions/died.jpg.json")["Body"].read()
+        return dict(json.loads(body))
+
+    eventually(lambda: "undo" not in marker_now())
+    assert marker_now() == decided_marker
+    assert keys(s3, "unclear/") == []
+    assert keys(s3, "human_decided/") == ["human_decided/ok_died.jpg"]
+    assert [(rec["action"], rec["inspector"]) for rec in audit_records(s3)] == [("decision", "alice")]
+    assert store.finish_move(key, datetime.now(UTC)) == "nothing to do"
