@@ -16,10 +16,36 @@ import pytest
 from agent.service import Agent
 from agent.settings import AgentSettings
 from partcheck.aws import AwsConfig, client
-from partcheck.storage import ObjectStore
+from partcheck.errors import AlreadyExists, StorageUnavailable
+from partcheck.storage import ObjectInfo, ObjectStore
 
 BUCKET = "partcheck-inbound"
 _BASE: dict[int, bytes] = {}
+
+
+class MemoryStore:
+    """Conditional PUTs into a dict; `up = False` is an S3 outage, `fail_with` an unexpected error."""
+
+    def __init__(self) -> None:
+        self.up = True
+        self.fail_with: Exception | None = None
+        self.objects: dict[str, tuple[bytes, dict[str, str]]] = {}
+
+    def put(self, bucket: str, key: str, body: bytes, **kwargs: Any) -> str:
+        if self.fail_with is not None:
+            raise self.fail_with
+        if not self.up:
+            raise StorageUnavailable(f"put s3://{bucket}/{key}: connection refused")
+        if kwargs.get("if_absent") and key in self.objects:
+            raise AlreadyExists(f"put s3://{bucket}/{key}: PreconditionFailed")
+        self.objects[key] = (body, dict(kwargs.get("metadata") or {}))
+        return "etag"
+
+    def head(self, bucket: str, key: str) -> ObjectInfo | None:
+        if key not in self.objects:
+            return None
+        body, meta = self.objects[key]
+        return ObjectInfo(bucket, key, len(body), "etag", metadata=meta)
 
 
 def jpeg_bytes(seed: int, size: int | None = None) -> bytes:
@@ -62,25 +88,50 @@ def wait_for(
         time.sleep(interval)
 
 
+# Outbox states of a row not decided yet: waiting for its retry time or claimed by a worker (pending,
+# uploading), or a file still being written (waiting).
+UNFINISHED_STATES = ("pending", "uploading", "waiting")
+
+
 def agent_idle(agent: Agent) -> bool:
-    """Nothing tracked, queued for a worker, being processed or uploading (every file handed on is done)."""
+    """Nothing tracked, queued, in a worker's hands or unfinished in the outbox (all handed on is done)."""
     with agent._inflight_lock:  # a path is in flight from its dispatch until its worker has finished it
         inflight = bool(agent._inflight)
-    return not inflight and len(agent.tracker) == 0 and agent._ready.empty() and agent.live.uploading == 0
+    if inflight or len(agent.tracker) or not agent._ready.empty() or agent.live.uploading:
+        return False
+    # A retry is no path in flight: the row waits in the outbox for its time, then a worker claims it there.
+    return not any(agent.outbox.counts(UNFINISHED_STATES).values())
+
+
+def _busy(agent: Agent) -> str:
+    """What keeps the agent from being idle, for a timeout's message."""
+    with agent._inflight_lock:
+        inflight = sorted(agent._inflight)
+    now = time.time()
+    rows = [
+        f"{r.state} {r.name} (attempts {r.attempts}, due in {r.next_attempt - now:.1f} s, {r.last_error!r})"
+        for state in UNFINISHED_STATES
+        for r in agent.outbox.rows(state)
+    ]
+    return (
+        f"tracked {len(agent.tracker)}, in flight {inflight}, queued {agent._ready.qsize()}, "
+        f"uploading {agent.live.uploading}, unfinished rows {rows}"
+    )
 
 
 def wait_idle(agent: Agent, timeout: float = 20.0, checks: int = 4) -> None:
-    """Wait until all a scan or an event handed the agent is finished (idle at `checks` polls in a row)."""
-    # The main loop takes a path out of the tracker a moment before it marks it in flight; idle at several
-    # polls 50 ms apart (more than one loop tick) does not fall into that gap.
+    """Wait until all the agent was handed is finished, retries included (idle at `checks` polls in a row)."""
+    # The main loop takes a path out of the tracker a moment before it marks it in flight, and a worker
+    # archives a retried row a moment after marking it done; idle at several polls 50 ms apart (more than
+    # one loop tick) does not fall into those gaps.
     seen = 0
 
-    def settled() -> bool:
+    def agent_is_idle() -> bool:
         nonlocal seen
         seen = seen + 1 if agent_idle(agent) else 0
         return seen >= checks
 
-    wait_for(settled, timeout=timeout, describe=lambda: (len(agent.tracker), sorted(agent._inflight)))
+    wait_for(agent_is_idle, timeout=timeout, describe=lambda: _busy(agent))
 
 
 def s3_client(endpoint: str) -> Any:

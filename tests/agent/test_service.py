@@ -15,38 +15,13 @@ from agent import service
 from agent.outbox import Row
 from agent.service import Agent
 from agent.settings import AgentSettings
-from partcheck.errors import AccessDenied, AlreadyExists, StorageUnavailable
+from partcheck.errors import AccessDenied, StorageUnavailable
 from partcheck.storage import ObjectInfo
-from tests.agent.conftest import BUCKET, jpeg_bytes
+from tests.agent.conftest import BUCKET, MemoryStore, jpeg_bytes
 
 pytestmark = pytest.mark.unit
 
 BAD_NAME = b"caf\xe9.jpg"  # Latin-1, as SMB shares and older camera software write it: not valid UTF-8
-
-
-class MemoryStore:
-    """Conditional PUTs into a dict; `up = False` is an S3 outage, `fail_with` an unexpected error."""
-
-    def __init__(self) -> None:
-        self.up = True
-        self.fail_with: Exception | None = None
-        self.objects: dict[str, tuple[bytes, dict[str, str]]] = {}
-
-    def put(self, bucket: str, key: str, body: bytes, **kwargs: Any) -> str:
-        if self.fail_with is not None:
-            raise self.fail_with
-        if not self.up:
-            raise StorageUnavailable(f"put s3://{bucket}/{key}: connection refused")
-        if kwargs.get("if_absent") and key in self.objects:
-            raise AlreadyExists(f"put s3://{bucket}/{key}: PreconditionFailed")
-        self.objects[key] = (body, dict(kwargs.get("metadata") or {}))
-        return "etag"
-
-    def head(self, bucket: str, key: str) -> ObjectInfo | None:
-        if key not in self.objects:
-            return None
-        body, meta = self.objects[key]
-        return ObjectInfo(bucket, key, len(body), "etag", metadata=meta)
 
 
 MakeAgent = Callable[..., Agent]
