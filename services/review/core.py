@@ -22,6 +22,7 @@ from urllib.parse import quote, unquote
 from partcheck.errors import InvalidInput, InvalidKey
 from partcheck.layout import (
     AUDIT_PREFIX,
+    DECISIONS_PREFIX,
     HumanLabel,
     Route,
     decision_marker_key,
@@ -322,6 +323,13 @@ def marker_record(
         "content_type": content_type,
         "audit_key": audit_key,
     }
+
+
+def marked_key(marker_key: str) -> str | None:
+    """The unclear/ key a decision marker stands for (the inverse of `decision_marker_key`), or None."""
+    if not marker_key.startswith(DECISIONS_PREFIX) or not marker_key.endswith(".json"):
+        return None
+    return Route.UNCLEAR.prefix + marker_key[len(DECISIONS_PREFIX) : -len(".json")]
 
 
 def undo_intent(inspector: str, at: datetime, audit_key: str) -> dict[str, str]:

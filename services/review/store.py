@@ -28,7 +28,7 @@ from partcheck.errors import (
     PartcheckError,
     StorageUnavailable,
 )
-from partcheck.layout import AUDIT_PREFIX, HumanLabel, Route, relative_key
+from partcheck.layout import AUDIT_PREFIX, DECISIONS_PREFIX, HumanLabel, Route, relative_key
 from partcheck.storage import ObjectInfo, ObjectStore, StoredObject
 from services.review import core
 from services.review.core import Claim, Listed
@@ -249,6 +249,11 @@ class ReviewStore:
         self.executor = ThreadPoolExecutor(max_workers=max(1, workers - 4), thread_name_prefix="review-bg")
         self.now_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="review-req")
         self.index = QueueIndex(store, bucket, queue_max_age_s, self.executor)
+        # The images with a decision marker, for the queue's `total`: a page's marker checks only
+        # cover the pages read so far.
+        self._decided: Refreshing[tuple[float, frozenset[str]]] = Refreshing(
+            self._list_markers, queue_max_age_s, self.executor
+        )
         self._meta: dict[tuple[str, str], ObjectInfo] = {}
         self._latest: dict[str, ObjectInfo] = {}
         # unclear key -> (monotonic time of the check, whether a decision marker exists)
@@ -457,9 +462,42 @@ class ReviewStore:
                 out.add(key)
         return out
 
-    def _waiting(self) -> list[Listed]:
-        """The queue index without images whose decision marker is known (interrupted moves)."""
+    def _list_markers(self) -> tuple[float, frozenset[str]]:
+        """The unclear/ keys that have a decision marker, and when (monotonic) the listing started."""
+        started = time.monotonic()
+        listed = (core.marked_key(o.key) for o in _listing(self.store, self.bucket, DECISIONS_PREFIX))
+        return started, frozenset(k for k in listed if k is not None)
+
+    def _note_listed_markers(self, entries: list[Listed], listed_at: float, decided: frozenset[str]) -> None:
+        """Take the decisions/ listing's word on waiting images, except where this process checked (or
+        decided, or undid) since the listing started: its own answer is newer."""
+        found: list[str] = []
+        with self._lock:
+            for e in entries:
+                has = e.key in decided
+                seen = self._markers.get(e.key)
+                # An image never checked and without a marker is left to its page's own check (a HEAD
+                # now, rather than the listing's older word); a known state that did not change keeps
+                # its time, so the re-check that also finishes an interrupted move stays due.
+                if (seen is None and not has) or (
+                    seen is not None and (seen[0] >= listed_at or seen[1] == has)
+                ):
+                    continue
+                self._markers[e.key] = (listed_at, has)
+                if has:
+                    self._marked.add(e.key)
+                    found.append(e.key)
+                else:
+                    self._marked.discard(e.key)
+        for key in found:
+            # As when a page's check finds the marker: the move may have been interrupted.
+            self._start_finishing(key)
+
+    def _waiting(self, decided: tuple[float, frozenset[str]]) -> list[Listed]:
+        """The queue index without images whose decision marker is known (interrupted moves, decisions
+        elsewhere whose removal has not shown yet): whatever images one could decide, on any page."""
         entries = self.index.entries()
+        self._note_listed_markers(entries, *decided)
         with self._lock:
             marked = set(self._marked)
         if not marked:
@@ -474,11 +512,14 @@ class ReviewStore:
         """One page of waiting images with the router's metadata (HEAD only for the page, cached by ETag).
 
         Images already carrying a decision marker are left out (their move was interrupted and is
-        being finished); the page is then taken again so it stays full.
+        being finished); the page is then taken again so it stays full. `total` counts the images left,
+        on every page alike: a decisions/ listing (re-listed like the queue) names the marked ones
+        that no page has reached.
         """
         claims_f = self.now_pool.submit(self.claims, now)
+        decided_f = self.now_pool.submit(self._decided.get)
         for _ in range(5):
-            entries = self._waiting()
+            entries = self._waiting(decided_f.result())
             page, next_cursor = core.page_after(entries, cursor, limit)
             heads = [self.now_pool.submit(self._head_cached, e) for e in page]
             marked = self._marked_on(page)

@@ -117,6 +117,13 @@ def test_decision_keys() -> None:
     assert core.decision_keys("unclear/line-3/img.jpg", "ok").marker_key == k.marker_key
 
 
+def test_marked_key_inverts_the_marker_key() -> None:
+    for key in ["unclear/a.jpg", "unclear/line-3/cam 1/img.json.jpg"]:
+        assert core.marked_key(core.decision_keys(key, "ok").marker_key) == key
+    assert core.marked_key("decisions/a.jpg") is None
+    assert core.marked_key("claims/a.jpg.json") is None
+
+
 def test_decided_metadata_stays_under_s3_limit() -> None:
     original = {"model-label": "unclear", "confidence": "0.5", "model-version": "1", "source-key": "k" * 200}
     meta = core.decided_metadata(original, "alice", T0, "ok", "é" * 500)

@@ -472,3 +472,33 @@ def test_an_undo_that_died_before_the_image_was_back_is_dropped_when_its_marker_
     assert keys(s3, "human_decided/") == ["human_decided/ok_died.jpg"]
     assert [(rec["action"], rec["inspector"]) for rec in audit_records(s3)] == [("decision", "alice")]
     assert store.finish_move(key, datetime.now(UTC)) == "nothing to do"
+
+
+def test_queue_total_counts_the_images_one_can_decide_on_every_page(
+    alice: TestClient, put_unclear: Any, s3: Any
+) -> None:
+    waiting = [put_unclear(f"q/{i}.jpg") for i in range(5)]
+    # Decided elsewhere a moment ago, its removal from unclear/ still on its way: it sorts last, so no
+    # first page shows it and no marker check of a page meets it.
+    interrupted(s3, "q/9.jpg", age=timedelta(seconds=1))
+
+    def pages() -> list[tuple[list[str], int]]:
+        out, cursor = [], None
+        while True:
+            body = alice.get(
+                "/api/queue", params={"limit": 2, **({"cursor": cursor} if cursor else {})}
+            ).json()
+            out.append(([i["key"] for i in body["items"]], body["total"]))
+            cursor = body["next_cursor"]
+            if cursor is None:
+                return out
+
+    seen = pages()
+    assert [keys for keys, _ in seen][:3] == [waiting[0:2], waiting[2:4], waiting[4:5]]
+    assert [total for _, total in seen] == [5] * len(seen)
+    # This instance's own decision and undo count at once, also over a decisions/ listing older than them.
+    assert alice.post(f"/api/items/{encode_id(waiting[0])}/decision", json={"label": "ok"}).status_code == 200
+    assert [total for _, total in pages()] == [4, 4]
+    assert alice.post("/api/undo").status_code == 200
+    for _ in range(3):
+        assert {total for _, total in pages()} == {5}
