@@ -25,6 +25,7 @@ from partcheck.layout import (
     DECISIONS_PREFIX,
     HumanLabel,
     Route,
+    cut_escaped,
     decision_marker_key,
     fit_metadata,
     human_decided_key,
@@ -200,7 +201,8 @@ def decided_metadata(
         if original.get(name):
             meta[name] = original[name]
     if note:
-        meta["note"] = _q(note)[:_META_NOTE_MAX]
+        # Cut on a whole escape and character: `%C3%A9` cut to `%C3%A` would not decode back.
+        meta["note"] = cut_escaped(_q(note), _META_NOTE_MAX)
     return {k: v for k, v in fit_metadata(meta, ("note",)).items() if v}
 
 

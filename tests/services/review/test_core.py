@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from urllib.parse import unquote
 
 import pytest
 
@@ -122,6 +123,15 @@ def test_marked_key_inverts_the_marker_key() -> None:
         assert core.marked_key(core.decision_keys(key, "ok").marker_key) == key
     assert core.marked_key("decisions/a.jpg") is None
     assert core.marked_key("claims/a.jpg.json") is None
+
+
+def test_a_long_note_is_cut_on_a_whole_character() -> None:
+    note = "a" + "é" * 200  # quoted: "a" then "%C3%A9" 200 times; 600 characters end inside an escape
+    meta = core.decided_metadata({"model-label": "unclear"}, "alice", T0, "ok", note)
+    assert len(meta["note"]) <= 600
+    kept = unquote(meta["note"], errors="strict")
+    assert kept == note[: len(kept)]
+    assert len(kept) == 100  # "a" and 99 whole characters; before, "%C3%A" was left at the end
 
 
 def test_decided_metadata_stays_under_s3_limit() -> None:
