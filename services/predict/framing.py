@@ -180,8 +180,9 @@ def _side(profile: np.ndarray, framing: Framing, short: int) -> float | None:
         corr = cov / np.sqrt(var_t * var_p)
     # A match on a few inner radii only is no match: the rim must be inside what was compared.
     rho_seen = (n - 1) / (_SIDES * short)
-    corr = np.where((n >= 8) & (rho_seen >= 0.45), corr, -np.inf)
-    corr = np.nan_to_num(corr, nan=-np.inf)
+    # -inf, not nan_to_num: that turns -inf into the lowest finite float, and a side that matched nothing
+    # would then be taken as the best match instead of falling back.
+    corr = np.where((n >= 8) & (rho_seen >= 0.45) & np.isfinite(corr), corr, -np.inf)
     best = int(np.argmax(corr))
     return None if not np.isfinite(corr[best]) else float(_SIDES[best] * short)
 
@@ -237,10 +238,17 @@ def cut(img: Image.Image, where: Placement, size: int) -> np.ndarray:
     box = (where.cx + 0.5 - half, where.cy + 0.5 - half, where.cx + 0.5 + half, where.cy + 0.5 + half)
     pad = int(np.ceil(max(0.0, -box[0], -box[1], box[2] - w, box[3] - h)))
     if pad:
-        padded = Image.new("L", (w + 2 * pad, h + 2 * pad), _border_fill(a))
-        padded.paste(img, (pad, pad))
-        img = padded
-        box = (box[0] + pad, box[1] + pad, box[2] + pad, box[3] + pad)
+        # The frame padded by `pad` on every side, but only the box and the filter's reach round it: the
+        # whole padded frame is up to ~13x its pixels (a centre half a frame out, a side of 1.6 frames).
+        reach = int(np.ceil(max(where.side / size, 1.0))) + 2
+        x0, y0 = max(int(np.floor(box[0])) - reach, -pad), max(int(np.floor(box[1])) - reach, -pad)
+        x1, y1 = min(int(np.ceil(box[2])) + reach, w + pad), min(int(np.ceil(box[3])) + reach, h + pad)
+        canvas = Image.new("L", (x1 - x0, y1 - y0), _border_fill(a))
+        inside = (max(x0, 0), max(y0, 0), min(x1, w), min(y1, h))
+        if inside[2] > inside[0] and inside[3] > inside[1]:
+            canvas.paste(img.crop(inside), (inside[0] - x0, inside[1] - y0))
+        img = canvas
+        box = (box[0] - x0, box[1] - y0, box[2] - x0, box[3] - y0)
     resized = img.resize((size, size), Image.Resampling.BILINEAR, box=box)
     return np.asarray(resized, dtype=np.float32) * np.float32(1.0 / 255.0)
 

@@ -150,3 +150,56 @@ def test_preprocess_without_framing_is_the_centre_square(sample_images: dict[str
     data = sample_images["ok"][0].read_bytes()
     arr = np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=np.float32) / 255
     np.testing.assert_allclose(preprocess(data, 300), arr, atol=1e-6)
+
+
+def test_a_frame_too_thin_to_match_the_profile_on_falls_back_to_the_centre_square(fitted: Framing) -> None:
+    # 32x460 px: a view of 5x66 px, where no frame side tried compares 8 radii reaching the rim.
+    noise = np.random.default_rng(0).integers(0, 256, (32, 460), dtype=np.uint8)
+    a, _ = framing._view(Image.fromarray(noise))
+    gy, gx = framing._sobel(a)
+    assert framing._centre(gy, gx, np.sqrt(gy * gy + gx * gx)) is not None  # a centre, but no side
+    # Not a 16 px square blown up to the model's input: no match is no match.
+    assert locate(Image.fromarray(noise), fitted) == Placement(cy=15.5, cx=229.5, side=32.0)
+
+
+def _cut_padding_the_whole_frame(img: Image.Image, where: Placement, size: int) -> np.ndarray:
+    """The resized cut as it reads: the frame padded with its border median wherever the square leaves it."""
+    w, h = img.size
+    half = where.side / 2
+    box = (where.cx + 0.5 - half, where.cy + 0.5 - half, where.cx + 0.5 + half, where.cy + 0.5 + half)
+    pad = int(np.ceil(max(0.0, -box[0], -box[1], box[2] - w, box[3] - h)))
+    padded = Image.new("L", (w + 2 * pad, h + 2 * pad), framing._border_fill(np.asarray(img)))
+    padded.paste(img, (pad, pad))
+    shifted = (box[0] + pad, box[1] + pad, box[2] + pad, box[3] + pad)
+    resized = padded.resize((size, size), Image.Resampling.BILINEAR, box=shifted)
+    return np.asarray(resized, dtype=np.float32) / 255
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        Placement(cy=-250.0, cx=-250.0, side=900.0),  # centre far outside, square mostly outside
+        Placement(cy=590.3, cx=20.7, side=700.0),
+        Placement(cy=299.5, cx=299.5, side=640.0),  # just over every side
+        Placement(cy=-100.0, cx=300.0, side=150.0),  # upscaled, half outside
+    ],
+)
+def test_a_square_leaving_the_frame_pads_only_what_it_covers(
+    where: Placement, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(2)
+    img = Image.fromarray(rng.integers(0, 256, (600, 600), dtype=np.uint8))
+    want = _cut_padding_the_whole_frame(img, where, 300)
+    created: list[int] = []
+    new = Image.new
+
+    def spy(mode: str, size: tuple[int, int], *args: object, **kwargs: object) -> Image.Image:
+        created.append(size[0] * size[1])
+        return new(mode, size, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Image, "new", spy)
+    got = cut(img, where, 300)
+    # A square half out of a large frame must not pad the whole frame (up to ~13x its pixels): a 9000 px
+    # PNG would need a gigabyte in a 1 GB Lambda.
+    assert max(created, default=0) <= (where.side + 16) ** 2
+    np.testing.assert_allclose(got, want, atol=1.01 / 255)
