@@ -44,6 +44,8 @@ _STALE_CLAIM = timedelta(minutes=10)
 _JSON = "application/json"
 # How long a marker check of a waiting image is trusted before it is re-checked (in the background).
 _MARKER_TTL_S = 30.0
+# How long the queue's first page waits for the first decisions/ listing (it refines `total` only).
+_FIRST_MARKER_LISTING_WAIT_S = 2.0
 _FOLLOW_UP_WAIT_S = 10.0
 # The first images of the queue are what every inspector's page asks for first: kept in memory.
 _EARLY_IMAGES = 3
@@ -159,6 +161,23 @@ class Refreshing(Generic[T]):
             with self._lock:
                 self._value, self._at = computed, time.monotonic()
             return computed
+        return value
+
+    def peek(self, wait_s: float = 0.0) -> T | None:
+        """The current value without computing it in the caller: the first computation also runs in the
+        background, once for all callers, and is waited for at most `wait_s`; None until it succeeds."""
+        with self._lock:
+            value, at = self._value, self._at
+            due = value is None or time.monotonic() - at > self.effective_max_age_s
+            if due and (self._pending is None or self._pending.done()):
+                with contextlib.suppress(RuntimeError):
+                    self._pending = self._executor.submit(self._run)
+            pending = self._pending
+        if value is None and pending is not None:
+            with contextlib.suppress(TimeoutError):
+                pending.result(wait_s)
+            with self._lock:
+                value = self._value
         return value
 
 
@@ -517,9 +536,11 @@ class ReviewStore:
         that no page has reached.
         """
         claims_f = self.now_pool.submit(self.claims, now)
-        decided_f = self.now_pool.submit(self._decided.get)
+        # Only `total` needs the decisions/ listing (a marker per decision ever made): its first run is
+        # waited for briefly, and a slow or failing one leaves the queue to its pages' own checks.
+        decided_f = self.now_pool.submit(self._decided.peek, _FIRST_MARKER_LISTING_WAIT_S)
         for _ in range(5):
-            entries = self._waiting(decided_f.result())
+            entries = self._waiting(decided_f.result() or (0.0, frozenset()))
             page, next_cursor = core.page_after(entries, cursor, limit)
             heads = [self.now_pool.submit(self._head_cached, e) for e in page]
             marked = self._marked_on(page)

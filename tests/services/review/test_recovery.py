@@ -4,8 +4,10 @@ PUT and the delete) is hidden from the queue and its move is finished, or rolled
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -502,3 +504,41 @@ def test_queue_total_counts_the_images_one_can_decide_on_every_page(
     assert alice.post("/api/undo").status_code == 200
     for _ in range(3):
         assert {total for _, total in pages()} == {5}
+
+
+def test_the_queue_is_served_while_the_decisions_listing_is_slow_or_fails(
+    alice: TestClient, put_unclear: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # decisions/ holds a marker per decision ever made: its listing only refines `total`, so a slow or
+    # failing one must not hold up or fail the queue (nor fill the request workers with listings).
+    waiting = [put_unclear(f"slow/{i}.jpg") for i in range(3)]
+    store = alice.app.state.review.store  # type: ignore[attr-defined]
+    real_list = store.store.list
+    gate = threading.Event()
+    calls: list[str] = []
+
+    def listing(bucket: str, prefix: str = "", start_after: str | None = None) -> Any:
+        if prefix.startswith("decisions/"):
+            calls.append(prefix)
+            gate.wait(30)
+            raise StorageUnavailable("simulated outage")
+        return real_list(bucket, prefix, start_after)
+
+    monkeypatch.setattr(store.store, "list", listing)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            started = time.monotonic()
+            pages = [pool.submit(alice.get, "/api/queue") for _ in range(2)]
+            answers = [p.result(timeout=10) for p in pages]
+            assert time.monotonic() - started < 10
+    finally:
+        gate.set()
+    for r in answers:
+        assert r.status_code == 200, r.text
+        assert [i["key"] for i in r.json()["items"]] == waiting
+        assert r.json()["total"] == 3
+    assert len(calls) == 1  # one listing for both requests, not one each
+    # Failing at once, it still leaves the queue alone.
+    r = alice.get("/api/queue")
+    assert r.status_code == 200, r.text
+    assert r.json()["total"] == 3
