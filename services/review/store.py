@@ -799,6 +799,14 @@ class ReviewStore:
             landed = self._decided_copy(keys.decided_key, decided_meta)
             if landed is None:
                 raise  # unknown: the marker stays, and finish_move finishes or rolls back later
+            refused = isinstance(exc, AlreadyExists)
+            if landed == "none" and refused and self._source_at(unclear_key, info.etag):
+                # Refused though the name is free and the source unchanged: S3's 409 for a write under
+                # way there (an earlier attempt of this copy may still land). Unknown, as above.
+                raise StorageUnavailable(
+                    f"copy of {unclear_key} to {keys.decided_key} conflicted with a write under way; "
+                    "the decision is settled in the background"
+                ) from exc
             if landed != "ours":
                 self.store.delete(self.bucket, keys.marker_key)
                 if isinstance(exc, AlreadyExists) and landed == "other":
@@ -844,6 +852,15 @@ class ReviewStore:
             info.metadata.get(name) == metadata.get(name) for name in ("inspector", "decided-at", "label")
         )
         return "ours" if ours else "other"
+
+    def _source_at(self, unclear_key: str, etag: str) -> bool:
+        """Whether the image may still hold `etag` (True when S3 cannot tell): a copy refused on its
+        source's ETag is only known refused once the HEAD shows other bytes or none."""
+        try:
+            info = self.store.head(self.bucket, unclear_key)
+        except PartcheckError:
+            return True
+        return info is not None and info.etag == etag
 
     def _follow_up(self, keys: core.DecisionKeys, audit_key: str, record: dict[str, Any]) -> None:
         """After the decided PUT: the audit record first, only then the unclear/ object goes, so a

@@ -542,3 +542,35 @@ def test_the_queue_is_served_while_the_decisions_listing_is_slow_or_fails(
     r = alice.get("/api/queue")
     assert r.status_code == 200, r.text
     assert r.json()["total"] == 3
+
+
+def test_a_decided_copy_refused_while_both_its_conditions_hold_is_left_to_finish_move(
+    alice: TestClient, put_unclear: Any, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # S3 answers 409 ConditionalRequestConflict (AlreadyExists here, like a 412) while a write to the
+    # decided name is under way, such as an earlier attempt of this very copy: the name is still free and
+    # the source unchanged, so nothing says the copy failed. Rolling the marker back let that copy land
+    # beside a waiting image, and the other label's decision made a second copy.
+    key = put_unclear("busy.jpg")
+    store = alice.app.state.review.store  # type: ignore[attr-defined]
+    real_copy = store.store.copy
+    in_flight: list[Callable[[], str]] = []
+
+    def conflicting(source: tuple[str, str], bucket: str, k: str, **kwargs: Any) -> str:
+        if k.startswith("human_decided/"):
+            in_flight.append(lambda: str(real_copy(source, bucket, k, **kwargs)))
+            raise AlreadyExists("409 ConditionalRequestConflict")
+        return str(real_copy(source, bucket, k, **kwargs))
+
+    monkeypatch.setattr(store.store, "copy", conflicting)
+    r = alice.post(f"/api/items/{encode_id(key)}/decision", json={"label": "ok"})
+    monkeypatch.setattr(store.store, "copy", real_copy)
+    (land,) = in_flight
+    land()  # the earlier attempt completes
+    assert r.status_code == 503, r.text
+    assert keys(s3, "decisions/") == ["decisions/busy.jpg.json"]  # kept for finish_move
+    assert alice.post(f"/api/items/{encode_id(key)}/decision", json={"label": "defect"}).status_code == 409
+    assert keys(s3, "human_decided/") == ["human_decided/ok_busy.jpg"]
+    assert store.finish_move(key, datetime.now(UTC) + timedelta(hours=1)) == "finished"
+    assert keys(s3, "unclear/") == []
+    assert [(rec["action"], rec["label"]) for rec in audit_records(s3)] == [("decision", "ok")]
