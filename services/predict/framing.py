@@ -78,7 +78,9 @@ def _view(img: Image.Image) -> tuple[np.ndarray, float]:
     w, h = img.size
     factor = max(1, int(np.ceil(max(w, h) / VIEW)))
     small = img.reduce(factor) if factor > 1 else img
-    return np.asarray(small, dtype=np.float32), small.size[0] / w
+    # reduce() averages `factor`-px boxes from the top-left (the last one partial): its pixels are `factor`
+    # apart whatever its rounded-up size, so the scale is 1/factor, not its width over the image's.
+    return np.asarray(small, dtype=np.float32), 1.0 / factor
 
 
 def _sobel(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

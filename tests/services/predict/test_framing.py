@@ -203,3 +203,21 @@ def test_a_square_leaving_the_frame_pads_only_what_it_covers(
     # PNG would need a gigabyte in a 1 GB Lambda.
     assert max(created, default=0) <= (where.side + 16) ** 2
     np.testing.assert_allclose(got, want, atol=1.01 / 255)
+
+
+@pytest.mark.parametrize("side", [450, 470])
+def test_a_frame_the_view_does_not_divide_evenly_maps_back_without_a_shift(
+    fitted: Framing, sample_images: dict[str, list[Path]], side: int
+) -> None:
+    # 450 px is viewed at 1/7 (65 px, the last one partial): its pixels are still 7 apart, not 450/65.
+    errors = []
+    for path in sample_images["ok"][:8]:
+        img = _image(path.read_bytes())
+        original = locate(img, fitted)
+        canvas = Image.new("L", (side, side), framing._border_fill(np.asarray(img)))
+        offset = side - 305  # near the far corner, where a wrong scale shifts the most
+        canvas.paste(img, (offset, offset))
+        found = locate(canvas, fitted)
+        errors.append(max(abs(found.cy - original.cy - offset), abs(found.cx - original.cx - offset)))
+    # Two views of different steps agree to about a pixel; a scale off by 1 % moves the centre ~4 px.
+    assert float(np.mean(errors)) < 2.0, errors
