@@ -44,8 +44,10 @@ _STALE_CLAIM = timedelta(minutes=10)
 _JSON = "application/json"
 # How long a marker check of a waiting image is trusted before it is re-checked (in the background).
 _MARKER_TTL_S = 30.0
-# How long the queue's first page waits for the first decisions/ listing (it refines `total` only).
+# How long the queue's first page waits for the first decisions/ listing (it refines `total` only), and
+# how old that listing may grow before it is re-listed.
 _FIRST_MARKER_LISTING_WAIT_S = 2.0
+_MARKER_LISTING_MAX_AGE_S = 300.0
 _FOLLOW_UP_WAIT_S = 10.0
 # The first images of the queue are what every inspector's page asks for first: kept in memory.
 _EARLY_IMAGES = 3
@@ -269,9 +271,12 @@ class ReviewStore:
         self.now_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="review-req")
         self.index = QueueIndex(store, bucket, queue_max_age_s, self.executor)
         # The images with a decision marker, for the queue's `total`: a page's marker checks only
-        # cover the pages read so far.
+        # cover the pages read so far. decisions/ holds a marker per decision ever made, and the
+        # listing only settles a rare case (a move interrupted, or decided elsewhere and not yet
+        # removed) in a counter, so it is re-listed every few minutes, not with the queue: at the
+        # queue's pace a year of markers (~19 LIST pages) would cost ~55,000 LISTs a working day.
         self._decided: Refreshing[tuple[float, frozenset[str]]] = Refreshing(
-            self._list_markers, queue_max_age_s, self.executor
+            self._list_markers, max(queue_max_age_s, _MARKER_LISTING_MAX_AGE_S), self.executor
         )
         self._meta: dict[tuple[str, str], ObjectInfo] = {}
         self._latest: dict[str, ObjectInfo] = {}

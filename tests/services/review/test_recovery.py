@@ -544,6 +544,29 @@ def test_the_queue_is_served_while_the_decisions_listing_is_slow_or_fails(
     assert r.json()["total"] == 3
 
 
+def test_the_decisions_listing_is_not_re_listed_at_the_queues_pace(
+    alice: TestClient, put_unclear: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One marker per decision ever made: listed at the queue's pace (every request here, the refresh
+    # age being 0), a year of markers would cost tens of thousands of LIST requests a working day.
+    put_unclear("pace/a.jpg")
+    store = alice.app.state.review.store  # type: ignore[attr-defined]
+    real_list = store.store.list
+    calls: list[str] = []
+
+    def listing(bucket: str, prefix: str = "", start_after: str | None = None) -> Any:
+        calls.append(prefix)
+        return real_list(bucket, prefix, start_after)
+
+    monkeypatch.setattr(store.store, "list", listing)
+    for _ in range(5):
+        assert alice.get("/api/queue").status_code == 200
+        time.sleep(0.1)
+    store.settle()
+    assert sum(p.startswith("unclear/") for p in calls) >= 3  # the queue itself keeps its pace
+    assert sum(p.startswith("decisions/") for p in calls) == 1
+
+
 def test_a_decided_copy_refused_while_both_its_conditions_hold_is_left_to_finish_move(
     alice: TestClient, put_unclear: Any, s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
