@@ -189,17 +189,26 @@ def _side(profile: np.ndarray, framing: Framing, short: int) -> float | None:
     return None if not np.isfinite(corr[best]) else float(_SIDES[best] * short)
 
 
+def _measure(img: Image.Image) -> tuple[tuple[float, float], np.ndarray, int, float] | None:
+    """On the view of `img`: the part's centre, its radial edge profile, the view's short side and its
+    scale against the image; None without a centre."""
+    a, scale = _view(img)
+    gy, gx = _sobel(a)
+    centre = _centre(gy, gx, np.sqrt(gy * gy + gx * gx))
+    if centre is None:
+        return None
+    return centre, _profile(gy, gx, *centre), min(a.shape), scale
+
+
 def locate(img: Image.Image, framing: Framing) -> Placement:
     """Where the part is in a grayscale image; the centre square of the short side if none is found."""
     w, h = img.size
     fallback = Placement(cy=(h - 1) / 2, cx=(w - 1) / 2, side=float(min(w, h)))
-    a, scale = _view(img)
-    gy, gx = _sobel(a)
-    mag = np.sqrt(gy * gy + gx * gx)
-    centre = _centre(gy, gx, mag)
-    if centre is None:
+    measured = _measure(img)
+    if measured is None:
         return fallback
-    side = _side(_profile(gy, gx, *centre), framing, min(a.shape))
+    centre, profile, short, scale = measured
+    side = _side(profile, framing, short)
     if side is None:
         return fallback
     # View pixel centres sit `scale` apart; (0, 0) of the view covers the image's first 1/scale pixels.
@@ -259,13 +268,10 @@ def fit(images: Iterable[Image.Image]) -> Framing:
     """The median radial edge profile of photos in the training framing (each photo's frame is the square)."""
     rows = []
     for img in images:
-        a, _ = _view(img)
-        gy, gx = _sobel(a)
-        mag = np.sqrt(gy * gy + gx * gx)
-        centre = _centre(gy, gx, mag)
-        if centre is None:
-            continue
-        rows.append(_normalised(_profile(gy, gx, *centre), float(min(a.shape))))
+        measured = _measure(img)
+        if measured is not None:
+            _, profile, short, _ = measured
+            rows.append(_normalised(profile, float(short)))
     if not rows:
         raise ValueError("no photo to fit the framing on has an edge")
     stacked = np.array(rows)

@@ -109,6 +109,11 @@ def data_hash(items: list[Item]) -> str:
     return h.hexdigest()
 
 
+def as_uint8(payload: bytes, size: int, framing: Framing | None = None) -> np.ndarray:
+    """One photo's bytes through the shared `preprocess`, as training holds it: uint8 (size, size)."""
+    return np.round(preprocess(payload, size, framing) * 255.0).astype(np.uint8)
+
+
 def load_arrays(
     items: list[Item],
     size: int,
@@ -119,7 +124,7 @@ def load_arrays(
     images = np.empty((len(items), size, size), dtype=np.uint8)
     labels = np.empty(len(items), dtype=np.int64)
     for i, it in enumerate(items):
-        images[i] = np.round(preprocess(it.path.read_bytes(), size, framing) * 255.0).astype(np.uint8)
+        images[i] = as_uint8(it.path.read_bytes(), size, framing)
         labels[i] = it.label
         if progress is not None:
             progress(1)

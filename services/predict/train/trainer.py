@@ -188,10 +188,6 @@ def _fit_framing(train_items: list[data.Item], size: int) -> Framing:
     return framing_fit(decode(it.path.read_bytes(), size).image for it in train_items[::FRAMING_FIT_STRIDE])
 
 
-def _uint8(x: np.ndarray) -> np.ndarray:
-    return np.round(x * 255).astype(np.uint8)
-
-
 def _subset(items: list[data.Item], limit: int | None) -> list[data.Item]:
     if limit is None:
         return items
@@ -408,13 +404,11 @@ def _finish(
     console.print(f"temperature {temperature:.3f}; ECE {ece_before:.4f} -> {ece_after:.4f}")
 
     # Re-framed copies of the validation photos through the shared preprocessing (bytes in, like a camera).
-    from services.predict.preprocess import preprocess
-
     var_arrays: dict[str, np.ndarray] = {}
     for v in VARIANTS:
         var_arrays[v.name] = np.stack(
             [
-                _uint8(preprocess(reframe(it.path.read_bytes(), v, seed=i), cfg.size, framing))
+                data.as_uint8(reframe(it.path.read_bytes(), v, seed=i), cfg.size, framing)
                 for i, it in enumerate(val_items)
             ]
         )

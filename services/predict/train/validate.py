@@ -348,9 +348,8 @@ def validate_model(model_path: Path, data_dir: Path, val_fraction: float) -> dic
 
 
 def _validate(model_path: Path, card_path: Path, data_dir: Path, val_fraction: float) -> dict[str, Any]:
-    card = json.loads(card_path.read_text())
-    size = int(card["input"]["size"])
-    framing = ModelCard.load(card_path).framing
+    loaded = ModelCard.load(card_path)
+    card, size, framing = loaded.raw, loaded.size, loaded.framing
     items = data.list_items(data_dir)
     train_items, val_items = data.split(items, val_fraction)
     photos = [(str(it.path), it.label, it.path.read_bytes()) for it in val_items]
