@@ -6,15 +6,8 @@ import * as queueApi from "../api/queue";
 import { queueItem } from "../../../test/items";
 import { pageRetryDelayMs, useReviewQueue } from "./useReviewQueue";
 
-vi.mock("../api/queue", () => ({
-  fetchQueue: vi.fn(),
-  fetchItem: vi.fn(),
-  claimItem: vi.fn(),
-  decideItem: vi.fn(),
-  undoLast: vi.fn(),
-  fetchServerConfig: vi.fn(),
-  imageUrl: (id: string) => `/api/items/${id}/image`,
-}));
+// vitest hoists vi.mock above the imports: the factory loads the shared mock module itself.
+vi.mock("../api/queue", () => import("../../../test/queueApiMock"));
 
 const api = vi.mocked(queueApi);
 
