@@ -8,3 +8,5 @@ export const decideItem = vi.fn();
 export const undoLast = vi.fn();
 export const fetchServerConfig = vi.fn();
 export const imageUrl = (id: string) => `/api/items/${id}/image`;
+/** Resolves to null (the image came through) unless a test says otherwise. */
+export const imageProblem = vi.fn(async (_id: string, _signal?: AbortSignal): Promise<string | null> => null);

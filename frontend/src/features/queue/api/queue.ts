@@ -1,5 +1,5 @@
-/** Queue calls: list, claim, decide, undo, and image URLs. */
-import { api, isApiError } from "../../../lib/api";
+/** Queue calls: list, claim, decide, undo, image URLs and why an image cannot be shown. */
+import { ApiError, api, errorMessage, isApiError } from "../../../lib/api";
 import type { Claim, Decision, Item, Label, QueuePage, ServerConfig, Undone } from "../../../lib/types";
 
 const DEFAULT_SERVER_CONFIG: ServerConfig = { undo_seconds: 30, claim_seconds: 300 };
@@ -41,9 +41,31 @@ export function undoLast(): Promise<Undone> {
   return api.post<Undone>("/api/undo");
 }
 
+function imagePath(id: string): string {
+  return `/api/items/${encodeURIComponent(id)}/image`;
+}
+
 /** URL of an item's image, served through the review service. */
 export function imageUrl(id: string): string {
-  return api.url(`/api/items/${encodeURIComponent(id)}/image`);
+  return api.url(imagePath(id));
+}
+
+/**
+ * Why the image at `imageUrl(id)` cannot be shown, which an <img> cannot read: asks the same URL
+ * once and resolves to the server's message (400 too large, 404/410 gone, 503 storage down), or to
+ * null when the image came through this time. Rejects when the service cannot be reached (an
+ * ApiError with status 0) or `signal` aborts.
+ */
+export async function imageProblem(id: string, signal?: AbortSignal): Promise<string | null> {
+  try {
+    await api.get<unknown>(imagePath(id), { signal });
+    return null;
+  } catch (err) {
+    if (!(err instanceof ApiError) || err.status === 0) throw err;
+    // The client decodes answers as JSON: image bytes arrive as a 2xx "not JSON" error, i.e. success.
+    if (err.status >= 200 && err.status < 300) return null;
+    return errorMessage(err);
+  }
 }
 
 /** Undo and claim windows; the documented defaults when the server does not say. */

@@ -1,11 +1,23 @@
 import { type PointerEvent, useEffect, useRef, useState } from "react";
 
+import { imageProblem, imageUrl } from "../api/queue";
 import type { Loupe as LoupeState, Point } from "../hooks/useLoupe";
 
 interface LoupeProps {
-  src: string;
+  /** The item whose image is shown, from `imageUrl(itemId)`. */
+  itemId: string;
   alt: string;
   loupe: LoupeState;
+}
+
+/** What the service said when asked again about an image that failed: its reason, or how asking failed. */
+type Explanation = { src: string; reason: string } | { src: string; reason: null; reached: boolean };
+
+function errorText(explained: Explanation | null): string {
+  if (explained === null) return "The image could not be shown. Asking the review service why…";
+  if (explained.reason !== null) return `The image could not be shown: ${explained.reason}`;
+  if (!explained.reached) return "The image could not be loaded (network). Reload the page to try again.";
+  return "The image could not be shown, although the review service sent it when asked again. Reload the page to try again.";
 }
 
 function local(el: HTMLElement, clientX: number, clientY: number): Point {
@@ -17,7 +29,8 @@ function local(el: HTMLElement, clientX: number, clientY: number): Point {
  * The image with a zoom-and-pan loupe: wheel or pinch zooms at the pointer, drag pans,
  * double-click or double-tap toggles; keyboard zoom and pan come from the review screen.
  */
-export function Loupe({ src, alt, loupe }: LoupeProps) {
+export function Loupe({ itemId, alt, loupe }: LoupeProps) {
+  const src = imageUrl(itemId);
   const { view, frameRef, pointer, zoomBy, pan, toggle } = loupe;
   const pointers = useRef(new Map<number, Point>());
   const pinchDistance = useRef<number | null>(null);
@@ -25,6 +38,24 @@ export function Loupe({ src, alt, loupe }: LoupeProps) {
   // Tied to the src it describes, so a new image never inherits the previous one's state.
   const [result, setResult] = useState<{ src: string; ok: boolean } | null>(null);
   const status = result?.src !== src ? "loading" : result.ok ? "ready" : "error";
+  // The <img> cannot read the error answer; the same URL asked once through the API client can.
+  const [explanation, setExplanation] = useState<Explanation | null>(null);
+  const explained = explanation?.src === src ? explanation : null;
+  const failed = status === "error";
+
+  useEffect(() => {
+    if (!failed) return;
+    const controller = new AbortController();
+    const settle = (next: Explanation) => {
+      // A newer image, or an unmounted loupe, ignores the answer about this one.
+      if (!controller.signal.aborted) setExplanation(next);
+    };
+    imageProblem(itemId, controller.signal).then(
+      (reason) => settle(reason === null ? { src, reason: null, reached: true } : { src, reason }),
+      () => settle({ src, reason: null, reached: false }),
+    );
+    return () => controller.abort();
+  }, [failed, itemId, src]);
 
   // React's wheel listener is passive; a non-passive one lets the loupe keep the page still.
   useEffect(() => {
@@ -100,7 +131,7 @@ export function Loupe({ src, alt, loupe }: LoupeProps) {
       {status === "loading" && <div className="loupe-overlay">Loading image…</div>}
       {status === "error" && (
         <div className="loupe-overlay loupe-error" role="alert">
-          The image could not be loaded. Decide from the next one, or reload the page.
+          {errorText(explained)}
         </div>
       )}
       <div className="loupe-badge" aria-hidden="true">

@@ -85,7 +85,7 @@ export function ReviewScreen() {
     <div className="review">
       <section className="stage" aria-label="Image under review">
         {current ? (
-          <Loupe src={imageUrl(current.id)} alt={`Part image ${current.name}`} loupe={loupe} />
+          <Loupe itemId={current.id} alt={`Part image ${current.name}`} loupe={loupe} />
         ) : (
           <div className="stage-empty">
             {queue.loadError ? (
