@@ -209,6 +209,9 @@ class StatsOut(BaseModel):
     throughput_per_hour: list[HourOut]
     oldest_unclear_age_s: float | None
     computed_at: str
+    totals_computed_at: str = Field(
+        description="when okay/, defect/, human_decided/ and rejected/ were last counted (ISO 8601)"
+    )
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -265,6 +268,7 @@ def create_app(
         settings.audit_bucket_name,
         queue_max_age_s=settings.queue_refresh_seconds,
         stats_max_age_s=settings.stats_cache_seconds,
+        totals_max_age_s=settings.stats_totals_seconds,
         max_image_bytes=settings.max_image_bytes,
         # Past the undo window (and its 5 s of slack) no decision or undo on this marker is running.
         repair_after_s=settings.undo_seconds + 60.0,

@@ -43,6 +43,11 @@ class ReviewSettings(AwsSettings):
     oidc_username_claim: str = Field(default="email", description="claim of the OIDC token used as name")
     queue_refresh_seconds: float = Field(default=5.0, ge=0, description="age at which the queue is re-listed")
     stats_cache_seconds: float = Field(default=10.0, ge=0, description="age at which stats are recomputed")
+    stats_totals_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description="age at which the stats' okay/defect/human_decided/rejected counts are re-listed",
+    )
     history_days: int = Field(default=7, ge=1, le=366, description="days of audit log the history reads")
     max_image_bytes: int = Field(
         default=25 * 1024 * 1024,

@@ -256,6 +256,7 @@ class ReviewStore:
         *,
         queue_max_age_s: float = 5.0,
         stats_max_age_s: float = 10.0,
+        totals_max_age_s: float = 600.0,
         max_image_bytes: int = 25 * 1024 * 1024,
         workers: int = 10,
         repair_after_s: float = 90.0,
@@ -302,6 +303,11 @@ class ReviewStore:
         self._lock = threading.Lock()
         self.stats_cache: Refreshing[dict[str, Any]] = Refreshing(
             self._compute_stats, stats_max_age_s, self.executor
+        )
+        # okay/, defect/, human_decided/ and rejected/ hold every image ever sorted (~365 LIST pages
+        # after a year at 1,000 images a day): listed at their own, slower pace, not at the dashboard's.
+        self.totals_cache: Refreshing[dict[str, Any]] = Refreshing(
+            self._compute_totals, totals_max_age_s, self.executor
         )
 
     def close(self) -> None:
@@ -517,6 +523,12 @@ class ReviewStore:
             # As when a page's check finds the marker: the move may have been interrupted.
             self._start_finishing(key)
 
+    def _listed_markers(self) -> tuple[float, frozenset[str]]:
+        """The last decisions/ listing, for `_waiting`; empty while there is none yet."""
+        # Only the count of waiting images needs it (a marker per decision ever made): its first run is
+        # waited for briefly, and a slow or failing one leaves the count to the pages' own checks.
+        return self._decided.peek(_FIRST_MARKER_LISTING_WAIT_S) or (0.0, frozenset())
+
     def _waiting(self, decided: tuple[float, frozenset[str]]) -> list[Listed]:
         """The queue index without images whose decision marker is known (interrupted moves, decisions
         elsewhere whose removal has not shown yet): whatever images one could decide, on any page."""
@@ -541,11 +553,9 @@ class ReviewStore:
         that no page has reached.
         """
         claims_f = self.now_pool.submit(self.claims, now)
-        # Only `total` needs the decisions/ listing (a marker per decision ever made): its first run is
-        # waited for briefly, and a slow or failing one leaves the queue to its pages' own checks.
-        decided_f = self.now_pool.submit(self._decided.peek, _FIRST_MARKER_LISTING_WAIT_S)
+        decided_f = self.now_pool.submit(self._listed_markers)
         for _ in range(5):
-            entries = self._waiting(decided_f.result() or (0.0, frozenset()))
+            entries = self._waiting(decided_f.result())
             page, next_cursor = core.page_after(entries, cursor, limit)
             heads = [self.now_pool.submit(self._head_cached, e) for e in page]
             marked = self._marked_on(page)
@@ -1201,25 +1211,30 @@ class ReviewStore:
                     times.append(t)
         return core.hourly_throughput(times, now)
 
-    def _compute_stats(self) -> dict[str, Any]:
+    def _compute_totals(self) -> dict[str, Any]:
+        """Objects under every prefix but unclear/ (whole listings), and the human defect decisions."""
         now = datetime.now(UTC)
         routes = [r for r in Route if r is not Route.UNCLEAR]
         counted = dict(zip(routes, self.executor.map(self._count, routes), strict=True))
-        entries = self.index.entries()
-        counts = {r.value: counted[r][0] for r in routes}
-        counts[Route.UNCLEAR.value] = len(entries)
-        defect_rate, unclear_rate = core.rates(counts, counted[Route.HUMAN_DECIDED][1])
+        return {
+            "counts": {r.value: counted[r][0] for r in routes},
+            "human_defect": counted[Route.HUMAN_DECIDED][1],
+            "computed_at": core.iso(now),
+        }
+
+    def _compute_stats(self) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        # The queue's own count (its `total`): images with a decision marker are not waiting any more.
+        waiting = self._waiting(self._listed_markers())
         oldest_age: float | None = None
-        if entries:
-            info = self._head_cached(entries[0])
+        if waiting:
+            info = self._head_cached(waiting[0])
             uploaded = None
             if info is not None:
                 uploaded = core.parse_iso(core.meta_value(info.metadata, "uploaded-at"))
-            oldest_age = max(0.0, (now - (uploaded or entries[0].last_modified)).total_seconds())
+            oldest_age = max(0.0, (now - (uploaded or waiting[0].last_modified)).total_seconds())
         return {
-            "counts": counts,
-            "defect_rate": defect_rate,
-            "unclear_rate": unclear_rate,
+            "unclear": len(waiting),
             "throughput_per_hour": self._throughput(now),
             "oldest_unclear_age_s": oldest_age,
             "computed_at": core.iso(now),
@@ -1227,4 +1242,19 @@ class ReviewStore:
 
     def stats(self) -> dict[str, Any]:
         """Counts, rates, hourly throughput and oldest waiting age (recomputed in the background)."""
-        return self.stats_cache.get()
+        # The whole-prefix totals are taken as they are while a refresh runs in the background: only
+        # the very first request waits for those listings (beside the first fresh part).
+        totals_f = self.now_pool.submit(self.totals_cache.get)
+        fresh = self.stats_cache.get()
+        totals = totals_f.result()
+        counts = {**totals["counts"], Route.UNCLEAR.value: fresh["unclear"]}
+        defect_rate, unclear_rate = core.rates(counts, totals["human_defect"])
+        return {
+            "counts": counts,
+            "defect_rate": defect_rate,
+            "unclear_rate": unclear_rate,
+            "throughput_per_hour": fresh["throughput_per_hour"],
+            "oldest_unclear_age_s": fresh["oldest_unclear_age_s"],
+            "computed_at": fresh["computed_at"],
+            "totals_computed_at": totals["computed_at"],
+        }

@@ -91,6 +91,9 @@ export interface Stats {
   unclear_rate: number;
   throughput_per_hour: { hour: string; decisions: number }[];
   oldest_unclear_age_s: number | null;
+  computed_at: string;
+  /** When the okay/defect/human_decided/rejected counts were listed (they refresh more slowly). */
+  totals_computed_at: string;
 }
 
 export interface ServerConfig {

@@ -21,6 +21,9 @@ function stats(): Stats {
       decisions: i === 23 ? 40 : i % 4,
     })),
     oldest_unclear_age_s: 3 * 3600 + 5 * 60,
+    computed_at: new Date(2026, 10, 25, 9, 42, 10).toISOString(),
+    // Local 09:07, whatever the test machine's time zone.
+    totals_computed_at: new Date(2026, 10, 25, 9, 7, 30).toISOString(),
   };
 }
 
@@ -40,6 +43,11 @@ describe("Dashboard", () => {
     expect(screen.getByTestId("defect-rate")).toHaveTextContent("4.3 %");
     expect(screen.getByTestId("unclear-rate")).toHaveTextContent("0.5 %");
     expect(screen.getByTestId("oldest-age")).toHaveTextContent("3 h 05 min");
+  });
+
+  it("says how old the whole-prefix totals are", async () => {
+    render(<Dashboard />);
+    expect(await screen.findByTestId("totals-as-of")).toHaveTextContent("Totals as of 09:07");
   });
 
   it("draws one bar per hour, scaled to the busiest hour", async () => {

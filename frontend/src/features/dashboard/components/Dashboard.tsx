@@ -12,6 +12,14 @@ const CATEGORIES = [
   { key: "rejected", label: "Rejected (unreadable)" },
 ] as const;
 
+/** An ISO time as local "HH:MM"; the text itself when it is no time. */
+function clock(iso: string): string {
+  const t = new Date(iso);
+  if (Number.isNaN(t.getTime())) return iso;
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${pad(t.getHours())}:${pad(t.getMinutes())}`;
+}
+
 /** Counts per category, rates, throughput and the oldest waiting image. */
 export function Dashboard() {
   const { stats, error, updatedAt, refresh } = useStats(config().statsRefreshMs);
@@ -42,6 +50,13 @@ export function Dashboard() {
               </div>
             ))}
           </section>
+          <p
+            className="muted"
+            data-testid="totals-as-of"
+            title="The unclear count is current; the other counts are re-counted every few minutes."
+          >
+            Totals as of {clock(stats.totals_computed_at)}
+          </p>
           <section className="cards" aria-label="Rates and waiting time">
             <div className="card">
               <p className="card-label">Defect rate</p>
