@@ -246,6 +246,25 @@ def write_model_card_md(card: dict[str, Any], path: Path) -> Path:
                 for name, r in halves.items()
             ],
         ]
+    if risk := m.get("margin_risk"):
+        lines += [
+            "",
+            "The zero-escape rule at other margins, out of sample (10-fold cross-validation on validation, "
+            "20 repeats: the band chosen on nine folds, scored on the tenth, so every photo is scored 20 "
+            "times). The rates rest on the few most ok-looking defects and ok-looking ok parts, and 0.00 "
+            "means none was let through, not that none can be. The card uses the training margin; a band "
+            "from this table can be set in the predict settings (`PARTCHECK_PREDICT_T_OK`, `_T_DEFECT`):",
+            "",
+            "| margin (logits) | t_ok | t_defect | unclear, all validation | escapes per 1,000 defects, "
+            "out of sample | false rejects per 1,000 ok, out of sample | unclear, out of sample |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+            *[
+                f"| {r['margin']:.1f} | {r['t_ok']:.4f} | {r['t_defect']:.4f} | {r['unclear_rate']:.2%} | "
+                f"{r['cv_escapes_per_1000_defects']:.2f} | {r['cv_false_rejects_per_1000_ok']:.2f} | "
+                f"{r['cv_unclear_rate']:.2%} |"
+                for r in risk
+            ],
+        ]
     if all_sets := m.get("band_all_sets"):
         lines += [
             "",

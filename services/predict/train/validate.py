@@ -29,6 +29,7 @@ from services.predict.core import BELOW_BAND, OUT_OF_DISTRIBUTION, refused_by_ch
 from services.predict.onnx_backend import ModelCard, OnnxClassifier, card_path_for, save_card, sha256_file
 from services.predict.preprocess import preprocess
 from services.predict.train import data
+from services.predict.train.calibrate import margin_risk
 from services.predict.train.evaluate import EvalResult, Row
 from services.predict.train.variants import PIT_RADIUS, VARIANTS, flange_spot, paint_pit, paint_stamp, reframe
 
@@ -416,6 +417,7 @@ def _validate(model_path: Path, card_path: Path, data_dir: Path, val_fraction: f
     metrics: dict[str, Any] = {
         "escape_tradeoff": _tradeoff(sets["validation"], labelled, margin),
         "split_half": split_half(sets["validation"], labelled, margin),
+        "margin_risk": margin_risk(*_model_outputs(sets["validation"], labelled)),
         "band_all_sets": band_all_sets(sets, labelled, margin),
         "pit_sensitivity": pit_sensitivity(clf, ok_views),
     }

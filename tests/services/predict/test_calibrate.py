@@ -93,3 +93,41 @@ def test_a_wrong_label_certain_to_float_precision_is_refused_not_written() -> No
     with pytest.raises(ModelError, match="no band keeps validation within 0 escapes"):
         calibrate.require_band(op, 0, 0)
     calibrate.require_band(calibrate.choose_thresholds(p[[0, 2, 3]], labels[[0, 2, 3]], margin=0.5), 0, 0)
+
+
+def _one_hard_each(n: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """n defects at p_ok 0.3 plus one at 0.6, n ok parts at p_defect 0.3 plus one at 0.6."""
+    p_defect = np.array([0.7] * n + [0.4] + [0.3] * n + [0.6])
+    labels = np.array([1] * (n + 1) + [0] * (n + 1))
+    return p_defect, labels
+
+
+def test_margin_risk_lets_the_hard_photos_through_when_they_are_left_out() -> None:
+    p_defect, labels = _one_hard_each()
+    rows = calibrate.margin_risk(p_defect, labels, margins=(0.0, 1.5), folds=5, repeats=3)
+    bare, wide = rows
+    # Chosen on all photos, the band at margin 0 sits just above both hard ones: they alone are unclear.
+    assert bare["margin"] == 0.0
+    assert bare["t_ok"] > 0.6
+    assert bare["t_defect"] > 0.6
+    assert bare["unclear_rate"] == pytest.approx(2 / 82)
+    # Left out (once per repeat), the band from the rest clamps at 0.5 and both get the wrong verdict.
+    assert bare["cv_escapes_per_1000_defects"] == pytest.approx(1000 / 41)
+    assert bare["cv_false_rejects_per_1000_ok"] == pytest.approx(1000 / 41)
+    # 1.5 logits above p 0.3 is p 0.66: the hard photos fall into the band even when left out.
+    assert wide["cv_escapes_per_1000_defects"] == 0.0
+    assert wide["cv_false_rejects_per_1000_ok"] == 0.0
+    # The price: 1.5 logits above the hard ones (p 0.87) is above every photo, so all are unclear.
+    assert wide["unclear_rate"] == 1.0
+    assert bare["cv_unclear_rate"] < wide["cv_unclear_rate"]
+
+
+def test_margin_risk_is_reproducible_from_its_seed() -> None:
+    rng = np.random.default_rng(7)
+    labels = (rng.random(300) < 0.5).astype(np.int64)
+    p_defect = np.clip(labels * 0.8 + rng.normal(0.1, 0.15, 300), 0.001, 0.999)
+    first = calibrate.margin_risk(p_defect, labels, seed=3)
+    assert first == calibrate.margin_risk(p_defect, labels, seed=3)
+    assert [r["margin"] for r in first] == list(calibrate.MARGINS)
+    # A wider margin never narrows the band chosen on all photos.
+    assert all(a["unclear_rate"] <= b["unclear_rate"] for a, b in itertools.pairwise(first))

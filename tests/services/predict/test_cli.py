@@ -166,6 +166,10 @@ def test_check_model_recalibrates_the_limits_and_records_itself(
     refused = card["metrics"]["validation_onnx"]["refused_by_checks"]
     assert sum(r["n"] for r in halves.values()) == n_val - refused
     assert "Out of sample: the card's rule" in model_card
+    risk = card["metrics"]["margin_risk"]
+    assert [r["margin"] for r in risk] == [0.0, 0.5, 1.0, 1.5, 2.0, 3.0]
+    assert all(0.0 <= r["cv_unclear_rate"] <= 1.0 for r in risk)
+    assert "| margin (logits) | t_ok | t_defect |" in model_card
     # Whatever tiny's verdicts are, nothing synthetic may get one: the scene and quality checks stop them.
     assert all(c["verdict"] == 0 for c in card["metrics"]["synthetic_ood"].values())
 
