@@ -549,7 +549,7 @@ class ReviewStore:
 
         Images already carrying a decision marker are left out (their move was interrupted and is
         being finished); the page is then taken again so it stays full. `total` counts the images left,
-        on every page alike: a decisions/ listing (re-listed like the queue) names the marked ones
+        on every page alike: a decisions/ listing (re-listed every 5 minutes) names the marked ones
         that no page has reached.
         """
         claims_f = self.now_pool.submit(self.claims, now)
