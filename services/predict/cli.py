@@ -94,6 +94,10 @@ def train(
     focal_gamma: Annotated[
         float, typer.Option(min=0.0, help="focal-loss exponent (0: cross-entropy)")
     ] = _T.focal_gamma,
+    consistency_weight: Annotated[
+        float,
+        typer.Option(min=0.0, help="two augmented views per photo, weighing their disagreement (0: one)"),
+    ] = _T.consistency_weight,
     pool: Annotated[bool, typer.Option(help="max-pool after each stage instead of strided convs")] = _T.pool,
     pool_first_from: Annotated[
         int | None,
@@ -194,6 +198,7 @@ def train(
         grad_clip=grad_clip,
         defect_weight=defect_weight,
         focal_gamma=focal_gamma,
+        consistency_weight=consistency_weight,
         pool=pool,
         pool_first_from=pool_first_from,
         head_pool=head_pool,

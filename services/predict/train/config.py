@@ -34,6 +34,11 @@ class TrainConfig:
     # Focal-loss exponent (0: cross-entropy). >0 scales each image's loss by (1 - p_true)^gamma, so the few
     # photos the network still gets wrong late in training (the rim pinholes) dominate the gradient.
     focal_gamma: float = 0.0
+    # Weight of a consistency term (0: none): each photo is augmented twice in its batch, both views are
+    # classified, and the Jensen-Shannon divergence between their predictions is added to the loss
+    # (AugMix's term, weight 12 there), so a shrunk or shifted view must get the verdict the other gets.
+    # A batch then holds 2 x batch_size views: halve --batch-size and --epochs to keep the cost.
+    consistency_weight: float = 0.0
     val_fraction: float = 0.2
     seed: int = 0
     threads: int = 2

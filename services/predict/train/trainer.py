@@ -123,6 +123,30 @@ def classification_loss(
     return -(w * (1 - log_p.exp()).pow(focal_gamma) * log_p).sum() / w.sum()
 
 
+def consistency_loss(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
+    """Jensen-Shannon divergence between two views' predictions, averaged over the batch (nats)."""
+    p_a, p_b = F.softmax(logits_a, dim=1), F.softmax(logits_b, dim=1)
+    log_m = ((p_a + p_b) / 2).clamp_min(1e-7).log()
+    return (F.kl_div(log_m, p_a, reduction="batchmean") + F.kl_div(log_m, p_b, reduction="batchmean")) / 2
+
+
+def _two_view_step(
+    net: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    aug: AugmentConfig,
+    class_weight: torch.Tensor | None,
+    cfg: TrainConfig,
+    gen: torch.Generator,
+) -> torch.Tensor:
+    """The loss of one batch seen in two augmented views: both classified, plus their disagreement."""
+    # One forward pass over both views: BatchNorm sees them together, as it sees any batch.
+    logits = net(torch.cat([augment(x, aug, gen), augment(x, aug, gen)]))
+    first, second = logits.chunk(2)
+    ce = classification_loss(logits, torch.cat([y, y]), class_weight, cfg.focal_gamma)
+    return ce + cfg.consistency_weight * consistency_loss(first, second)
+
+
 def pit_map_loss(aux_logits: torch.Tensor, masks: torch.Tensor, supervised: torch.Tensor) -> torch.Tensor:
     """Per-cell BCE of the auxiliary map against "a pit lies in this cell", over the supervised photos.
 
@@ -202,6 +226,8 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
     console = console or Console(stderr=True)
     started = time.perf_counter()
     cpu_started = time.process_time()
+    if cfg.consistency_weight > 0 and cfg.synth_pit_pairs > 0:
+        raise ValueError("two views per photo and pitted copies do not combine: drop one of them")
     if cfg.pit_aux_weight > 0 and cfg.synth_pit_pairs == 0:
         raise ValueError("the pit map loss needs pitted copies: set synth_pit_pairs (--synth-pit-pairs) > 0")
     if cfg.synth_pit_stamps is not None:
@@ -302,7 +328,9 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
             for idx in _batches(len(x_train), cfg.batch_size, gen, extra):
                 x = x_train_t[idx].float().div_(255.0).unsqueeze(1)
                 x, y = add_pinholes(x, y_train_t[idx], pinholes, gen)
-                if cfg.synth_pit_pairs == 0:
+                if cfg.consistency_weight > 0:
+                    loss = _two_view_step(net, x, y, aug, class_weight, cfg, gen)
+                elif cfg.synth_pit_pairs == 0:
                     loss = classification_loss(net(augment(x, aug, gen)), y, class_weight, cfg.focal_gamma)
                 else:
                     loss, aux_loss = _pit_pair_step(net, x, y, pits_now, aug, class_weight, cfg, gen)

@@ -17,6 +17,7 @@ from services.predict.train.config import TrainConfig  # noqa: E402
 from services.predict.train.trainer import (  # noqa: E402
     _batches,
     classification_loss,
+    consistency_loss,
     pit_map_loss,
     train,
     training_fit,
@@ -137,4 +138,26 @@ def test_oversampling_needs_at_least_one_draw(tmp_path: Path) -> None:
         data_dir=tmp_path, out_dir=tmp_path, oversample_marked=tmp_path / "m.json", oversample_times=0
     )
     with pytest.raises(ValueError, match="at least 1"):
+        train(cfg)
+
+
+def test_consistency_loss_is_the_jensen_shannon_divergence_of_the_two_views() -> None:
+    import math
+
+    even = torch.tensor([[0.0, 0.0]])
+    sure = torch.tensor([[0.0, 40.0]])  # p = (0, 1) to float precision
+    assert float(consistency_loss(even, even)) == 0.0
+    # Between (1/2, 1/2) and (0, 1) the mixture is (1/4, 3/4): KL to it of each, averaged.
+    kl_even = 0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)
+    kl_sure = math.log(1 / 0.75)
+    assert float(consistency_loss(even, sure)) == pytest.approx((kl_even + kl_sure) / 2, rel=1e-5)
+    assert float(consistency_loss(sure, even)) == pytest.approx(float(consistency_loss(even, sure)))
+    # Averaged over the batch: a second, agreeing pair halves it.
+    pair = consistency_loss(torch.cat([even, even]), torch.cat([sure, even]))
+    assert float(pair) == pytest.approx(float(consistency_loss(even, sure)) / 2, rel=1e-5)
+
+
+def test_two_views_and_pitted_copies_do_not_combine(tmp_path: Path) -> None:
+    cfg = TrainConfig(data_dir=tmp_path, out_dir=tmp_path, consistency_weight=12.0, synth_pit_pairs=2)
+    with pytest.raises(ValueError, match="two views per photo"):
         train(cfg)
