@@ -136,7 +136,15 @@ def seed_unclear(s3: Any, sample_images: dict[str, list[Path]]) -> Callable[[int
 
 
 @pytest.fixture
-def review_url(moto: str, s3: Any, built_page: Path, tmp_path: Path) -> Iterator[str]:
+def review_overrides(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """ReviewSettings fields a test sets through indirect parametrisation; none by default."""
+    return dict(getattr(request, "param", {}))
+
+
+@pytest.fixture
+def review_url(
+    moto: str, s3: Any, built_page: Path, tmp_path: Path, review_overrides: dict[str, Any]
+) -> Iterator[str]:
     """The review service (real uvicorn on a free port) over moto, with inspectors alice and bob."""
     import uvicorn
     from argon2 import PasswordHasher
@@ -160,6 +168,7 @@ def review_url(moto: str, s3: Any, built_page: Path, tmp_path: Path) -> Iterator
         queue_refresh_seconds=0.0,
         stats_cache_seconds=0.0,
         undo_seconds=30,
+        **review_overrides,
     )
     app = create_app(settings, s3, users=users)
     port = free_port()

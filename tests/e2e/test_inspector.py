@@ -157,6 +157,31 @@ def test_undo_with_the_keyboard_puts_the_image_back(
     assert sorted(r["action"] for r in audit_records(s3)) == ["decision", "undo"]
 
 
+@pytest.mark.parametrize("review_overrides", [{"max_image_bytes": 4096}], indirect=True)
+def test_an_image_too_large_to_show_says_why_and_can_still_be_decided(
+    review_url: str,
+    seed_unclear: Callable[[int], list[Seeded]],
+    s3: Any,
+    new_context: Callable[..., BrowserContext],
+) -> None:
+    # The sample photos are 9-20 KB: over this service's 4 KB limit for the browser, none can be shown.
+    seeded = seed_unclear(1)
+    page = new_context().new_page()
+    login_with_keyboard(page, review_url, "alice")
+    expect(heading(page)).to_have_text(seeded[0].name)
+    alert = page.get_by_test_id("loupe").get_by_role("alert")
+    expect(alert).to_contain_text("The image could not be shown:")
+    expect(alert).to_contain_text("too large to show here")
+    expect(alert).to_contain_text("it can still be decided")
+    # Deciding copies inside S3, so the size that stops the browser does not stop the decision.
+    page.keyboard.press("d")
+    expect(page.get_by_test_id("remaining")).to_have_text("0")
+    decided_key = human_decided_key(seeded[0].key, "defect")
+    assert list_keys(s3, "human_decided/") == [decided_key]
+    body = s3.get_object(Bucket=BUCKET, Key=decided_key)["Body"].read()
+    assert len(body) > 4096
+
+
 def test_two_inspectors_race_for_one_image_and_exactly_one_wins(
     review_url: str,
     seed_unclear: Callable[[int], list[Seeded]],
