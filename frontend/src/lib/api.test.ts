@@ -106,6 +106,27 @@ describe("ApiClient", () => {
     await expect(client.post("/api/logout")).resolves.toBeUndefined();
   });
 
+  it("leaves a successful body unread when only the status matters, but still reads an error", async () => {
+    // An endless image: reading it whole would never finish; cancelling it does.
+    let cancelled = false;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        controller.enqueue(new Uint8Array([0xff, 0xd8, 0xff]));
+      },
+      cancel() {
+        cancelled = true;
+      },
+    });
+    fetchMock.mockResolvedValueOnce(new Response(body, { status: 200, headers: { "Content-Type": "image/jpeg" } }));
+    await expect(client.get("/api/items/x/image", { ignoreBody: true })).resolves.toBeUndefined();
+    expect(cancelled).toBe(true);
+    fetchMock.mockResolvedValueOnce(jsonResponse(400, { detail: "too large to show here" }));
+    await expect(client.get("/api/items/x/image", { ignoreBody: true })).rejects.toMatchObject({
+      status: 400,
+      detail: "too large to show here",
+    });
+  });
+
   describe("prefetch", () => {
     it("lets the first matching get take the early answer instead of asking again", async () => {
       fetchMock.mockResolvedValueOnce(jsonResponse(200, { items: [{ id: "a" }], total: 1 }));

@@ -76,6 +76,8 @@ export interface RequestOptions {
   /** A 401 from this call is an answer (e.g. wrong password), not an expired session. */
   expectUnauthorized?: boolean;
   signal?: AbortSignal;
+  /** Only the status matters: a successful answer's body (an image, say) is cancelled unread. */
+  ignoreBody?: boolean;
 }
 
 interface EarlyRequest {
@@ -196,6 +198,10 @@ export class ApiClient {
       }
       const fallback = `${response.status} ${response.statusText || "request failed"}`.trim();
       throw new ApiError(response.status, detailText(body, fallback), retryAfterSeconds(response.headers));
+    }
+    if (options.ignoreBody) {
+      await response.body?.cancel();
+      return undefined as T;
     }
     if (response.status === 204) return undefined as T;
     const text = await response.text();
