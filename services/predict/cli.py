@@ -318,12 +318,18 @@ def evaluate(
     model: Annotated[Path | None, typer.Option(help="ONNX model (default: the configured one)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     report: Annotated[Path | None, typer.Option(help="write PNG plots and a markdown summary here")] = None,
+    choose_band: Annotated[
+        bool, typer.Option(help="also choose the card's zero-escape band on these photos (a new camera)")
+    ] = False,
+    margin: Annotated[
+        float | None, typer.Option(min=0.0, help="--choose-band's margin in logits (default: the card's)")
+    ] = None,
 ) -> None:
     """Evaluate a model on a folder laid out as def_front/ and ok_front/, at its card's thresholds."""
     from partcheck.errors import InvalidInput, ModelError
     from services.predict.onnx_backend import OnnxClassifier
     from services.predict.settings import PredictSettings
-    from services.predict.train.evaluate import evaluate_folder, format_text, warnings
+    from services.predict.train.evaluate import evaluate_folder, format_band, format_text, warnings
 
     try:
         settings = PredictSettings()
@@ -332,6 +338,10 @@ def evaluate(
             typer.echo("note: PARTCHECK_PREDICT_ thresholds ignored; the card's band is used", err=True)
         classifier = OnnxClassifier(model or settings.model_path)
         result = evaluate_folder(classifier, data)
+        band = None
+        if choose_band:
+            trained = classifier.card.raw.get("training", {}).get("config", {}).get("margin", 0.5)
+            band = result.chosen_band(float(trained) if margin is None else margin)
     except (ModelError, InvalidInput, ValueError) as exc:
         raise _fail(str(exc)) from exc
     if report is not None:
@@ -343,6 +353,8 @@ def evaluate(
     if as_json:
         for line in warnings(result):
             typer.echo(line, err=True)
-        typer.echo(json.dumps(result.summary()))
+        typer.echo(json.dumps(result.summary() | ({"chosen_band": band} if band is not None else {})))
     else:
         sys.stdout.write(format_text(result))
+        if band is not None:
+            sys.stdout.write(format_band(band))

@@ -78,6 +78,33 @@ def test_evaluate_json_has_the_documented_keys(tiny: Path, tmp_path: Path) -> No
     assert (summary["n"], summary["escapes"], summary["false_rejects"]) == (13, 1, 1)
 
 
+def test_evaluate_chooses_a_band_on_the_folder_when_asked(tiny: Path, tmp_path: Path) -> None:
+    data = make_folder(tmp_path / "data")
+    result = runner.invoke(
+        app, ["evaluate", "--data", str(data), "--model", str(tiny), "--json", "--choose-band"]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    band = summary["chosen_band"]
+    assert band["margin"] == 0.5  # tiny's card records no training margin: the trainer's default
+    # The band keeps this folder's escape and false reject (tiny's known mistakes) out of ok and defect.
+    from services.predict.onnx_backend import OnnxClassifier
+    from services.predict.train.evaluate import evaluate_folder
+
+    rows = [r for r in evaluate_folder(OnnxClassifier(tiny), data).rows if r.p_defect is not None]
+    assert band["t_ok"] > max(1 - r.p_defect for r in rows if r.truth == 1)  # type: ignore[operator]
+    assert band["t_defect"] > max(r.p_defect for r in rows if r.truth == 0)  # type: ignore[type-var]
+    assert band["rejected"] == 1
+    text = runner.invoke(
+        app, ["evaluate", "--data", str(data), "--model", str(tiny), "--choose-band", "--margin", "1"]
+    )
+    assert text.exit_code == 0, text.output
+    assert "1-logit margin" in text.stdout
+    assert "PARTCHECK_PREDICT_T_DEFECT=" in text.stdout
+    plain = runner.invoke(app, ["evaluate", "--data", str(data), "--model", str(tiny), "--json"])
+    assert "chosen_band" not in json.loads(plain.stdout)
+
+
 def test_evaluate_measures_at_the_cards_band_whatever_the_service_settings(
     tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

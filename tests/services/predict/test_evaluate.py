@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from services.predict.onnx_backend import OnnxClassifier
-from services.predict.train.evaluate import evaluate_folder, format_text
+from services.predict.train.evaluate import EvalResult, Row, evaluate_folder, format_band, format_text
 from tests.services.predict import tiny_model
 from tests.services.predict.tiny_model import textured
 
@@ -169,3 +169,41 @@ def test_an_unreadable_file_is_a_rejected_image_not_the_end_of_the_run(
     assert s["n"] == 13
     assert s["rejected"] == 2
     assert s["confusion"]["counts"][0] == [3, 1, 1, 2]
+
+
+def _rows(*spec: tuple[int, str, float | None, str | None]) -> EvalResult:
+    result = EvalResult("m", "1", {"t_ok": 0.8, "t_defect": 0.8}, "data")
+    result.rows = [Row(f"{i}.png", t, v, p, None, reason, 1.0) for i, (t, v, p, reason) in enumerate(spec)]
+    return result
+
+
+def test_chosen_band_sits_above_the_hard_photos_and_ignores_the_refused_ones() -> None:
+    result = _rows(
+        (1, "defect", 0.9, None),
+        (1, "defect", 0.8, None),
+        (1, "unclear", 0.3, "below threshold: p_ok 0.7 < 0.8"),  # the most ok-looking defect
+        (0, "ok", 0.1, None),
+        (0, "ok", 0.2, None),
+        (0, "unclear", 0.6, "below threshold: p_defect 0.6 < 0.8"),  # the most defect-looking ok part
+        (0, "unclear", 0.05, "out of distribution: not like the training parts (OOD score 9 > 2)"),
+        # Refused by a check: its p_defect is the network's alone and must not move the band.
+        (0, "unclear", 0.99, "blurred: sharpness 0.01 < 0.1"),
+        (1, "rejected", None, "not an image"),
+    )
+    band = result.chosen_band(0.0)
+    assert 0.7 < band["t_ok"] < 0.7 + 1e-9
+    assert 0.6 < band["t_defect"] < 0.6 + 1e-9
+    # Unclear: the two hard photos, the out-of-distribution one (at any band) and the refused one.
+    assert band["unclear_rate"] == pytest.approx(4 / 9)
+    assert (band["refused_by_checks"], band["out_of_distribution"], band["rejected"]) == (1, 1, 1)
+    assert [r["margin"] for r in band["by_margin"]] == [0.0, 0.5, 1.0, 1.5, 2.0, 3.0]
+    text = format_band(band)
+    assert f"PARTCHECK_PREDICT_T_OK={band['t_ok']:.6f}" in text
+    assert "in sample" in text
+    # A wider margin moves both sides out by the same logits.
+    assert result.chosen_band(1.0)["t_ok"] > band["t_ok"]
+
+
+def test_a_band_needs_both_classes() -> None:
+    with pytest.raises(ValueError, match="ok and defect photos"):
+        _rows((0, "ok", 0.1, None), (1, "unclear", 0.5, "blurred: sharpness 0 < 0.1")).chosen_band(0.5)
