@@ -161,17 +161,67 @@ class KeepAliveHandler(MotoRequestHandler):
             self.server.log("error", f"Error on request: {exc!r}")
 
 
+# SQS actions that change nothing a snapshot keeps (a receive only hides messages for a while: lost in a
+# crash, they are delivered again, as SQS may anyway).
+_SQS_READS = frozenset(
+    f"AmazonSQS.{action}"
+    for action in (
+        "ReceiveMessage",
+        "ChangeMessageVisibility",
+        "ChangeMessageVisibilityBatch",
+        "GetQueueAttributes",
+        "GetQueueUrl",
+        "ListQueues",
+        "ListQueueTags",
+        "ListDeadLetterSourceQueues",
+    )
+)
+
+
+class Changes:
+    """Counts the requests that may have changed moto's state, so an idle server need not be saved."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._lock = threading.Lock()
+
+    @property
+    def count(self) -> int:
+        """How many such requests have completed so far."""
+        with self._lock:
+            return self._count
+
+    def wrap(self, app: Any) -> Any:
+        """The WSGI app, counting each request that may change state once it has been handled."""
+
+        def counted(environ: dict[str, Any], start_response: Any) -> Any:
+            try:
+                return app(environ, start_response)
+            finally:
+                # After the handler: a snapshot that reads the count first then sees the change too.
+                if environ.get("REQUEST_METHOD") not in ("GET", "HEAD") and (
+                    environ.get("HTTP_X_AMZ_TARGET") not in _SQS_READS
+                ):
+                    with self._lock:
+                        self._count += 1
+
+        return counted
+
+
 class MotoServer:
     """moto's WSGI app on a threaded werkzeug server with keep-alive connections (start, stop)."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, changes: Changes | None = None) -> None:
         self._host, self._port = host, port
+        self._changes = changes
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Bind and serve in a background thread; returns once the port accepts connections."""
         app = DomainDispatcherApplication(create_backend_app)
+        if self._changes is not None:
+            app = self._changes.wrap(app)
         self._server = make_server(
             self._host, self._port, app, threaded=True, request_handler=KeepAliveHandler
         )

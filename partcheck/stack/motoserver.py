@@ -24,7 +24,7 @@ def serve_moto(
     stop: threading.Event | None = None,
 ) -> None:
     """Run moto until SIGTERM/SIGINT (or `stop`), restoring state first and saving it last."""
-    from partcheck.stack.keepalive import MotoServer
+    from partcheck.stack.keepalive import Changes, MotoServer
 
     motopatch.apply()
     stop = stop or _signal_event()
@@ -39,14 +39,15 @@ def serve_moto(
         restored = snapshotter.restore(client("s3", aws), client("sqs", aws))
         staging.stop()
         log.info("restored %(objects)d objects and %(messages)d messages", restored)
-    server = MotoServer(host, port)
+    changes = Changes()
+    server = MotoServer(host, port, changes)
     server.start()
     endpoint = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104
     s3 = client("s3", AwsConfig(endpoint_url=endpoint, region=region))
     if snapshotter:
         saver = threading.Thread(
             target=save_periodically,
-            args=(snapshotter, s3, stop, snapshot_seconds),
+            args=(snapshotter, s3, stop, snapshot_seconds, changes),
             daemon=True,
             name="snapshot",
         )

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
+    from partcheck.stack.keepalive import Changes
+
 log = logging.getLogger(__name__)
 
 ACCOUNT = "123456789012"  # moto's default account
@@ -322,12 +324,25 @@ def _write_atomic(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def save_periodically(snapshotter: Snapshotter, s3: S3Client, stop: threading.Event, every_s: float) -> None:
-    """Save every `every_s` seconds until `stop` is set (the final save is the caller's)."""
+def save_periodically(
+    snapshotter: Snapshotter,
+    s3: S3Client,
+    stop: threading.Event,
+    every_s: float,
+    changes: Changes | None = None,
+) -> None:
+    """Save every `every_s` seconds until `stop` is set (the final save is the caller's); with `changes`,
+    only when a request may have changed something since the last save began."""
+    # The state was just restored from (or is as empty as) what is on disk: nothing to save yet.
+    saved = changes.count if changes is not None else None
     while not stop.wait(every_s):
+        seen = changes.count if changes is not None else None
+        if changes is not None and seen == saved:
+            continue  # idle: at 50,000 objects a save costs ~0.4 s of CPU (bench local_capacity)
         try:
             started = time.perf_counter()
             snapshotter.save(s3)
+            saved = seen
             log.debug("snapshot in %.0f ms", (time.perf_counter() - started) * 1000)
         except Exception:  # a failed snapshot must not stop the server; the next one retries
             log.exception("snapshot failed")

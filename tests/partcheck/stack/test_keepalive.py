@@ -92,3 +92,35 @@ def test_expect_100_continue_gets_one_interim_response(moto):
     # Once is what HTTP asks; a second interim response cost both sides a write and a read per upload.
     assert data.startswith(b"HTTP/1.1 200"), data[:200]
     assert s3.get_object(Bucket="ka-expect", Key="k")["Body"].read() == b"hello"
+
+
+def test_changes_count_the_requests_that_can_change_state_and_no_reads(moto):
+    from partcheck.stack.config import free_port
+    from partcheck.stack.keepalive import Changes, MotoServer
+
+    changes = Changes()
+    port = free_port()
+    server = MotoServer("127.0.0.1", port, changes)
+    server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        aws = AwsConfig(endpoint_url=endpoint)
+        s3, sqs = client("s3", aws), client("sqs", aws)
+        s3.create_bucket(Bucket="ch-bucket", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        url = sqs.create_queue(QueueName="ch-queue")["QueueUrl"]
+        assert changes.count == 2
+        s3.put_object(Bucket="ch-bucket", Key="a", Body=b"x")
+        sqs.send_message(QueueUrl=url, MessageBody="m")
+        assert changes.count == 4
+        # Reads, and a receive (it only hides a message for a while), leave a snapshot as good as before.
+        s3.get_object(Bucket="ch-bucket", Key="a")["Body"].read()
+        s3.head_object(Bucket="ch-bucket", Key="a")
+        s3.list_objects_v2(Bucket="ch-bucket")
+        sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
+        (message,) = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0)["Messages"]
+        assert changes.count == 4
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        s3.delete_object(Bucket="ch-bucket", Key="a")
+        assert changes.count == 6
+    finally:
+        server.stop()

@@ -216,3 +216,39 @@ def test_restore_resends_the_event_of_an_inbound_object_whose_message_was_lost(m
     head = s3.head_object(Bucket=inbound, Key="line-1/moved.jpg")
     listed = {o["Key"]: o["LastModified"] for o in s3.list_objects_v2(Bucket=inbound)["Contents"]}
     assert head["LastModified"] == listed["line-1/moved.jpg"]
+
+
+def test_an_idle_server_is_not_saved_again_and_a_changed_one_is(tmp_path):
+    import threading
+
+    from partcheck.stack.keepalive import Changes
+    from partcheck.stack.persist import save_periodically
+
+    class Counting:
+        saves = 0
+
+        def save(self, s3):
+            Counting.saves += 1
+            return {"objects": 0, "messages": 0}
+
+    changes, stop = Changes(), threading.Event()
+    app = changes.wrap(lambda environ, start_response: [b""])
+    args = (Counting(), None, stop, 0.01, changes)
+    saver = threading.Thread(target=save_periodically, args=args, daemon=True)
+    saver.start()
+    try:
+        time.sleep(0.2)  # ~20 intervals, nothing changed since the restore
+        assert Counting.saves == 0
+        app({"REQUEST_METHOD": "GET"}, None)
+        app({"REQUEST_METHOD": "POST", "HTTP_X_AMZ_TARGET": "AmazonSQS.ReceiveMessage"}, None)
+        time.sleep(0.2)
+        assert Counting.saves == 0
+        app({"REQUEST_METHOD": "PUT"}, None)
+        deadline = time.monotonic() + 5
+        while Counting.saves == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        assert Counting.saves == 1  # once for the change, not again while idle
+    finally:
+        stop.set()
+        saver.join(timeout=5)
