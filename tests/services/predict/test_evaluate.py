@@ -198,7 +198,9 @@ def test_chosen_band_sits_above_the_hard_photos_and_ignores_the_refused_ones() -
     assert (band["refused_by_checks"], band["out_of_distribution"], band["rejected"]) == (1, 1, 1)
     assert [r["margin"] for r in band["by_margin"]] == [0.0, 0.5, 1.0, 1.5, 2.0, 3.0]
     text = format_band(band)
-    assert f"PARTCHECK_PREDICT_T_OK={band['t_ok']:.6f}" in text
+    # Every digit: a band one float above a photo must not be printed below it.
+    assert f"PARTCHECK_PREDICT_T_OK={band['t_ok']!r} " in text
+    assert float(text.split("PARTCHECK_PREDICT_T_OK=")[1].split()[0]) == band["t_ok"]
     assert "in sample" in text
     # A wider margin moves both sides out by the same logits.
     assert result.chosen_band(1.0)["t_ok"] > band["t_ok"]
