@@ -43,6 +43,7 @@ _QUEUE_ATTRIBUTES = (
     "RedrivePolicy",
 )
 PROGRESS_SECONDS = 1.0  # how often a long restore says how far it got (`partcheck up` waits on that)
+SLOW_SNAPSHOT_WARN_EVERY_S = 3600.0  # a snapshot over half its interval is logged at most this often
 
 
 class Snapshotter:
@@ -335,14 +336,28 @@ def save_periodically(
     only when a request may have changed something since the last save began."""
     # The state was just restored from (or is as empty as) what is on disk: nothing to save yet.
     saved = changes.count if changes is not None else None
+    warned_at = -SLOW_SNAPSHOT_WARN_EVERY_S
     while not stop.wait(every_s):
         seen = changes.count if changes is not None else None
         if changes is not None and seen == saved:
             continue  # idle: at 50,000 objects a save costs ~0.4 s of CPU (bench local_capacity)
         try:
             started = time.perf_counter()
-            snapshotter.save(s3)
+            counts = snapshotter.save(s3)
             saved = seen
-            log.debug("snapshot in %.0f ms", (time.perf_counter() - started) * 1000)
+            took = time.perf_counter() - started
+            log.debug("snapshot in %.0f ms", took * 1000)
+            if took > every_s / 2 and started - warned_at >= SLOW_SNAPSHOT_WARN_EVERY_S:
+                # The snapshot grows with every object kept and nothing expires them: say so before it
+                # fills the interval, while there is time to move the line to the AWS stack.
+                warned_at = started
+                log.warning(
+                    "snapshot of %d objects took %.1f s of its %.1f s interval: the local AWS keeps every "
+                    "photo in memory and rewrites its manifest each time (deploy/README.md, docker-compose "
+                    "on a factory server)",
+                    counts["objects"],
+                    took,
+                    every_s,
+                )
         except Exception:  # a failed snapshot must not stop the server; the next one retries
             log.exception("snapshot failed")

@@ -252,3 +252,33 @@ def test_an_idle_server_is_not_saved_again_and_a_changed_one_is(tmp_path):
     finally:
         stop.set()
         saver.join(timeout=5)
+
+
+def test_a_snapshot_that_fills_half_its_interval_is_warned_about_once(caplog):
+    import logging
+    import threading
+
+    from partcheck.stack.persist import save_periodically
+
+    class Slow:
+        saves = 0
+
+        def save(self, s3):
+            Slow.saves += 1
+            time.sleep(0.03)  # over half of the 0.02 s interval
+            return {"objects": 250_000, "messages": 0}
+
+    stop = threading.Event()
+    saver = threading.Thread(target=save_periodically, args=(Slow(), None, stop, 0.02), daemon=True)
+    with caplog.at_level(logging.WARNING, logger="partcheck.stack.persist"):
+        saver.start()
+        deadline = time.monotonic() + 5
+        while Slow.saves < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stop.set()
+        saver.join(timeout=5)
+    assert Slow.saves >= 4
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1  # not once per snapshot
+    assert "snapshot of 250000 objects took" in warnings[0]
+    assert "deploy/README.md" in warnings[0]
