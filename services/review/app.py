@@ -260,8 +260,13 @@ def create_app(
     *,
     users: UserStore | None = None,
     key_source: KeySource | None = None,
+    s3_once: S3Client | None = None,
 ) -> FastAPI:
-    """Build the review app; the S3 client and, for tests, the user store and ALB key source are passed in."""
+    """Build the review app; the S3 client and, for tests, the user store and ALB key source are passed in.
+
+    `s3_once` is a client of the same storage that does not retry on its own, for the one step that must
+    look before it retries (a decision's removal from unclear/); without it `s3_client` is used.
+    """
     store = ReviewStore(
         ObjectStore(s3_client),
         settings.prediction_bucket,
@@ -272,6 +277,7 @@ def create_app(
         max_image_bytes=settings.max_image_bytes,
         # Past the undo window (and its 5 s of slack) no decision or undo on this marker is running.
         repair_after_s=settings.undo_seconds + 60.0,
+        once=ObjectStore(s3_once) if s3_once is not None else None,
     )
     if settings.session_secret is None:
         log.warning(

@@ -49,6 +49,9 @@ _MARKER_TTL_S = 30.0
 _FIRST_MARKER_LISTING_WAIT_S = 2.0
 _MARKER_LISTING_MAX_AGE_S = 300.0
 _FOLLOW_UP_WAIT_S = 10.0
+# A decision's removal from unclear/: attempts, and the pause before the first retry (doubling after).
+_REMOVE_ATTEMPTS = 5
+_REMOVE_BACKOFF_S = 0.5
 # The first images of the queue are what every inspector's page asks for first: kept in memory.
 _EARLY_IMAGES = 3
 _IMAGE_CACHE_BYTES = 64 * 1024 * 1024
@@ -260,8 +263,12 @@ class ReviewStore:
         max_image_bytes: int = 25 * 1024 * 1024,
         workers: int = 10,
         repair_after_s: float = 90.0,
+        once: ObjectStore | None = None,
     ) -> None:
         self.store = store
+        # The same storage through a client that makes one attempt per call: a decision's removal from
+        # unclear/ retries itself, looking first whether an undo has begun (`_remove_from_unclear`).
+        self.once = once or store
         self.bucket = bucket
         self.audit_bucket = audit_bucket
         self.max_image_bytes = max_image_bytes
@@ -888,11 +895,35 @@ class ReviewStore:
             log.error("decision on %s: audit record not written yet: %s", keys.unclear_key, exc)
             return
         try:
-            self.store.delete(self.bucket, keys.unclear_key)
+            self._remove_from_unclear(keys, str(record["decided_at"]))
         except PartcheckError as exc:
             log.error("decision on %s: not removed from unclear/ yet: %s", keys.unclear_key, exc)
         # A claim left behind would only sit in claims/.
         self._quietly(self.store.delete, self.bucket, keys.claim_key)
+
+    def _remove_from_unclear(self, keys: core.DecisionKeys, decided_at: str) -> None:
+        """Delete a decided image from unclear/, one attempt at a time, and not again once undone.
+
+        An attempt whose answer is lost may still have deleted the image; an undo on any instance can
+        then put it back, and a blind retry (botocore's own) would delete the only copy left, the
+        decided one being gone with the undo. So each retry first reads the marker: gone, naming an
+        undo or another decision, the image is no longer this decision's to remove.
+        """
+        error: PartcheckError | None = None
+        for attempt in range(_REMOVE_ATTEMPTS):
+            if attempt:
+                time.sleep(_REMOVE_BACKOFF_S * 2 ** (attempt - 1))
+                found = self._get_json(self.bucket, keys.marker_key)
+                if found is None or "undo" in found[0] or found[0].get("decided_at") != decided_at:
+                    log.info("decision on %s undone before its removal from unclear/", keys.unclear_key)
+                    return
+            try:
+                self.once.delete(self.bucket, keys.unclear_key)
+                return
+            except StorageUnavailable as exc:
+                error = exc
+        assert error is not None
+        raise error
 
     def _done(self, f: Future[None]) -> None:
         with self._lock:
@@ -1037,6 +1068,14 @@ class ReviewStore:
             # decision before its undo; if storage is still down the undo fails with it.
             self._ensure_audit(own.audit_key, own.record)
             found_last = (own.audit_key, own.record)
+        if (
+            own is not None
+            and found_last is not None
+            and found_last[0] == own.audit_key
+            and not own.follow_up.done()
+        ):
+            # Its removal from unclear/ may still be retrying: putting the image back now would race it.
+            raise StorageUnavailable("your last decision is still being stored; try undo again in a moment")
         last = found_last[1] if found_last else None
         # Only a decision made here whose background steps have ended can have left its image in
         # unclear/ with nothing still on its way to delete it; elsewhere a follow-up may be running.

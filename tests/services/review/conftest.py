@@ -96,7 +96,10 @@ def app_factory(moto: str, s3: Any, users: UserStore, tmp_path: Path) -> Iterato
 
     def make(**overrides: Any) -> TestClient:
         key_source = overrides.pop("key_source", None)
-        app = create_app(make_settings(moto, tmp_path, **overrides), s3, users=users, key_source=key_source)
+        client_ = overrides.pop("s3", s3)
+        once = overrides.pop("s3_once", None)
+        settings = make_settings(moto, tmp_path, **overrides)
+        app = create_app(settings, client_, users=users, key_source=key_source, s3_once=once)
         c = TestClient(app)
         c.__enter__()
         clients.append(c)

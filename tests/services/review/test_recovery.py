@@ -597,3 +597,68 @@ def test_a_decided_copy_refused_while_both_its_conditions_hold_is_left_to_finish
     assert store.finish_move(key, datetime.now(UTC) + timedelta(hours=1)) == "finished"
     assert keys(s3, "unclear/") == []
     assert [(rec["action"], rec["label"]) for rec in audit_records(s3)] == [("decision", "ok")]
+
+
+def _losing_first_answer(
+    c: Any, key: str, s3: Any, deleted: threading.Event, resume: threading.Event, apply: bool
+) -> Any:
+    """A client whose first DeleteObject of `key` is (with `apply`) carried out, then its answer lost."""
+    from botocore.exceptions import ReadTimeoutError
+
+    state = {"lost": False}
+
+    def lose(request: Any, **_: Any) -> None:
+        if request.method == "DELETE" and request.url.split("?")[0].endswith(key) and not state["lost"]:
+            state["lost"] = True
+            if apply:
+                s3.delete_object(Bucket=BUCKET, Key=key)
+            deleted.set()
+            resume.wait(10)
+            raise ReadTimeoutError(endpoint_url=request.url)
+
+    c.meta.events.register("before-send.s3.DeleteObject", lose)
+    return c
+
+
+def _clients(moto: str) -> tuple[Any, Any]:
+    from partcheck.aws import AwsConfig, client
+
+    aws = AwsConfig(endpoint_url=moto)
+    return client("s3", aws), client("s3", aws.model_copy(update={"max_attempts": 0}))
+
+
+def test_a_removal_whose_answer_was_lost_is_not_repeated_after_an_undo_elsewhere(
+    app_factory: App, put_unclear: Any, s3: Any, moto: str
+) -> None:
+    key = put_unclear("lost.jpg")
+    deleted, undone = threading.Event(), threading.Event()
+    plain, once = _clients(moto)
+    a = app_factory(s3=plain, s3_once=_losing_first_answer(once, key, s3, deleted, undone, apply=True))
+    login(a)
+    b = app_factory()  # another instance behind the same load balancer
+    login(b)
+    assert a.post(f"/api/items/{encode_id(key)}/decision", json={"label": "ok"}).status_code == 200
+    assert deleted.wait(10)  # a's delete took effect, its answer is on its way and will be lost
+    r = b.post("/api/undo")
+    assert r.status_code == 200, r.text
+    undone.set()
+    settle(a)
+    # A blind retry (botocore's) would have deleted the image the undo put back: it would be nowhere.
+    assert keys(s3, "unclear/") == [key]
+    assert keys(s3, "human_decided/") == []
+
+
+def test_a_removal_whose_answer_was_lost_is_retried_while_the_decision_stands(
+    app_factory: App, put_unclear: Any, s3: Any, moto: str
+) -> None:
+    key = put_unclear("retry.jpg")
+    lost, go = threading.Event(), threading.Event()
+    go.set()
+    plain, once = _clients(moto)
+    a = app_factory(s3=plain, s3_once=_losing_first_answer(once, key, s3, lost, go, apply=False))
+    login(a)
+    assert a.post(f"/api/items/{encode_id(key)}/decision", json={"label": "ok"}).status_code == 200
+    settle(a)
+    assert lost.is_set()
+    assert keys(s3, "unclear/") == []
+    assert keys(s3, "human_decided/") == ["human_decided/ok_retry.jpg"]
