@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from partcheck.errors import PartcheckError
+from partcheck.stack import SnapshotMode
 
 
 def _logging(level: str = "INFO") -> None:
@@ -91,7 +92,15 @@ def moto(
     port: Annotated[int, typer.Option(help="listen port")] = 4566,
     state_dir: Annotated[Path | None, typer.Option(help="keep state here across restarts")] = None,
     region: Annotated[str, typer.Option(help="region of the SQS queues")] = "eu-west-1",
-    snapshot_seconds: Annotated[float, typer.Option(help="how often state is saved")] = 2.0,
+    snapshot_seconds: Annotated[
+        float, typer.Option(help="how often state is saved with --snapshot-mode interval")
+    ] = 2.0,
+    snapshot_mode: Annotated[
+        SnapshotMode,
+        typer.Option(
+            help="commit: a change is answered once a snapshot holds it; interval: every --snapshot-seconds"
+        ),
+    ] = SnapshotMode.COMMIT,
 ) -> None:
     """Run the local AWS (moto server) with its state persisted under --state-dir."""
     _logging()
@@ -99,7 +108,7 @@ def moto(
     logging.getLogger(__name__).info("starting moto for %s on %s:%d", region, host, port)
     from partcheck.stack.motoserver import serve_moto
 
-    serve_moto(host, port, state_dir, region, snapshot_seconds)
+    serve_moto(host, port, state_dir, region, snapshot_seconds, snapshot_mode=snapshot_mode)
 
 
 def bootstrap() -> None:

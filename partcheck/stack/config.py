@@ -19,6 +19,7 @@ from partcheck.settings import (
     DEFAULT_UPLOADS_QUEUE,
     AwsSettings,
 )
+from partcheck.stack import SnapshotMode
 
 
 class StackSettings(AwsSettings):
@@ -36,7 +37,14 @@ class StackSettings(AwsSettings):
     host: str = Field(default="127.0.0.1", description="address the local services listen on")
     moto_port: int = Field(default=4566, ge=1, le=65535, description="local S3/SQS endpoint port")
     review_port: int = Field(default=8000, ge=1, le=65535, description="review service port")
-    snapshot_seconds: float = Field(default=2.0, gt=0, description="how often moto state is saved")
+    snapshot_mode: SnapshotMode = Field(
+        default=SnapshotMode.COMMIT,
+        description="`commit`: moto answers a change once it is on disk; `interval`: it saves every "
+        "`snapshot_seconds` and a crash loses what came in since",
+    )
+    snapshot_seconds: float = Field(
+        default=2.0, gt=0, description="how often moto state is saved with `snapshot_mode` `interval`"
+    )
     start_seconds: float = Field(
         default=30.0, gt=0, description="`up` gives up on a starting moto that shows no progress this long"
     )

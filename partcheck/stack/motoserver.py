@@ -8,9 +8,9 @@ import threading
 from pathlib import Path
 
 from partcheck.aws import AwsConfig, client
-from partcheck.stack import motopatch
+from partcheck.stack import SnapshotMode, motopatch
 from partcheck.stack.config import free_port
-from partcheck.stack.persist import Snapshotter, save_periodically
+from partcheck.stack.persist import Snapshotter, save_durably, save_periodically
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +22,13 @@ def serve_moto(
     region: str,
     snapshot_seconds: float,
     stop: threading.Event | None = None,
+    snapshot_mode: SnapshotMode = SnapshotMode.COMMIT,
 ) -> None:
-    """Run moto until SIGTERM/SIGINT (or `stop`), restoring state first and saving it last."""
+    """Run moto until SIGTERM/SIGINT (or `stop`), restoring state first and saving it last.
+
+    In `SnapshotMode.COMMIT` a request that changed state is answered only once a snapshot holds it; in
+    `INTERVAL` the state is saved every `snapshot_seconds` and requests are answered at once.
+    """
     from partcheck.stack.keepalive import Changes, MotoServer
 
     motopatch.apply()
@@ -39,14 +44,14 @@ def serve_moto(
         restored = snapshotter.restore(client("s3", aws), client("sqs", aws))
         staging.stop()
         log.info("restored %(objects)d objects and %(messages)d messages", restored)
-    changes = Changes()
+    changes = Changes(durable=snapshotter is not None and snapshot_mode == SnapshotMode.COMMIT)
     server = MotoServer(host, port, changes)
     server.start()
     endpoint = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104
     s3 = client("s3", AwsConfig(endpoint_url=endpoint, region=region))
     if snapshotter:
         saver = threading.Thread(
-            target=save_periodically,
+            target=save_durably if changes.durable else save_periodically,
             args=(snapshotter, s3, stop, snapshot_seconds, changes),
             daemon=True,
             name="snapshot",
@@ -54,10 +59,16 @@ def serve_moto(
         saver.start()
     print(f"moto listening on {endpoint}", flush=True)
     stop.wait()
-    if snapshotter:
-        saved = snapshotter.save(s3)
-        log.info("saved %(objects)d objects and %(messages)d messages", saved)
-    server.stop()
+    try:
+        if snapshotter:
+            seen = changes.count
+            saved = snapshotter.save(s3)
+            changes.saved(seen)
+            log.info("saved %(objects)d objects and %(messages)d messages", saved)
+    finally:
+        # Requests after the last snapshot get an error, not an answer that says they are stored.
+        changes.close()
+        server.stop()
 
 
 def _signal_event() -> threading.Event:

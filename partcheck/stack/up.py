@@ -258,6 +258,8 @@ def plan(settings: StackSettings, inbox: Path | None) -> list[Child]:
                 # The queues bootstrap creates live in settings.region; moto snapshots and restores them.
                 "--region",
                 settings.region,
+                "--snapshot-mode",
+                str(settings.snapshot_mode),
                 "--snapshot-seconds",
                 str(settings.snapshot_seconds),
             ),

@@ -124,3 +124,67 @@ def test_changes_count_the_requests_that_can_change_state_and_no_reads(moto):
         assert changes.count == 6
     finally:
         server.stop()
+
+
+def test_a_durable_change_is_answered_only_once_saved_and_a_read_at_once():
+    import threading
+
+    from partcheck.stack.keepalive import Changes, NotSaved
+
+    changes = Changes(durable=True)
+    app = changes.wrap(lambda environ, start_response: [b"done"])
+    answered: list[bytes] = []
+    put = threading.Thread(target=lambda: answered.extend(app({"REQUEST_METHOD": "PUT"}, None)))
+    put.start()
+    assert app({"REQUEST_METHOD": "GET"}, None) == [b"done"]  # reads never wait
+    put.join(timeout=0.3)
+    assert put.is_alive()  # changed, not yet saved: no answer
+    assert answered == []
+    changes.saved(changes.count)
+    put.join(timeout=5)
+    assert answered == [b"done"]
+
+    late = threading.Thread(target=lambda: answered.append(_raised(app, NotSaved)))
+    late.start()
+    late.join(timeout=0.3)
+    assert late.is_alive()
+    changes.close()  # the server stops before a snapshot held the change: an error, not an answer
+    late.join(timeout=5)
+    assert answered[-1] == b"NotSaved"
+
+
+def _raised(app, error):
+    try:
+        app({"REQUEST_METHOD": "PUT"}, None)
+    except error as exc:
+        return type(exc).__name__.encode()
+    return b"answered"
+
+
+@pytest.mark.parametrize(
+    ("environ", "waits"),
+    [
+        ({"REQUEST_METHOD": "PUT", "PATH_INFO": "/inbound/line-1/a.jpg"}, True),  # upload or copy
+        ({"REQUEST_METHOD": "PUT", "PATH_INFO": "/new-bucket"}, True),
+        ({"REQUEST_METHOD": "POST", "QUERY_STRING": "uploadId=abc"}, True),  # a multipart upload ends
+        ({"REQUEST_METHOD": "POST", "QUERY_STRING": "delete"}, False),  # DeleteObjects
+        ({"REQUEST_METHOD": "DELETE", "PATH_INFO": "/inbound/line-1/a.jpg"}, False),
+        ({"REQUEST_METHOD": "POST", "HTTP_X_AMZ_TARGET": "AmazonSQS.SendMessageBatch"}, False),
+        ({"REQUEST_METHOD": "POST", "HTTP_X_AMZ_TARGET": "AmazonSQS.DeleteMessage"}, False),
+    ],
+)
+def test_only_changes_that_bring_data_in_wait_to_be_saved(environ, waits):
+    import threading
+
+    from partcheck.stack.keepalive import Changes
+
+    changes = Changes(durable=True)
+    app = changes.wrap(lambda environ, start_response: [b""])
+    request = threading.Thread(target=app, args=(environ, None), daemon=True)
+    request.start()
+    request.join(timeout=0.3)
+    assert request.is_alive() == waits
+    assert changes.count == 1  # counted either way: the next snapshot saves it
+    changes.saved(1)
+    request.join(timeout=5)
+    assert not request.is_alive()

@@ -187,7 +187,7 @@ def test_restore_resends_the_event_of_an_inbound_object_whose_message_was_lost(m
     sqs.delete_message(QueueUrl=uploads, ReceiptHandle=events["line-1%2Fdead.jpg"]["ReceiptHandle"])
 
     # The router moves moved.jpg while a snapshot runs: after the inbound bucket was read, before the queues.
-    def router_moves(s3_client, bucket):
+    def router_moves(self, s3_client, bucket, moto_bucket):
         if bucket == inbound:
             s3.copy_object(
                 Bucket=settings.prediction_bucket,
@@ -197,10 +197,10 @@ def test_restore_resends_the_event_of_an_inbound_object_whose_message_was_lost(m
             s3.delete_object(Bucket=inbound, Key="line-1/moved.jpg")
             (m,) = sqs.receive_message(QueueUrl=predictions, WaitTimeSeconds=1)["Messages"]
             sqs.delete_message(QueueUrl=predictions, ReceiptHandle=m["ReceiptHandle"])
-        return original(s3_client, bucket)
+        return original(self, s3_client, bucket, moto_bucket)
 
     original = Snapshotter._notification
-    monkeypatch.setattr(Snapshotter, "_notification", staticmethod(router_moves))
+    monkeypatch.setattr(Snapshotter, "_notification", router_moves)
     Snapshotter(tmp_path, "eu-west-1").save(s3)
     monkeypatch.undo()
 
@@ -282,3 +282,52 @@ def test_a_snapshot_that_fills_half_its_interval_is_warned_about_once(caplog):
     assert len(warnings) == 1  # not once per snapshot
     assert "snapshot of 250000 objects took" in warnings[0]
     assert "deploy/README.md" in warnings[0]
+
+
+def test_durable_saving_groups_waiting_requests_and_retries_a_failed_snapshot():
+    import threading
+
+    from partcheck.stack.keepalive import Changes
+    from partcheck.stack.persist import save_durably
+
+    gate = threading.Event()
+
+    class Gated:
+        starts: list[int] = []
+        fail_next = True
+
+        def save(self, s3):
+            Gated.starts.append(changes.count)
+            if Gated.fail_next:  # the first snapshot fails: nobody may be answered by it
+                Gated.fail_next = False
+                raise OSError("disk full")
+            gate.wait(5)
+            return {"objects": 0, "messages": 0}
+
+    changes, stop = Changes(durable=True), threading.Event()
+    app = changes.wrap(lambda environ, start_response: [b""])
+    saver = threading.Thread(target=save_durably, args=(Gated(), None, stop, 60.0, changes), daemon=True)
+    saver.start()
+    done: list[float] = []
+    requests = [
+        threading.Thread(target=lambda: (app({"REQUEST_METHOD": "PUT"}, None), done.append(time.monotonic())))
+        for _ in range(6)
+    ]
+    try:
+        for r in requests:
+            r.start()
+        time.sleep(1.5)  # the failed snapshot, the 1 s pause, then a second one held at the gate
+        assert done == []
+        released = time.monotonic()
+        gate.set()
+        for r in requests:
+            r.join(timeout=5)
+        assert len(done) == 6
+        assert min(done) >= released
+        # Six requests, one failed snapshot and at most two good ones: they were saved together.
+        assert 2 <= len(Gated.starts) <= 3
+        assert Gated.starts[-1] == 6
+    finally:
+        stop.set()
+        gate.set()
+        saver.join(timeout=5)
