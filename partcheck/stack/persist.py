@@ -49,7 +49,7 @@ RETRY_FAILED_SAVE_S = 1.0  # a failed durable snapshot is tried again after this
 # A key object that has looked the same this long is past the request that made it (moto sets a copy's
 # metadata just after creating the key) and is no longer compared field by field.
 SETTLED_S = 10.0
-SLOW_COMMIT_S = 1.0  # a durable snapshot over this long is logged (at most once an hour): requests wait on it
+SLOW_COMMIT_S = 0.25  # a durable snapshot over this long is logged (at most once an hour): uploads wait on it
 
 
 @dataclass(frozen=True)

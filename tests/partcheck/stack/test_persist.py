@@ -331,3 +331,33 @@ def test_durable_saving_groups_waiting_requests_and_retries_a_failed_snapshot():
         stop.set()
         gate.set()
         saver.join(timeout=5)
+
+
+def test_a_slow_durable_snapshot_is_warned_about_once(caplog, monkeypatch):
+    import logging
+    import threading
+
+    from partcheck.stack import persist
+    from partcheck.stack.keepalive import Changes
+
+    monkeypatch.setattr(persist, "SLOW_COMMIT_S", 0.01)
+
+    class Slow:
+        def save(self, s3):
+            time.sleep(0.02)  # every upload waits this long
+            return {"objects": 90_000, "messages": 0}
+
+    changes, stop = Changes(durable=True), threading.Event()
+    app = changes.wrap(lambda environ, start_response: [b""])
+    args = (Slow(), None, stop, 60.0, changes)
+    saver = threading.Thread(target=persist.save_durably, args=args, daemon=True)
+    with caplog.at_level(logging.WARNING, logger="partcheck.stack.persist"):
+        saver.start()
+        for _ in range(4):
+            app({"REQUEST_METHOD": "PUT"}, None)  # answered only after a snapshot
+        stop.set()
+        saver.join(timeout=5)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1  # not once per snapshot
+    assert "snapshot of 90000 objects took" in warnings[0]
+    assert "deploy/README.md" in warnings[0]
