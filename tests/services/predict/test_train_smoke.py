@@ -158,8 +158,8 @@ def test_split_is_deterministic_and_by_file_name(data_dir: Path) -> None:
 
 
 def test_the_same_seed_on_the_same_machine_gives_the_same_model_bytes(data_dir: Path, tmp_path: Path) -> None:
-    # Across CPUs (AVX2 against AVX-512) float sums differ; on one machine with one thread count the
-    # augmentation, the batches and the arithmetic repeat, so a run can be reproduced to the byte.
+    # On one machine with one thread count the augmentation, the batches and the arithmetic repeat, so a
+    # run can be reproduced to the byte (across CPUs oneDNN may pick other kernels; not measured).
     pytest.importorskip("torch")
     from services.predict.train.config import TrainConfig
     from services.predict.train.trainer import train
