@@ -46,6 +46,7 @@ _QUEUE_ATTRIBUTES = (
 PROGRESS_SECONDS = 1.0  # how often a long restore says how far it got (`partcheck up` waits on that)
 SLOW_SNAPSHOT_WARN_EVERY_S = 3600.0  # a snapshot over half its interval is logged at most this often
 RETRY_FAILED_SAVE_S = 1.0  # a failed durable snapshot is tried again after this long; its requests wait
+FAILING_LOG_EVERY_S = 60.0  # while snapshots keep failing, one line this often
 # A key object that has looked the same this long is past the request that made it (moto sets a copy's
 # metadata just after creating the key) and is no longer compared field by field.
 SETTLED_S = 10.0
@@ -444,6 +445,7 @@ def save_durably(
     """
     saved = changes.count  # the state was just restored from (or is as empty as) what is on disk
     warned_at = -SLOW_SNAPSHOT_WARN_EVERY_S
+    failures, failing_logged = 0, 0.0
     while not stop.is_set():
         # Read before the save starts: every request counted so far has finished changing the state.
         seen = changes.wait_for_change(saved, timeout=every_s)
@@ -453,9 +455,19 @@ def save_durably(
             started = time.perf_counter()
             counts = snapshotter.save(s3)
         except Exception:  # the waiting requests stay unanswered (never falsely answered); try again
-            log.exception("snapshot failed; requests that changed state wait for the next one")
+            failures += 1
+            if failures == 1:
+                log.exception("snapshot failed; uploads and other changes wait unanswered until one succeeds")
+                failing_logged = time.monotonic()
+            elif time.monotonic() - failing_logged >= FAILING_LOG_EVERY_S:
+                # A full disk fails every second: one line a minute says it still does, not a traceback each.
+                log.error("snapshots still failing (%d attempts); changes wait unanswered", failures)
+                failing_logged = time.monotonic()
             stop.wait(RETRY_FAILED_SAVE_S)
             continue
+        if failures:
+            log.warning("snapshot succeeded after %d failed attempts; waiting changes answered", failures)
+            failures = 0
         changes.saved(seen)
         saved = seen
         took = time.perf_counter() - started

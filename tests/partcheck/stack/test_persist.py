@@ -284,7 +284,8 @@ def test_a_snapshot_that_fills_half_its_interval_is_warned_about_once(caplog):
     assert "deploy/README.md" in warnings[0]
 
 
-def test_durable_saving_groups_waiting_requests_and_retries_a_failed_snapshot():
+def test_durable_saving_groups_waiting_requests_and_retries_a_failed_snapshot(caplog):
+    import logging
     import threading
 
     from partcheck.stack.keepalive import Changes
@@ -331,6 +332,12 @@ def test_durable_saving_groups_waiting_requests_and_retries_a_failed_snapshot():
         stop.set()
         gate.set()
         saver.join(timeout=5)
+    # (The snapshot held at the gate is also logged as slow; that is another test's subject.)
+    logged = [(r.levelno, r.getMessage()) for r in caplog.records if "took" not in r.getMessage()]
+    assert logged == [
+        (logging.ERROR, "snapshot failed; uploads and other changes wait unanswered until one succeeds"),
+        (logging.WARNING, "snapshot succeeded after 1 failed attempts; waiting changes answered"),
+    ]
 
 
 def test_a_slow_durable_snapshot_is_warned_about_once(caplog, monkeypatch):
