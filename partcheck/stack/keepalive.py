@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import threading
+import time
 from typing import Any
 
 from moto.moto_server.werkzeug_app import (
@@ -195,6 +197,10 @@ def _brings_data_in(environ: dict[str, Any]) -> bool:
     return not (method == "POST" and "delete" in query.split("&"))  # DeleteObjects: a batch delete
 
 
+# Not an S3 or SQS route: moto serves /moto-api/ itself, and no bucket can be named by a request there.
+HEALTH_PATH = "/moto-api/partcheck/health"
+
+
 class NotSaved(RuntimeError):
     """The server stopped before a snapshot held this request's change: it was not acknowledged."""
 
@@ -210,8 +216,10 @@ class Changes:
     before the saver's interval: at the pipeline's pace they were half of all snapshots.
     """
 
-    def __init__(self, durable: bool = False) -> None:
+    def __init__(self, durable: bool = False, persisted: bool | None = None) -> None:
         self.durable = durable
+        self.persisted = durable if persisted is None else persisted  # a saver records to disk
+        self._failing: tuple[float, str] | None = None  # since (monotonic), the last error
         self._count = 0
         self._saved = 0
         self._awaited = 0  # the newest change a request waits to see saved
@@ -230,6 +238,30 @@ class Changes:
             if upto > self._saved:
                 self._saved = upto
                 self._cond.notify_all()
+
+    def snapshot_failed(self, error: str) -> None:
+        """Record a failed snapshot: health answers 503 until one succeeds."""
+        with self._cond:
+            since = self._failing[0] if self._failing else time.monotonic()
+            self._failing = (since, error)
+
+    def snapshot_succeeded(self) -> None:
+        """Record a snapshot on disk: health is good again."""
+        with self._cond:
+            self._failing = None
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """HTTP status and body of `HEALTH_PATH`: 503 while snapshots fail, when changes cannot be stored."""
+        with self._cond:
+            failing, waiting = self._failing, self._count - self._saved
+        if not self.persisted:
+            return 200, {"snapshots": "off"}
+        if failing is not None:
+            since, error = failing
+            failing_for = round(time.monotonic() - since, 1)
+            body = {"snapshots": "failing", "failing_for_s": failing_for, "error": error}
+            return 503, {**body, "changes_not_saved": waiting}
+        return 200, {"snapshots": "ok", "changes_not_saved": waiting}
 
     def close(self) -> None:
         """Stop waiting: requests not yet saved get an error instead of an answer that would be untrue."""
@@ -263,6 +295,15 @@ class Changes:
         """The WSGI app, counting each request that may change state once it has been handled."""
 
         def counted(environ: dict[str, Any], start_response: Any) -> Any:
+            if environ.get("PATH_INFO") == HEALTH_PATH and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+                code, body = self.health()
+                data = json.dumps(body).encode()
+                reason = "OK" if code == 200 else "Service Unavailable"
+                start_response(
+                    f"{code} {reason}",
+                    [("Content-Type", "application/json"), ("Content-Length", str(len(data)))],
+                )
+                return [data]
             mutating = environ.get("REQUEST_METHOD") not in ("GET", "HEAD") and (
                 environ.get("HTTP_X_AMZ_TARGET") not in _SQS_READS
             )

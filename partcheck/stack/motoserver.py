@@ -44,7 +44,10 @@ def serve_moto(
         restored = snapshotter.restore(client("s3", aws), client("sqs", aws))
         staging.stop()
         log.info("restored %(objects)d objects and %(messages)d messages", restored)
-    changes = Changes(durable=snapshotter is not None and snapshot_mode == SnapshotMode.COMMIT)
+    changes = Changes(
+        durable=snapshotter is not None and snapshot_mode == SnapshotMode.COMMIT,
+        persisted=snapshotter is not None,
+    )
     server = MotoServer(host, port, changes)
     server.start()
     endpoint = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104

@@ -416,6 +416,9 @@ def save_periodically(
             started = time.perf_counter()
             counts = snapshotter.save(s3)
             saved = seen
+            if changes is not None:
+                changes.snapshot_succeeded()
+                changes.saved(seen if seen is not None else 0)
             took = time.perf_counter() - started
             log.debug("snapshot in %.0f ms", took * 1000)
             if took > every_s / 2 and started - warned_at >= SLOW_SNAPSHOT_WARN_EVERY_S:
@@ -430,7 +433,9 @@ def save_periodically(
                     took,
                     every_s,
                 )
-        except Exception:  # a failed snapshot must not stop the server; the next one retries
+        except Exception as exc:  # a failed snapshot must not stop the server; the next one retries
+            if changes is not None:
+                changes.snapshot_failed(f"{type(exc).__name__}: {exc}")
             log.exception("snapshot failed")
 
 
@@ -454,7 +459,8 @@ def save_durably(
         try:
             started = time.perf_counter()
             counts = snapshotter.save(s3)
-        except Exception:  # the waiting requests stay unanswered (never falsely answered); try again
+        except Exception as exc:  # the waiting requests stay unanswered (never falsely answered); try again
+            changes.snapshot_failed(f"{type(exc).__name__}: {exc}")
             failures += 1
             if failures == 1:
                 log.exception("snapshot failed; uploads and other changes wait unanswered until one succeeds")
@@ -468,6 +474,7 @@ def save_durably(
         if failures:
             log.warning("snapshot succeeded after %d failed attempts; waiting changes answered", failures)
             failures = 0
+        changes.snapshot_succeeded()
         changes.saved(seen)
         saved = seen
         took = time.perf_counter() - started

@@ -3,6 +3,7 @@
 import http.client
 import socket
 
+import httpx
 import pytest
 
 from partcheck.aws import AwsConfig, client
@@ -188,3 +189,30 @@ def test_only_changes_that_bring_data_in_wait_to_be_saved(environ, waits):
     changes.saved(1)
     request.join(timeout=5)
     assert not request.is_alive()
+
+
+def test_health_says_whether_changes_can_be_stored(moto):
+    from partcheck.stack.config import free_port
+    from partcheck.stack.keepalive import HEALTH_PATH, Changes, MotoServer
+
+    plain = Changes()
+    assert plain.health() == (200, {"snapshots": "off"})  # a server without a state folder
+
+    changes = Changes(persisted=True)
+    port = free_port()
+    server = MotoServer("127.0.0.1", port, changes)
+    server.start()
+    try:
+        url = f"http://127.0.0.1:{port}{HEALTH_PATH}"
+        r = httpx.get(url)
+        assert r.status_code == 200
+        assert r.json() == {"snapshots": "ok", "changes_not_saved": 0}
+        changes.snapshot_failed("OSError: [Errno 28] No space left on device")
+        r = httpx.get(url)
+        assert r.status_code == 503  # docker compose then shows moto unhealthy
+        assert r.json()["error"] == "OSError: [Errno 28] No space left on device"
+        changes.snapshot_succeeded()
+        assert httpx.get(url).status_code == 200
+        assert changes.count == 0  # a health check changes nothing a snapshot keeps
+    finally:
+        server.stop()

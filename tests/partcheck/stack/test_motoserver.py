@@ -8,10 +8,12 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from partcheck.aws import AwsConfig, client
 from partcheck.stack.config import LOCAL_CREDENTIALS, free_port
+from partcheck.stack.keepalive import HEALTH_PATH
 
 pytestmark = pytest.mark.e2e
 
@@ -49,6 +51,9 @@ def _after_crash(tmp_path: Path, mode: str) -> list[str]:
     aws = AwsConfig(endpoint_url=f"http://127.0.0.1:{port}", region="eu-west-1")
     proc = _start(state, port, mode)
     try:
+        # The compose health check's URL: this server keeps its state on disk, and can.
+        health = httpx.get(f"http://127.0.0.1:{port}{HEALTH_PATH}", timeout=10)
+        assert (health.status_code, health.json()["snapshots"]) == (200, "ok")
         s3 = client("s3", aws)
         s3.create_bucket(Bucket="crash", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
         s3.put_object(Bucket="crash", Key="line-1/part.png", Body=b"photo bytes")

@@ -319,10 +319,15 @@ def test_durable_saving_groups_waiting_requests_and_retries_a_failed_snapshot(ca
             r.start()
         time.sleep(1.5)  # the failed snapshot, the 1 s pause, then a second one held at the gate
         assert done == []
+        code, body = changes.health()
+        assert code == 503
+        assert body["error"] == "OSError: disk full"
+        assert body["changes_not_saved"] == 6
         released = time.monotonic()
         gate.set()
         for r in requests:
             r.join(timeout=5)
+        assert changes.health() == (200, {"snapshots": "ok", "changes_not_saved": 0})
         assert len(done) == 6
         assert min(done) >= released
         # Six requests, one failed snapshot and at most two good ones: they were saved together.
