@@ -209,7 +209,7 @@ class Changes:
     """Counts the requests that may have changed moto's state, so an idle server need not be saved.
 
     With `durable`, a request that brings data in (`_brings_data_in`: an object written or copied, a
-    bucket or queue created) is answered only once a snapshot that began after it was handled is on disk
+    bucket created or configured) is answered only once a snapshot that began after it was handled is on disk
     (group commit: every request that arrived while one snapshot ran waits for the next one together),
     so what a client was told is stored survives a crash of the server, not only a Ctrl-C. Deletions
     and queue traffic go into the next snapshot without waiting for it, and start none of their own

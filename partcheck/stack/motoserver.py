@@ -26,8 +26,9 @@ def serve_moto(
 ) -> None:
     """Run moto until SIGTERM/SIGINT (or `stop`), restoring state first and saving it last.
 
-    In `SnapshotMode.COMMIT` a request that changed state is answered only once a snapshot holds it; in
-    `INTERVAL` the state is saved every `snapshot_seconds` and requests are answered at once.
+    In `SnapshotMode.COMMIT` a request that brings data in (an object written or copied) is answered only
+    once a snapshot holds it; in `INTERVAL` the state is saved every `snapshot_seconds` and requests are
+    answered at once.
     """
     from partcheck.stack.keepalive import Changes, MotoServer
 

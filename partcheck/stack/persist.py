@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,8 +47,8 @@ PROGRESS_SECONDS = 1.0  # how often a long restore says how far it got (`partche
 SLOW_SNAPSHOT_WARN_EVERY_S = 3600.0  # a snapshot over half its interval is logged at most this often
 RETRY_FAILED_SAVE_S = 1.0  # a failed durable snapshot is tried again after this long; its requests wait
 FAILING_LOG_EVERY_S = 60.0  # while snapshots keep failing, one line this often
-# A key object that has looked the same this long is past the request that made it (moto sets a copy's
-# metadata just after creating the key) and is no longer compared field by field.
+# A key object found looking the same this long after it was first seen is past the request that made it
+# (moto sets a copy's metadata just after creating the key) and is no longer compared field by field.
 SETTLED_S = 10.0
 SLOW_COMMIT_S = 0.25  # a durable snapshot over this long is logged (at most once an hour): uploads wait on it
 
@@ -62,6 +62,8 @@ class _Entry:
     json: str
     blob: str
     since: float  # monotonic time it was first seen looking like this
+    # Seen looking the same again SETTLED_S or more after `since`: past the request that made it.
+    settled: bool = False
 
 
 class Snapshotter:
@@ -112,8 +114,8 @@ class Snapshotter:
                 for key_name, versions in list(dict.items(bucket.keys)):
                     key = versions[-1] if versions else None
                     cached = before.get(key_name)
-                    if cached is not None and cached.key is key and now - cached.since > SETTLED_S:
-                        # The same key object, unchanged for a while: nothing in it can change any more.
+                    if cached is not None and cached.settled and cached.key is key:
+                        # The same key object, settled: nothing in it changes any more.
                         kept[key_name] = cached
                         referenced.add(cached.blob)
                         objects.append(cached.json)
@@ -127,6 +129,10 @@ class Snapshotter:
                     looks = (key.etag, key.size, key.last_modified, tuple(meta.items()))
                     if cached is None or cached.key is not key or cached.looks != looks:
                         cached = self._entry(key_name, key, looks, now)
+                    elif now - cached.since >= SETTLED_S:
+                        # Compared, not assumed: a save long after one that caught the key mid-request
+                        # (a slow interval, failing saves) still finds the metadata set since.
+                        cached = replace(cached, settled=True)
                     kept[key_name] = cached
                     referenced.add(cached.blob)
                     objects.append(cached.json)
