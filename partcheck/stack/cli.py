@@ -84,6 +84,14 @@ def status(
         table.add_row(name, str(doc[name]))
     for name, q in doc["queues"].items():
         table.add_row(f"queue {name}", f"{q['visible']} visible, {q['in_flight']} in flight")
+    storage = doc["storage"]
+    if storage["snapshots"] == "failing":
+        shown = f"[red]FAILING for {storage['failing_for_s']} s: {storage['error']}[/red]"
+    elif storage["snapshots"] == "ok":
+        shown = f"ok, {storage['changes_not_saved']} changes not yet on disk"
+    else:
+        shown = str(storage["snapshots"])
+    table.add_row("moto snapshots", shown)
     Console().print(table)
 
 

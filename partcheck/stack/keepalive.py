@@ -27,6 +27,8 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.exceptions import InternalServerError
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from partcheck.stack import HEALTH_PATH
+
 
 class _BoundedBody(io.RawIOBase):
     """The request body: at most Content-Length bytes of the socket stream, counted."""
@@ -195,10 +197,6 @@ def _brings_data_in(environ: dict[str, Any]) -> bool:
         return False
     query = str(environ.get("QUERY_STRING", ""))
     return not (method == "POST" and "delete" in query.split("&"))  # DeleteObjects: a batch delete
-
-
-# Not an S3 or SQS route: moto serves /moto-api/ itself, and no bucket can be named by a request there.
-HEALTH_PATH = "/moto-api/partcheck/health"
 
 
 class NotSaved(RuntimeError):

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import httpx
+
 from partcheck.aws import aws_errors
 from partcheck.layout import Route
+from partcheck.stack import HEALTH_PATH
 from partcheck.stack.bootstrap import DLQ_SUFFIX
 from partcheck.stack.config import StackSettings
 from partcheck.storage import ObjectStore, Queue
@@ -13,6 +16,15 @@ from partcheck.storage import ObjectStore, Queue
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
+
+
+def snapshot_health(endpoint: str) -> dict[str, Any]:
+    """What the local AWS says of its snapshots (`HEALTH_PATH`); `unknown` from any other endpoint."""
+    try:
+        body = httpx.get(endpoint.rstrip("/") + HEALTH_PATH, timeout=3.0).json()
+    except (httpx.HTTPError, ValueError):
+        return {"snapshots": "unknown"}
+    return body if isinstance(body, dict) and "snapshots" in body else {"snapshots": "unknown"}
 
 
 def stack_status(
@@ -36,6 +48,8 @@ def stack_status(
         **counts,
         "inbound": inbound,
         "queues": queues,
+        # A full disk makes moto hold uploads unanswered in commit mode: status says why.
+        "storage": snapshot_health(settings.local_endpoint),
         "endpoints": {"s3": settings.local_endpoint, "sqs": settings.local_endpoint, "review": review_url},
         "buckets": {"inbound": settings.inbound_bucket, "prediction": settings.prediction_bucket},
     }

@@ -82,6 +82,7 @@ def test_status_reads_the_state_folder_from_the_environment(moto, tmp_path, monk
     doc = json.loads(result.output)
     assert doc["buckets"] == {"inbound": "other-inbound", "prediction": "other-sorted"}
     assert doc["endpoints"]["s3"] == moto
+    assert doc["storage"] == {"snapshots": "unknown"}  # the tests' moto keeps no state on disk
 
 
 @pytest.mark.unit

@@ -192,8 +192,9 @@ def test_only_changes_that_bring_data_in_wait_to_be_saved(environ, waits):
 
 
 def test_health_says_whether_changes_can_be_stored(moto):
+    from partcheck.stack import HEALTH_PATH
     from partcheck.stack.config import free_port
-    from partcheck.stack.keepalive import HEALTH_PATH, Changes, MotoServer
+    from partcheck.stack.keepalive import Changes, MotoServer
 
     plain = Changes()
     assert plain.health() == (200, {"snapshots": "off"})  # a server without a state folder

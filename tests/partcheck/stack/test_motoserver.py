@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from partcheck.aws import AwsConfig, client
+from partcheck.stack import HEALTH_PATH
 from partcheck.stack.config import LOCAL_CREDENTIALS, free_port
-from partcheck.stack.keepalive import HEALTH_PATH
 
 pytestmark = pytest.mark.e2e
 

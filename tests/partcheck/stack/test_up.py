@@ -97,6 +97,7 @@ def test_inbox_to_sorted_and_restart_keeps_everything(tmp_path, sample_images):
         _wait(all_sorted, 120, "six images to be sorted")
         before = _status(tmp_path)
         assert before["rejected"] == 0
+        assert before["storage"]["snapshots"] == "ok"  # `partcheck up` runs moto with a state folder
         assert before["endpoints"]["review"] == f"http://127.0.0.1:{review_port}"
         assert set(before["queues"]) == {
             "partcheck-uploads",
