@@ -80,3 +80,55 @@ def test_in_interval_mode_a_kill_loses_what_came_since_the_last_snapshot(tmp_pat
     # The same requests with a 600 s interval: nothing was saved before the kill. This is what the
     # commit mode is for, and shows the test above can fail.
     assert _after_crash(tmp_path, "interval") == []
+
+
+def test_every_answered_upload_of_a_busy_server_survives_a_kill(tmp_path):
+    import hashlib
+    import os
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    state, port = tmp_path / "moto", free_port()
+    # One attempt per upload: an answer is the server's word, never a retry's.
+    aws = AwsConfig(endpoint_url=f"http://127.0.0.1:{port}", region="eu-west-1", max_attempts=0)
+    proc = _start(state, port, "commit")
+    answered: dict[str, str] = {}
+    lock = threading.Lock()
+    try:
+        s3 = client("s3", aws)
+        s3.create_bucket(Bucket="busy", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        until = time.monotonic() + 1.5
+
+        def upload(thread: int) -> None:
+            for i in range(100_000):
+                if time.monotonic() > until:
+                    return
+                body = os.urandom(2000)
+                try:
+                    s3.put_object(Bucket="busy", Key=f"t{thread}/{i}", Body=body)
+                except Exception:  # the kill: what had no answer may or may not be stored
+                    return
+                with lock:
+                    answered[f"t{thread}/{i}"] = hashlib.md5(body).hexdigest()  # noqa: S324 - S3's ETag
+
+        with ThreadPoolExecutor(8) as pool:
+            for thread in range(8):
+                pool.submit(upload, thread)
+            time.sleep(1.0)
+            _kill(proc)  # mid-stream: uploads in flight, snapshots being written
+    finally:
+        if proc.poll() is None:
+            _kill(proc)
+    assert len(answered) > 50  # the server was busy when it died
+    proc = _start(state, port, "commit")
+    try:
+        s3 = client("s3", aws)
+        stored = {
+            o["Key"]: o["ETag"].strip('"')
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket="busy")
+            for o in page.get("Contents", [])
+        }
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert {k: stored.get(k) for k in answered} == answered
