@@ -76,7 +76,7 @@ class Snapshotter:
         self.region = region
         self._known_blobs: set[str] = set()
         self._ready = False  # the blobs folder exists and `_known_blobs` lists it
-        self._wrote_blobs = False
+        self._wrote_blobs = False  # bodies written whose names the blobs folder has not fsynced yet
         # bucket -> key -> its entry in the last manifest. Saving after every round of requests
         # (SnapshotMode.COMMIT) re-serialised every object each time, under the interpreter lock the
         # requests need: at 1,500 objects 16 ms a save, and the pipeline bench's bursts fell from ~125 to
@@ -99,7 +99,6 @@ class Snapshotter:
                 self.blobs.mkdir(parents=True, exist_ok=True)
                 self._known_blobs = self._list_blobs()
                 self._ready = True
-            self._wrote_blobs = False
             buckets: list[str] = []
             referenced: set[str] = set()
             entries: dict[str, dict[str, _Entry]] = {}
@@ -169,6 +168,8 @@ class Snapshotter:
             manifest = f'{head[:-1]}, "buckets": [{", ".join(buckets)}], "queues": {json.dumps(queues)}}}'
             if self._wrote_blobs:
                 _fsync_dir(self.blobs)  # their names too, before a manifest names them
+                # Only now: blobs written by a save that failed afterwards still need it.
+                self._wrote_blobs = False
             _write_atomic(self.manifest_path, manifest.encode())
             _fsync_dir(self.dir)  # the rename: until then a power cut could bring the old manifest back
             # Only after the new manifest is on disk: until then the previous one may still name them.
