@@ -101,12 +101,14 @@ def moto(
     state_dir: Annotated[Path | None, typer.Option(help="keep state here across restarts")] = None,
     region: Annotated[str, typer.Option(help="region of the SQS queues")] = "eu-west-1",
     snapshot_seconds: Annotated[
-        float, typer.Option(help="how often state is saved with --snapshot-mode interval")
+        float,
+        typer.Option(help="interval: how often state is saved; commit: the longest a deletion waits for one"),
     ] = 2.0,
     snapshot_mode: Annotated[
         SnapshotMode,
         typer.Option(
-            help="commit: a change is answered once a snapshot holds it; interval: every --snapshot-seconds"
+            help="commit: an upload or copy is answered once a snapshot holds it; interval: every "
+            "--snapshot-seconds"
         ),
     ] = SnapshotMode.COMMIT,
 ) -> None:

@@ -39,11 +39,14 @@ class StackSettings(AwsSettings):
     review_port: int = Field(default=8000, ge=1, le=65535, description="review service port")
     snapshot_mode: SnapshotMode = Field(
         default=SnapshotMode.COMMIT,
-        description="`commit`: moto answers a change once it is on disk; `interval`: it saves every "
-        "`snapshot_seconds` and a crash loses what came in since",
+        description="`commit`: moto answers an upload or copy once it is on disk; `interval`: it saves "
+        "every `snapshot_seconds` and a crash loses what came in since",
     )
     snapshot_seconds: float = Field(
-        default=2.0, gt=0, description="how often moto state is saved with `snapshot_mode` `interval`"
+        default=2.0,
+        gt=0,
+        description="`interval`: how often moto state is saved; `commit`: how long a deletion or queue "
+        "message waits for a snapshot when nothing else starts one",
     )
     start_seconds: float = Field(
         default=30.0, gt=0, description="`up` gives up on a starting moto that shows no progress this long"
