@@ -237,11 +237,11 @@ class Changes:
                 self._saved = upto
                 self._cond.notify_all()
 
-    def snapshot_failed(self, error: str) -> None:
-        """Record a failed snapshot: health answers 503 until one succeeds."""
+    def snapshot_failed(self, error: BaseException) -> None:
+        """Record a failed snapshot: health answers 503, naming `error`, until one succeeds."""
         with self._cond:
             since = self._failing[0] if self._failing else time.monotonic()
-            self._failing = (since, error)
+            self._failing = (since, f"{type(error).__name__}: {error}")
 
     def snapshot_succeeded(self) -> None:
         """Record a snapshot on disk: health is good again."""

@@ -208,7 +208,7 @@ def test_health_says_whether_changes_can_be_stored(moto):
         r = httpx.get(url)
         assert r.status_code == 200
         assert r.json() == {"snapshots": "ok", "changes_not_saved": 0}
-        changes.snapshot_failed("OSError: [Errno 28] No space left on device")
+        changes.snapshot_failed(OSError(28, "No space left on device"))
         r = httpx.get(url)
         assert r.status_code == 503  # docker compose then shows moto unhealthy
         assert r.json()["error"] == "OSError: [Errno 28] No space left on device"
