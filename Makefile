@@ -12,7 +12,7 @@ CHROMIUM ?= /usr/bin/chromium
 PYTEST_ARGS ?=
 
 
-.PHONY: help install run test test-python test-frontend lint lint-deploy bench eb-bundle train clean chromium frontend-build
+.PHONY: help install run test test-python test-frontend lint lint-deploy bench eb-bundle train audit-data clean chromium frontend-build
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -68,6 +68,9 @@ eb-bundle: install ## Zip the review app for Elastic Beanstalk
 
 train: $(STAMP) ## Train the model from scratch on ../shared/data/casting/train
 	$(BIN)/partcheck train --data ../shared/data/casting/train --out models/
+
+audit-data: $(STAMP) ## Find photos filed under both labels, and copies across the split (~7 min)
+	$(BIN)/partcheck audit-data --data ../shared/data/casting/train
 
 clean: ## Remove build output (keeps .partcheck state)
 	rm -rf frontend/dist build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -8,7 +8,7 @@ from agent.cli import app as agent_app
 from partcheck.cost import cost
 from partcheck.errors import PartcheckError
 from partcheck.stack.cli import bootstrap, moto, serve, status, up
-from services.predict.cli import check_model, evaluate, predict, train
+from services.predict.cli import audit_data, check_model, evaluate, predict, train
 from services.review.cli import users_app
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app.command()(predict)
 app.command()(train)
 app.command("check-model")(check_model)
 app.command()(evaluate)
+app.command("audit-data")(audit_data)
 app.command()(cost)
 app.add_typer(agent_app, name="agent")
 app.add_typer(users_app, name="users")

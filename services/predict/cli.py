@@ -1,4 +1,4 @@
-"""`partcheck predict`, `train`, `check-model` and `evaluate` (heavy imports stay inside the commands)."""
+"""`partcheck predict`, `train`, `check-model`, `evaluate` and `audit-data` (heavy imports stay inside)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from services.predict.train.config import TrainConfig
+from services.predict.train.config import AUDIT_SAME, TrainConfig
 
 DEFAULT_DATA = Path("../shared/data/casting/train")
 # The training defaults live in one place; the config module is plain data, so importing it is cheap.
@@ -358,3 +358,51 @@ def evaluate(
         sys.stdout.write(format_text(result))
         if band is not None:
             sys.stdout.write(format_band(band))
+
+
+def audit_data(
+    data: Annotated[Path, typer.Option(help="folder with def_front/ and ok_front/")] = DEFAULT_DATA,
+    val_fraction: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="the training split's validation share")
+    ] = _T.val_fraction,
+    same: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="share of fine detail at which two files are one photo")
+    ] = AUDIT_SAME,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    fail_on_conflicts: Annotated[
+        bool, typer.Option(help="exit 1 when a photo is filed under both labels")
+    ] = False,
+) -> None:
+    """Find one photo filed under both labels, and validation photos with a copy in training."""
+    from partcheck.errors import InvalidInput
+    from services.predict.train.audit import audit
+    from services.predict.train.data import list_items
+
+    def progress(done: int, total: int) -> None:
+        if done and done % 1000 == 0:
+            typer.echo(f"{done}/{total} photos", err=True)
+
+    try:
+        items = list_items(data)
+        found = audit(items, lambda it: str(it.path.relative_to(data)), val_fraction, same, progress=progress)
+    except InvalidInput as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        typer.echo(json.dumps(found.summary()))
+    else:
+        typer.echo(
+            f"{found.photos} photos, {found.pairs_verified} candidate pairs verified "
+            f"(one photo at an aligned correlation >= {found.same})"
+        )
+        typer.echo(
+            f"filed under both labels: {len(found.conflicts)} pairs, {len(found.conflict_photos)} photos"
+        )
+        for c in sorted(found.conflicts, key=lambda c: -c.corr)[:20]:
+            typer.echo(f"  {c.a}  =  {c.b}  ({c.corr:.3f})")
+        if len(found.conflicts) > 20:
+            typer.echo(f"  ... {len(found.conflicts) - 20} more (--json lists all)")
+        typer.echo(
+            f"validation photos with a copy in training: {len(found.across_split)} of {found.validation}"
+        )
+    if fail_on_conflicts and found.conflicts:
+        raise typer.Exit(1)

@@ -11,6 +11,8 @@ from pathlib import Path
 PIT_DEPTH = (0.10, 0.35)
 
 MODEL_NAME = "partcheck-defect"
+# `partcheck audit-data`: the share of fine detail at which two files are one photo (see train/audit.py).
+AUDIT_SAME = 0.6
 
 
 @dataclass

@@ -1,0 +1,137 @@
+"""The data audit: one photo filed under both labels, and copies across the train/validation split."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from partcheck.cli import app
+from services.predict.train.audit import SAME, audit, nearest, same_photo, signature
+from services.predict.train.data import is_validation, list_items
+
+pytestmark = pytest.mark.unit
+
+SAMPLES = Path(__file__).resolve().parents[3] / "samples"
+runner = CliRunner()
+
+
+def sample(name: str) -> Image.Image:
+    return Image.open(SAMPLES / name).convert("L")
+
+
+def copy_of(img: Image.Image, angle: float, mirrored: bool) -> bytes:
+    """What an augmenting data set author makes: the photo turned, maybe mirrored, saved again as JPEG."""
+    turned = (img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if mirrored else img).rotate(
+        angle, resample=Image.Resampling.BILINEAR
+    )
+    out = io.BytesIO()
+    turned.save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+def test_signature_is_the_same_for_the_photo_turned_or_mirrored() -> None:
+    img = sample("cast_def_0_0.jpeg")
+    base = signature(img)
+    assert np.allclose(signature(img.transpose(Image.Transpose.ROTATE_90)), base)
+    assert np.allclose(signature(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)), base)
+    assert not np.allclose(signature(sample("cast_ok_0_1002.jpeg")), base, atol=1.0)
+
+
+@pytest.mark.parametrize(("angle", "mirrored"), [(100.5, True), (37.0, False), (0.0, False)])
+def test_a_turned_mirrored_reencoded_copy_is_one_photo(angle: float, mirrored: bool) -> None:
+    img = sample("cast_ok_0_1002.jpeg")
+    copy = Image.open(io.BytesIO(copy_of(img, angle, mirrored))).convert("L")
+    assert same_photo(img, copy) >= SAME
+    assert same_photo(copy, img) >= SAME
+
+
+def test_photos_of_two_castings_are_not_one_photo() -> None:
+    a, b = sample("cast_def_0_0.jpeg"), sample("cast_ok_0_1002.jpeg")
+    assert same_photo(a, b) < 0.4
+    # One pose and one lighting, two castings: whole photos correlate highly, their detail does not.
+    assert same_photo(sample("cast_ok_0_1005.jpeg"), sample("cast_ok_0_1002.jpeg")) < SAME
+
+
+def test_a_flat_frame_is_a_copy_of_nothing() -> None:
+    flat = Image.new("L", (300, 300), 128)
+    assert same_photo(flat, sample("cast_def_0_0.jpeg")) < SAME
+    assert same_photo(sample("cast_def_0_0.jpeg"), flat) < SAME
+
+
+def test_nearest_in_blocks_equals_the_brute_force_answer() -> None:
+    rng = np.random.default_rng(0)
+    sig = rng.normal(size=(700, 12))  # more rows than one block
+    d = ((sig[:, None] - sig[None]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    assert np.array_equal(nearest(sig, 4), np.argsort(d, axis=1)[:, :4])
+    assert nearest(sig[:3], 10).shape == (3, 2)
+
+
+def _name_on_side(stem: str, validation: bool) -> str:
+    """A file name the 0.2 split puts on the given side."""
+    return next(n for k in range(1000) if is_validation(Path(n := f"{stem}_{k}.jpeg"), 0.2) == validation)
+
+
+CONFLICT = f"def_front/{_name_on_side('from_ok', validation=False)}"
+VAL_COPY = f"def_front/{_name_on_side('dup', validation=True)}"
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("audit")
+    (root / "def_front").mkdir()
+    (root / "ok_front").mkdir()
+    for name in ("cast_def_0_0.jpeg", "cast_def_0_1000.jpeg"):
+        shutil.copy(SAMPLES / name, root / "def_front" / name)
+    for name in ("cast_ok_0_1002.jpeg", "cast_ok_0_1005.jpeg"):
+        shutil.copy(SAMPLES / name, root / "ok_front" / name)
+    # An ok photo, turned and mirrored, filed as a defect (both on the training side of the split).
+    assert not is_validation(Path("cast_ok_0_1002.jpeg"), 0.2)
+    (root / CONFLICT).write_bytes(copy_of(sample("cast_ok_0_1002.jpeg"), 71.5, True))
+    # A training defect's copy under a name the split puts in validation.
+    assert not is_validation(Path("cast_def_0_1000.jpeg"), 0.2)
+    (root / VAL_COPY).write_bytes(copy_of(sample("cast_def_0_1000.jpeg"), 200.0, False))
+    return root
+
+
+def test_audit_finds_the_photo_under_both_labels_and_the_copy_across_the_split(folder: Path) -> None:
+    found = audit(list_items(folder), lambda it: str(it.path.relative_to(folder)), 0.2)
+    assert [(c.a, c.b) for c in found.conflicts] == [(CONFLICT, "ok_front/cast_ok_0_1002.jpeg")]
+    assert found.conflict_photos == [CONFLICT, "ok_front/cast_ok_0_1002.jpeg"]
+    assert [(c.a, c.b) for c in found.across_split] == [(VAL_COPY, "def_front/cast_def_0_1000.jpeg")]
+    assert found.photos == 6
+    assert found.validation == 1
+    assert len(found.scores) == found.pairs_verified
+    summary = found.summary()
+    assert sum(summary["score_histogram"].values()) == found.pairs_verified  # type: ignore[attr-defined]
+
+
+def test_cli_json_and_exit_code_on_conflicts(folder: Path) -> None:
+    result = runner.invoke(app, ["audit-data", "--data", str(folder), "--json", "--fail-on-conflicts"])
+    assert result.exit_code == 1, result.output
+    out = json.loads(result.stdout)
+    assert [(c["a"], c["b"]) for c in out["conflicts"]] == [(CONFLICT, "ok_front/cast_ok_0_1002.jpeg")]
+    assert out["validation_with_copy_in_training"] == 1
+    text = runner.invoke(app, ["audit-data", "--data", str(folder)])
+    assert text.exit_code == 0, text.output
+    assert f"{CONFLICT}  =  ok_front/cast_ok_0_1002.jpeg" in text.stdout
+    assert "filed under both labels: 1 pairs, 2 photos" in text.stdout
+
+
+def test_cli_names_an_unreadable_photo_and_a_missing_folder(tmp_path: Path) -> None:
+    (tmp_path / "ok_front").mkdir()
+    shutil.copy(SAMPLES / "cast_ok_0_1002.jpeg", tmp_path / "ok_front")
+    (tmp_path / "ok_front" / "broken.jpeg").write_bytes(b"not a jpeg")
+    result = runner.invoke(app, ["audit-data", "--data", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "broken.jpeg cannot be read as an image" in result.output
+    missing = runner.invoke(app, ["audit-data", "--data", str(tmp_path / "nope")])
+    assert missing.exit_code == 2
+    assert "is not a directory" in missing.output
