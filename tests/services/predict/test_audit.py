@@ -135,3 +135,15 @@ def test_cli_names_an_unreadable_photo_and_a_missing_folder(tmp_path: Path) -> N
     missing = runner.invoke(app, ["audit-data", "--data", str(tmp_path / "nope")])
     assert missing.exit_code == 2
     assert "is not a directory" in missing.output
+
+
+def test_a_copy_saved_at_another_size_is_found(tmp_path: Path) -> None:
+    (tmp_path / "def_front").mkdir()
+    (tmp_path / "ok_front").mkdir()
+    shutil.copy(SAMPLES / "cast_def_0_0.jpeg", tmp_path / "def_front")
+    for name in ("cast_ok_0_1002.jpeg", "cast_ok_0_1005.jpeg"):
+        shutil.copy(SAMPLES / name, tmp_path / "ok_front")
+    larger = sample("cast_ok_0_1002.jpeg").resize((512, 512), Image.Resampling.BICUBIC)
+    (tmp_path / "def_front" / "larger.jpeg").write_bytes(copy_of(larger, 33.0, False))
+    found = audit(list_items(tmp_path), lambda it: it.path.name, 0.2)
+    assert [(c.a, c.b) for c in found.conflicts] == [("larger.jpeg", "cast_ok_0_1002.jpeg")]
