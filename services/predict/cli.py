@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from services.predict.train.config import AUDIT_SAME, TrainConfig
+
+if TYPE_CHECKING:
+    from services.predict.train.audit import Copy
 
 DEFAULT_DATA = Path("../shared/data/casting/train")
 # The training defaults live in one place; the config module is plain data, so importing it is cheap.
@@ -360,8 +364,19 @@ def evaluate(
             sys.stdout.write(format_band(band))
 
 
+def _copies(found: Sequence[Copy], limit: int = 20) -> None:
+    for c in sorted(found, key=lambda c: -c.corr)[:limit]:
+        typer.echo(f"  {c.a}  =  {c.b}  ({c.corr:.3f})")
+    if len(found) > limit:
+        typer.echo(f"  ... {len(found) - limit} more (--json lists all)")
+
+
 def audit_data(
     data: Annotated[Path, typer.Option(help="folder with def_front/ and ok_front/")] = DEFAULT_DATA,
+    against: Annotated[
+        Path | None,
+        typer.Option(help="instead: which photos of --data have a copy in this folder (its training data)"),
+    ] = None,
     val_fraction: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="the training split's validation share")
     ] = _T.val_fraction,
@@ -375,32 +390,56 @@ def audit_data(
 ) -> None:
     """Find one photo filed under both labels, and validation photos with a copy in training."""
     from partcheck.errors import InvalidInput
-    from services.predict.train.audit import audit
-    from services.predict.train.data import list_items
+    from services.predict.train.audit import audit, audit_against
+    from services.predict.train.data import Item, list_items, scan_folder
 
     def progress(done: int, total: int) -> None:
         if done and done % 1000 == 0:
             typer.echo(f"{done}/{total} photos", err=True)
 
+    def in_data(item: Item) -> str:
+        return str(item.path.relative_to(data))
+
     try:
-        items = list_items(data)
-        found = audit(items, lambda it: str(it.path.relative_to(data)), val_fraction, same, progress=progress)
+        if against is not None:
+            # A held-out folder is read as `evaluate` reads it (subfolders too), the reference as training.
+            reference = list_items(against)
+            cross = audit_against(
+                scan_folder(data).items,
+                reference,
+                in_data,
+                lambda it: str(it.path.relative_to(against)),
+                same,
+                progress=progress,
+            )
+        else:
+            found = audit(list_items(data), in_data, val_fraction, same, progress=progress)
     except InvalidInput as exc:
         raise _fail(str(exc)) from exc
+    if against is not None:
+        if as_json:
+            typer.echo(json.dumps(cross.summary()))
+        else:
+            typer.echo(
+                f"{len(cross.copies)} of {cross.photos} photos have a copy among the {cross.reference} "
+                f"of {against} (detail share >= {cross.same})"
+            )
+            typer.echo(f"filed there under the other label: {len(cross.other_label)}")
+            _copies(cross.other_label)
+        if fail_on_conflicts and cross.other_label:
+            raise typer.Exit(1)
+        return
     if as_json:
         typer.echo(json.dumps(found.summary()))
     else:
         typer.echo(
             f"{found.photos} photos, {found.pairs_verified} candidate pairs verified "
-            f"(one photo at an aligned correlation >= {found.same})"
+            f"(one photo at a detail share >= {found.same})"
         )
         typer.echo(
             f"filed under both labels: {len(found.conflicts)} pairs, {len(found.conflict_photos)} photos"
         )
-        for c in sorted(found.conflicts, key=lambda c: -c.corr)[:20]:
-            typer.echo(f"  {c.a}  =  {c.b}  ({c.corr:.3f})")
-        if len(found.conflicts) > 20:
-            typer.echo(f"  ... {len(found.conflicts) - 20} more (--json lists all)")
+        _copies(found.conflicts)
         typer.echo(
             f"validation photos with a copy in training: {len(found.across_split)} of {found.validation}"
         )

@@ -132,19 +132,26 @@ def _load(item: Item) -> Image.Image:
     return ImageOps.fit(gray, (SIDE, SIDE), Image.Resampling.BILINEAR)
 
 
-def nearest(signatures: np.ndarray, k: int) -> np.ndarray:
-    """Each row's k nearest other rows by Euclidean distance, (n, k); computed in blocks to bound memory."""
+def nearest(signatures: np.ndarray, k: int, reference: np.ndarray | None = None) -> np.ndarray:
+    """Each row's k nearest rows of `reference` by Euclidean distance, (n, k), nearest first.
+
+    Without a reference, the other rows of `signatures` (a row is not its own neighbour). Computed in
+    blocks of rows to bound memory.
+    """
     sig = signatures.astype(np.float64)
-    sq = (sig**2).sum(1)
-    k = min(k, len(sig) - 1)
+    ref = sig if reference is None else reference.astype(np.float64)
+    ref_sq = (ref**2).sum(1)
+    k = min(k, len(ref) - 1 if reference is None else len(ref))
     out = np.empty((len(sig), max(k, 0)), np.int64)
     for start in range(0, len(sig), 512):
-        block = sq[start : start + 512, None] + sq[None] - 2 * sig[start : start + 512] @ sig.T
-        rows = np.arange(start, min(start + 512, len(sig)))
-        block[rows - start, rows] = np.inf
-        part = np.argpartition(block, k, axis=1)[:, :k] if k < len(sig) - 1 else np.argsort(block, 1)[:, :k]
+        rows = sig[start : start + 512]
+        block = (rows**2).sum(1)[:, None] + ref_sq[None] - 2 * rows @ ref.T
+        if reference is None:
+            own = np.arange(start, start + len(rows))
+            block[own - start, own] = np.inf
+        part = np.argpartition(block, k, axis=1)[:, :k] if k < block.shape[1] else np.argsort(block, 1)[:, :k]
         order = np.take_along_axis(block, part, 1).argsort(1)
-        out[start : start + 512] = np.take_along_axis(part, order, 1)
+        out[start : start + len(rows)] = np.take_along_axis(part, order, 1)
     return out
 
 
@@ -192,6 +199,64 @@ class Audit:
                 for k in range(-2, 10)
             },
         }
+
+
+@dataclass
+class AgainstAudit:
+    """What `audit_against` found: a folder's photos with a copy in a reference folder (its training data)."""
+
+    photos: int
+    reference: int
+    same: float
+    copies: list[Copy] = field(default_factory=list)
+    other_label: list[Copy] = field(default_factory=list)
+
+    def summary(self) -> dict[str, object]:
+        """A JSON-ready summary."""
+        return {
+            "photos": self.photos,
+            "reference_photos": self.reference,
+            "same_photo_at": self.same,
+            "with_copy_in_reference": len(self.copies),
+            "with_copy_under_other_label": len(self.other_label),
+            "copies": [asdict(c) for c in self.copies],
+            "other_label": [asdict(c) for c in self.other_label],
+        }
+
+
+def audit_against(
+    items: list[Item],
+    reference: list[Item],
+    root_of: Callable[[Item], str],
+    reference_root_of: Callable[[Item], str],
+    same: float = SAME,
+    candidates: int = 3,
+    progress: Callable[[int, int], None] | None = None,
+) -> AgainstAudit:
+    """For each photo of `items`, its best copy among its `candidates` nearest `reference` photos, if any,
+    and its best copy filed there under the other label, if any. For a held-out set against the training
+    data: a held-out photo with a copy in training measures recall of a seen photo, not of a new casting."""
+    images = [_load(it) for it in items]
+    ref_images = [_load(it) for it in reference]
+    near = nearest(
+        np.stack([signature(img) for img in images]),
+        candidates,
+        np.stack([signature(img) for img in ref_images]),
+    )
+    result = AgainstAudit(photos=len(items), reference=len(reference), same=same)
+    for i, item in enumerate(items):
+        if progress is not None:
+            progress(i, len(items))
+        scored = [(int(j), same_photo(images[i], ref_images[j])) for j in near[i]]
+        copies = sorted(((c, j) for j, c in scored if c >= same), reverse=True)
+        if copies:
+            c, j = copies[0]
+            result.copies.append(Copy(root_of(item), reference_root_of(reference[j]), c))
+        other = [(c, j) for c, j in copies if reference[j].label != item.label]
+        if other:
+            c, j = other[0]
+            result.other_label.append(Copy(root_of(item), reference_root_of(reference[j]), c))
+    return result
 
 
 def audit(

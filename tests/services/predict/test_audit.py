@@ -13,8 +13,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from partcheck.cli import app
-from services.predict.train.audit import SAME, audit, nearest, same_photo, signature
-from services.predict.train.data import is_validation, list_items
+from services.predict.train.audit import SAME, audit, audit_against, nearest, same_photo, signature
+from services.predict.train.data import is_validation, list_items, scan_folder
 
 pytestmark = pytest.mark.unit
 
@@ -147,3 +147,55 @@ def test_a_copy_saved_at_another_size_is_found(tmp_path: Path) -> None:
     (tmp_path / "def_front" / "larger.jpeg").write_bytes(copy_of(larger, 33.0, False))
     found = audit(list_items(tmp_path), lambda it: it.path.name, 0.2)
     assert [(c.a, c.b) for c in found.conflicts] == [("larger.jpeg", "cast_ok_0_1002.jpeg")]
+
+
+def test_nearest_against_a_reference_equals_the_brute_force_answer() -> None:
+    rng = np.random.default_rng(1)
+    query, ref = rng.normal(size=(600, 8)), rng.normal(size=(50, 8))
+    d = ((query[:, None] - ref[None]) ** 2).sum(-1)
+    assert np.array_equal(nearest(query, 3, ref), np.argsort(d, axis=1)[:, :3])
+    assert nearest(query[:2], 80, ref).shape == (2, 50)
+
+
+@pytest.fixture(scope="module")
+def held_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A held-out folder: a copy of a reference defect, a copy of a reference ok part filed as a defect,
+    and a photo the reference does not hold (in a subfolder, which a held-out folder may have)."""
+    root = tmp_path_factory.mktemp("held_out")
+    (root / "def_front").mkdir()
+    (root / "ok_front" / "line2").mkdir(parents=True)
+    (root / "def_front" / "same_label.jpeg").write_bytes(copy_of(sample("cast_def_0_0.jpeg"), 12.0, True))
+    (root / "def_front" / "other_label.jpeg").write_bytes(
+        copy_of(sample("cast_ok_0_1005.jpeg"), 250.0, False)
+    )
+    shutil.copy(SAMPLES / "cast_ok_0_1009.jpeg", root / "ok_front" / "line2" / "new.jpeg")
+    return root
+
+
+def test_audit_against_the_training_folder(held_out: Path, folder: Path) -> None:
+    found = audit_against(
+        scan_folder(held_out).items,
+        list_items(folder),
+        lambda it: str(it.path.relative_to(held_out)),
+        lambda it: str(it.path.relative_to(folder)),
+    )
+    assert sorted((c.a, c.b) for c in found.copies) == [
+        ("def_front/other_label.jpeg", "ok_front/cast_ok_0_1005.jpeg"),
+        ("def_front/same_label.jpeg", "def_front/cast_def_0_0.jpeg"),
+    ]
+    assert [(c.a, c.b) for c in found.other_label] == [
+        ("def_front/other_label.jpeg", "ok_front/cast_ok_0_1005.jpeg")
+    ]
+    assert (found.photos, found.reference) == (3, 6)
+
+
+def test_cli_against(held_out: Path, folder: Path) -> None:
+    args = ["audit-data", "--data", str(held_out), "--against", str(folder)]
+    result = runner.invoke(app, [*args, "--json", "--fail-on-conflicts"])
+    assert result.exit_code == 1, result.output
+    out = json.loads(result.stdout)
+    assert (out["with_copy_in_reference"], out["with_copy_under_other_label"]) == (2, 1)
+    text = runner.invoke(app, args)
+    assert text.exit_code == 0, text.output
+    assert f"2 of 3 photos have a copy among the 6 of {folder}" in text.stdout
+    assert "def_front/other_label.jpeg  =  ok_front/cast_ok_0_1005.jpeg" in text.stdout
