@@ -385,10 +385,10 @@ def audit_data(
     ] = AUDIT_SAME,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     fail_on_conflicts: Annotated[
-        bool, typer.Option(help="exit 1 when a photo is filed under both labels")
+        bool, typer.Option(help="exit 1 when an opposite-label copy is found")
     ] = False,
 ) -> None:
-    """Find one photo filed under both labels, and validation photos with a copy in training."""
+    """Photos filed under both labels and validation copies in training; --against: copies in training."""
     from partcheck.errors import InvalidInput
     from services.predict.train.audit import audit, audit_against
     from services.predict.train.data import Item, list_items, scan_folder

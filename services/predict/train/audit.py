@@ -233,9 +233,12 @@ def audit_against(
     candidates: int = 3,
     progress: Callable[[int, int], None] | None = None,
 ) -> AgainstAudit:
-    """For each photo of `items`, its best copy among its `candidates` nearest `reference` photos, if any,
-    and its best copy filed there under the other label, if any. For a held-out set against the training
-    data: a held-out photo with a copy in training measures recall of a seen photo, not of a new casting."""
+    """Each photo's best copy in `reference`, and its best copy filed there under the other label.
+
+    Only each photo's `candidates` nearest reference signatures are verified. For a held-out set against
+    the training data: a held-out photo with a copy in training measures recall of a seen photo, not of a
+    new casting.
+    """
     images = [_load(it) for it in items]
     ref_images = [_load(it) for it in reference]
     near = nearest(
@@ -267,8 +270,11 @@ def audit(
     neighbours: int = NEIGHBOURS,
     progress: Callable[[int, int], None] | None = None,
 ) -> Audit:
-    """Opposite-label copies among each photo's `neighbours` nearest candidates, and validation photos with a
-    copy among their three nearest training candidates. `root_of` names an item in the report."""
+    """Opposite-label copies in `items`, and validation photos with a copy in training.
+
+    Only each photo's `neighbours` nearest signatures are verified for the first, and a validation photo's
+    three nearest training signatures for the second. `root_of` names an item in the report.
+    """
     images = [_load(it) for it in items]
     near = nearest(np.stack([signature(img) for img in images]), neighbours)
     labels = np.array([it.label for it in items])
