@@ -52,15 +52,51 @@ def signature(img: Image.Image) -> np.ndarray:
     return np.bincount(ring[inside], a.ravel()[inside], minlength=rings) / counts
 
 
-def _middle_corr(a: np.ndarray, b: np.ndarray) -> float:
-    """Correlation of the middle 80 % of two frames: the corners a turn brings in are left out."""
-    h, w = a.shape
-    my, mx = h // 10, w // 10
-    x = a[my : h - my, mx : w - mx]
-    y = b[my : h - my, mx : w - mx]
-    if x.std() == 0 or y.std() == 0:
-        return 0.0  # a flat frame is like nothing, not a copy of everything
-    return float(np.corrcoef(x.ravel(), y.ravel())[0, 1])
+class _Middle:
+    """A frame's middle 80 % (the corners a turn brings in are left out), centred and scaled once, to
+    correlate many turned frames against."""
+
+    def __init__(self, a: np.ndarray) -> None:
+        h, w = a.shape
+        self.rows, self.cols = slice(h // 10, h - h // 10), slice(w // 10, w - w // 10)
+        x = a[self.rows, self.cols].ravel()
+        std = x.std()
+        self.x = (x - x.mean()) / std if std > 0 else None
+
+    def corr(self, b: np.ndarray) -> float:
+        """Pearson correlation with the same region of `b`; 0 if either is flat (a copy of nothing)."""
+        y = b[self.rows, self.cols].ravel()
+        std = y.std()
+        if self.x is None or std == 0:
+            return 0.0
+        return float(np.dot(self.x, y - y.mean()) / (len(y) * std))
+
+
+def shifted_detail(x: np.ndarray, mask: np.ndarray, b: np.ndarray, shift: int) -> float:
+    """The best Pearson correlation over `mask` of `x` with `b` shifted by up to `shift` px each way.
+
+    `b` is shifted circularly (as np.roll would); every shift comes from three FFT cross-correlations
+    instead of one masked correlation per shift.
+    """
+    n = int(mask.sum())
+    xs = x[mask]
+    if n < 100 or xs.std() == 0:
+        return 0.0  # no flat detail to compare: a blank frame is a copy of nothing
+    m = mask.astype(np.float64)
+    u = np.where(mask, (x - xs.mean()) / xs.std(), 0.0)
+
+    def xcorr(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+        # sum over pixels of p(pixel) * q(pixel + lag), for every circular lag
+        return np.fft.irfft2(np.conj(np.fft.rfft2(p)) * np.fft.rfft2(q), s=p.shape)
+
+    s_xy, s_y, s_yy = xcorr(u, b), xcorr(m, b), xcorr(m, b * b)
+    lags = np.arange(-shift, shift + 1)
+    rows, cols = np.ix_(lags % b.shape[0], lags % b.shape[1])
+    var = s_yy[rows, cols] / n - (s_y[rows, cols] / n) ** 2
+    # Rounding can leave a flat window a hair above zero: such a shift matches nothing.
+    ok = var > 1e-9
+    corr = np.where(ok, s_xy[rows, cols] / (n * np.sqrt(np.where(ok, var, 1.0))), -1.0)
+    return float(corr.max())
 
 
 def _turned(b: Image.Image, angle: float) -> Image.Image:
@@ -91,33 +127,20 @@ def same_photo(a: Image.Image, b: Image.Image) -> float:
     """
     if a.size != b.size:
         b = b.resize(a.size)
-    small_a = np.asarray(a.resize((_VIEW, _VIEW)), np.float64)
+    small_a = _Middle(np.asarray(a.resize((_VIEW, _VIEW)), np.float64))
     best = (-1.0, 0.0, False)
     for mirrored in (False, True):
         small_b = (ImageOps.mirror(b) if mirrored else b).resize((_VIEW, _VIEW))
         for angle in range(0, 360, 3):
-            c = _middle_corr(small_a, np.asarray(_turned(small_b, angle), np.float64))
+            c = small_a.corr(np.asarray(_turned(small_b, angle), np.float64))
             if c > best[0]:
                 best = (c, float(angle), mirrored)
     _, coarse, mirrored = best
-    full_a = np.asarray(a, np.float64)
+    full_a = _Middle(np.asarray(a, np.float64))
     full_b = ImageOps.mirror(b) if mirrored else b
     angles = [float(t) for t in np.arange(coarse - 2, coarse + 2.01, 0.5)]
-    fine = max(angles, key=lambda t: _middle_corr(full_a, np.asarray(_turned(full_b, t), np.float64)))
-    mask = _flat(a)
-    x = _detail(a)[mask]
-    if len(x) < 100 or x.std() == 0:
-        return 0.0  # no flat detail to compare: a blank frame is a copy of nothing
-    x = (x - x.mean()) / x.std()
-    detail_b = _detail(_turned(full_b, fine))
-    best_detail = -1.0
-    for dy in range(-_SHIFT, _SHIFT + 1):
-        for dx in range(-_SHIFT, _SHIFT + 1):
-            y = np.roll(detail_b, (-dy, -dx), axis=(0, 1))[mask]
-            std = y.std()
-            if std > 0:
-                best_detail = max(best_detail, float(np.dot(x, y - y.mean()) / (len(x) * std)))
-    return best_detail
+    fine = max(angles, key=lambda t: full_a.corr(np.asarray(_turned(full_b, t), np.float64)))
+    return shifted_detail(_detail(a), _flat(a), _detail(_turned(full_b, fine)), _SHIFT)
 
 
 def _load(item: Item) -> Image.Image:

@@ -13,7 +13,15 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from partcheck.cli import app
-from services.predict.train.audit import SAME, audit, audit_against, nearest, same_photo, signature
+from services.predict.train.audit import (
+    SAME,
+    audit,
+    audit_against,
+    nearest,
+    same_photo,
+    shifted_detail,
+    signature,
+)
 from services.predict.train.data import is_validation, list_items, scan_folder
 
 pytestmark = pytest.mark.unit
@@ -63,6 +71,22 @@ def test_a_flat_frame_is_a_copy_of_nothing() -> None:
     flat = Image.new("L", (300, 300), 128)
     assert same_photo(flat, sample("cast_def_0_0.jpeg")) < SAME
     assert same_photo(sample("cast_def_0_0.jpeg"), flat) < SAME
+
+
+def test_shifted_detail_equals_one_masked_correlation_per_shift() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(60, 50))
+    b = np.roll(x, (2, -3), axis=(0, 1)) + rng.normal(scale=0.5, size=x.shape)
+    mask = rng.random(x.shape) < 0.6
+    direct = max(
+        float(np.corrcoef(x[mask], np.roll(b, (-dy, -dx), axis=(0, 1))[mask])[0, 1])
+        for dy in range(-4, 5)
+        for dx in range(-4, 5)
+    )
+    assert shifted_detail(x, mask, b, 4) == pytest.approx(direct, abs=1e-12)
+    assert direct > 0.8  # the planted shift (2, -3) is found, inside the search
+    assert shifted_detail(x, mask, b, 1) < 0.2  # and not within 1 px
+    assert shifted_detail(np.ones_like(x), mask, b, 4) == 0.0
 
 
 def test_nearest_in_blocks_equals_the_brute_force_answer() -> None:
