@@ -69,7 +69,7 @@ eb-bundle: install ## Zip the review app for Elastic Beanstalk
 train: $(STAMP) ## Train the model from scratch on ../shared/data/casting/train
 	$(BIN)/partcheck train --data ../shared/data/casting/train --out models/
 
-audit-data: $(STAMP) ## Find photos filed under both labels, and copies across the split (~8 min)
+audit-data: $(STAMP) ## Find photos filed under both labels, and copies across the split (~5 min)
 	$(BIN)/partcheck audit-data --data ../shared/data/casting/train
 
 clean: ## Remove build output (keeps .partcheck state)
