@@ -31,6 +31,8 @@ from services.predict.train.data import Item, is_validation
 # session in one pose that this measure cannot call either way, so the default asks for 0.6.
 SAME = AUDIT_SAME
 NEIGHBOURS = 10
+# A validation (or held-out) photo's copy is looked for among this many nearest training signatures.
+TRAIN_CANDIDATES = 3
 # Every photo is compared as its centre square at this side (the casting data's own size).
 SIDE = 300
 _VIEW = 100
@@ -155,6 +157,18 @@ def _load(item: Item) -> Image.Image:
     return ImageOps.fit(gray, (SIDE, SIDE), Image.Resampling.BILINEAR)
 
 
+def _photos(items: list[Item]) -> tuple[list[Image.Image], np.ndarray]:
+    """The photos as compared, and their signatures, (n, SIDE // 2)."""
+    images = [_load(it) for it in items]
+    return images, np.stack([signature(img) for img in images])
+
+
+def _best(scored: list[tuple[int, float]], same: float) -> tuple[int, float] | None:
+    """The highest-scoring (index, score) at or above `same`, if any."""
+    hits = [t for t in scored if t[1] >= same]
+    return max(hits, key=lambda t: t[1]) if hits else None
+
+
 def nearest(signatures: np.ndarray, k: int, reference: np.ndarray | None = None) -> np.ndarray:
     """Each row's k nearest rows of `reference` by Euclidean distance, (n, k), nearest first.
 
@@ -192,7 +206,6 @@ class Audit:
     """What `audit` found; file names are relative to the data folder."""
 
     photos: int
-    pairs_verified: int
     same: float
     conflicts: list[Copy] = field(default_factory=list)
     across_split: list[Copy] = field(default_factory=list)
@@ -201,12 +214,18 @@ class Audit:
     scores: list[float] = field(default_factory=list)
 
     @property
+    def pairs_verified(self) -> int:
+        """How many candidate pairs were aligned and scored."""
+        return len(self.scores)
+
+    @property
     def conflict_photos(self) -> list[str]:
         """Every file that is one side of an opposite-label copy."""
         return sorted({name for c in self.conflicts for name in (c.a, c.b)})
 
     def summary(self) -> dict[str, object]:
         """A JSON-ready summary."""
+        tenths = np.clip(np.floor(np.array(self.scores) * 10), -2, 9)
         return {
             "photos": self.photos,
             "same_photo_at": self.same,
@@ -217,10 +236,7 @@ class Audit:
             "validation_with_copy_in_training": len(self.across_split),
             "across_split": [asdict(c) for c in self.across_split],
             # Tenths from below -0.1 to 1: the last bin holds 1.0 itself.
-            "score_histogram": {
-                f"{k / 10:.1f}": sum(min(max(int(np.floor(s * 10)), -2), 9) == k for s in self.scores)
-                for k in range(-2, 10)
-            },
+            "score_histogram": {f"{k / 10:.1f}": int((tenths == k).sum()) for k in range(-2, 10)},
         }
 
 
@@ -253,7 +269,7 @@ def audit_against(
     root_of: Callable[[Item], str],
     reference_root_of: Callable[[Item], str],
     same: float = SAME,
-    candidates: int = 3,
+    candidates: int = TRAIN_CANDIDATES,
     progress: Callable[[int, int], None] | None = None,
 ) -> AgainstAudit:
     """Each photo's best copy in `reference`, and its best copy filed there under the other label.
@@ -262,26 +278,19 @@ def audit_against(
     the training data: a held-out photo with a copy in training measures recall of a seen photo, not of a
     new casting.
     """
-    images = [_load(it) for it in items]
-    ref_images = [_load(it) for it in reference]
-    near = nearest(
-        np.stack([signature(img) for img in images]),
-        candidates,
-        np.stack([signature(img) for img in ref_images]),
-    )
+    images, signatures = _photos(items)
+    ref_images, ref_signatures = _photos(reference)
+    near = nearest(signatures, candidates, ref_signatures)
     result = AgainstAudit(photos=len(items), reference=len(reference), same=same)
     for i, item in enumerate(items):
         if progress is not None:
             progress(i, len(items))
         scored = [(int(j), same_photo(images[i], ref_images[j])) for j in near[i]]
-        copies = sorted(((c, j) for j, c in scored if c >= same), reverse=True)
-        if copies:
-            c, j = copies[0]
-            result.copies.append(Copy(root_of(item), reference_root_of(reference[j]), c))
-        other = [(c, j) for c, j in copies if reference[j].label != item.label]
-        if other:
-            c, j = other[0]
-            result.other_label.append(Copy(root_of(item), reference_root_of(reference[j]), c))
+        other_label = [(j, c) for j, c in scored if reference[j].label != item.label]
+        best = ((_best(scored, same), result.copies), (_best(other_label, same), result.other_label))
+        for found, into in best:
+            if found is not None:
+                into.append(Copy(root_of(item), reference_root_of(reference[found[0]]), found[1]))
     return result
 
 
@@ -298,8 +307,8 @@ def audit(
     Only each photo's `neighbours` nearest signatures are verified for the first, and a validation photo's
     three nearest training signatures for the second. `root_of` names an item in the report.
     """
-    images = [_load(it) for it in items]
-    near = nearest(np.stack([signature(img) for img in images]), neighbours)
+    images, signatures = _photos(items)
+    near = nearest(signatures, neighbours)
     labels = np.array([it.label for it in items])
     is_val = np.array([is_validation(it.path, val_fraction) for it in items])
     checked: dict[tuple[int, int], float] = {}
@@ -310,7 +319,7 @@ def audit(
             checked[key] = same_photo(images[key[0]], images[key[1]])
         return checked[key]
 
-    result = Audit(photos=len(items), pairs_verified=0, same=same, validation=int(is_val.sum()))
+    result = Audit(photos=len(items), same=same, validation=int(is_val.sum()))
     reported: set[tuple[int, int]] = set()
     for i in range(len(items)):
         if progress is not None:
@@ -322,12 +331,9 @@ def audit(
                 reported.add((d, o))
                 result.conflicts.append(Copy(root_of(items[d]), root_of(items[o]), c))
         if is_val[i]:
-            in_train = [int(j) for j in near[i] if not is_val[j]][:3]
-            copies = [(j, verified(i, j)) for j in in_train]
-            hits = [(j, c) for j, c in copies if c >= same]
-            if hits:
-                j, c = max(hits, key=lambda t: t[1])
-                result.across_split.append(Copy(root_of(items[i]), root_of(items[j]), c))
-    result.pairs_verified = len(checked)
+            in_train = [int(j) for j in near[i] if not is_val[j]][:TRAIN_CANDIDATES]
+            best = _best([(j, verified(i, j)) for j in in_train], same)
+            if best is not None:
+                result.across_split.append(Copy(root_of(items[i]), root_of(items[best[0]]), best[1]))
     result.scores = sorted(checked.values())
     return result
