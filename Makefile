@@ -12,7 +12,7 @@ CHROMIUM ?= /usr/bin/chromium
 PYTEST_ARGS ?=
 
 
-.PHONY: help install run test test-python test-frontend lint lint-deploy bench eb-bundle train audit-data clean chromium frontend-build
+.PHONY: help install run test test-python test-frontend lint lint-deploy bench eb-bundle train audit-data copy-groups clean chromium frontend-build
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -71,6 +71,10 @@ train: $(STAMP) ## Train the model from scratch on ../shared/data/casting/train
 
 audit-data: $(STAMP) ## Find photos filed under both labels, and copies across the split (~5 min)
 	$(BIN)/partcheck audit-data --data ../shared/data/casting/train
+
+copy-groups: $(STAMP) ## Group near-duplicates for train --groups (~25 min on 2 cores)
+	$(BIN)/partcheck audit-data --data ../shared/data/casting/train --workers 2 \
+		--groups services/predict/train/copy_groups.json
 
 clean: ## Remove build output (keeps .partcheck state)
 	rm -rf frontend/dist build *.egg-info .pytest_cache .mypy_cache .ruff_cache

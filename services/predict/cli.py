@@ -175,6 +175,10 @@ def train(
     seed: Annotated[int, typer.Option()] = _T.seed,
     threads: Annotated[int, typer.Option(min=1)] = _T.threads,
     val_fraction: Annotated[float, typer.Option(min=0.05, max=0.5)] = _T.val_fraction,
+    groups: Annotated[
+        Path | None,
+        typer.Option(help="copy groups (audit-data --groups): keep every copy of a photo on one side"),
+    ] = _T.groups,
     limit: Annotated[
         int | None, typer.Option(help="at most this many images per class (smoke runs)")
     ] = _T.limit,
@@ -231,6 +235,7 @@ def train(
         seed=seed,
         threads=threads,
         val_fraction=val_fraction,
+        groups=groups,
         limit=limit,
         max_escapes=max_escapes,
         margin=margin,
@@ -246,7 +251,7 @@ def train(
         typer.echo(
             "checking the exported model on validation, re-framed copies and synthetic OOD...", err=True
         )
-        validate_model(out / card["file"], data, val_fraction)
+        validate_model(out / card["file"], data, val_fraction, groups)
         from services.predict.onnx_backend import card_path_for
 
         # The checks rewrote the card on disk (final OOD, scene and blur limits besides the metrics):
@@ -301,7 +306,9 @@ def check_model(
                 f"{data} is not the data the card was trained on (its sha256 differs from "
                 "training.data_sha256); pass --force to fit the limits on it anyway"
             )
-        metrics = validate_model(model, data, float(raw["training"]["config"]["val_fraction"]))
+        config = raw["training"]["config"]
+        groups = Path(config["groups"]) if config.get("groups") else None
+        metrics = validate_model(model, data, float(config["val_fraction"]), groups)
     except (ModelError, InvalidInput, KeyError, TypeError, ValueError) as exc:
         raise _fail(str(exc)) from exc
     card = json.loads(card_path.read_text())
@@ -387,10 +394,16 @@ def audit_data(
     fail_on_conflicts: Annotated[
         bool, typer.Option(help="exit 1 when an opposite-label copy is found")
     ] = False,
+    groups: Annotated[
+        Path | None,
+        typer.Option(help="instead: join all copies into groups and write them here (for train --groups)"),
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="processes that score pairs (--groups)")] = 1,
 ) -> None:
-    """Photos filed under both labels and validation copies in training; --against: copies in training."""
+    """Photos filed under both labels and validation copies in training; --against: copies in training;
+    --groups: every copy group, for a split that keeps copies together."""
     from partcheck.errors import InvalidInput
-    from services.predict.train.audit import audit, audit_against
+    from services.predict.train.audit import audit, audit_against, copy_groups
     from services.predict.train.data import Item, list_items, scan_folder
 
     def progress(done: int, total: int) -> None:
@@ -400,7 +413,16 @@ def audit_data(
     def in_data(item: Item) -> str:
         return str(item.path.relative_to(data))
 
+    if against is not None and groups is not None:
+        raise _fail("--against and --groups are two different audits: pass one")
     try:
+        if groups is not None:
+            grouped = copy_groups(list_items(data), in_data, same, workers=workers, progress=progress)
+            summary = grouped.summary()
+            groups.parent.mkdir(parents=True, exist_ok=True)
+            groups.write_text(json.dumps(summary, indent=1) + "\n")
+            typer.echo(json.dumps({k: v for k, v in summary.items() if k != "groups"}))
+            return
         if against is not None:
             # A held-out folder is read as `evaluate` reads it (subfolders too), the reference as training.
             reference = list_items(against)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,17 +87,48 @@ def list_items(data_dir: Path) -> list[Item]:
     return items
 
 
-def is_validation(path: Path, fraction: float) -> bool:
-    """Deterministic split by a hash of the file name: stable across machines, runs and folder moves."""
-    digest = hashlib.sha256(path.name.encode()).digest()
+def is_validation(path: Path, fraction: float, groups: Mapping[str, str] | None = None) -> bool:
+    """Deterministic split by a hash of the file name: stable across machines, runs and folder moves.
+
+    With `groups` (file name -> its copy group's key, from `load_groups`) a photo goes where its group's
+    key goes, so every copy of one photo lands on the same side.
+    """
+    name = groups.get(path.name, path.name) if groups else path.name
+    digest = hashlib.sha256(name.encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
-def split(items: list[Item], fraction: float) -> tuple[list[Item], list[Item]]:
-    """(train, validation) by file-name hash."""
-    train = [it for it in items if not is_validation(it.path, fraction)]
-    val = [it for it in items if is_validation(it.path, fraction)]
+def split(
+    items: list[Item], fraction: float, groups: Mapping[str, str] | None = None
+) -> tuple[list[Item], list[Item]]:
+    """(train, validation) by file-name hash, or by copy-group hash with `groups`."""
+    train = [it for it in items if not is_validation(it.path, fraction, groups)]
+    val = [it for it in items if is_validation(it.path, fraction, groups)]
     return train, val
+
+
+def load_groups(path: Path) -> dict[str, str]:
+    """File name -> its copy group's key (the group's first file name), from `partcheck audit-data --groups`.
+
+    Names are keyed without their class folder, as the split is: a copy filed under the other label
+    belongs to the same group.
+    """
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"copy groups {path} cannot be read: {exc}") from exc
+    groups = raw.get("groups") if isinstance(raw, dict) else None
+    if not isinstance(groups, list) or not all(
+        isinstance(g, list) and g and all(isinstance(n, str) for n in g) for g in groups
+    ):
+        raise InvalidInput(f"copy groups {path}: expected {{'groups': [[file name, ...], ...]}}")
+    key_of: dict[str, str] = {}
+    for group in groups:
+        names = {Path(n).name for n in group}
+        if twice := names & key_of.keys():
+            raise InvalidInput(f"copy groups {path}: {min(twice)} is in two groups")
+        key_of.update(dict.fromkeys(names, min(names)))
+    return key_of
 
 
 def data_hash(items: list[Item]) -> str:

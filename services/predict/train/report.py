@@ -164,7 +164,13 @@ def write_model_card_md(card: dict[str, Any], path: Path) -> Path:
         "",
         "## Data",
         f"`{tr['data_dir']}` (sha256 over names and contents `{tr['data_sha256'][:16]}...`), split by "
-        f"{tr['split']}: train {counts['train']['ok']} ok + {counts['train']['defect']} defect, validation "
+        f"{tr['split']}"
+        + (
+            f" (copy groups `{cg['file']}`, {cg['groups']} groups, sha256 `{cg['sha256'][:16]}...`)"
+            if (cg := tr.get("copy_groups"))
+            else ""
+        )
+        + f": train {counts['train']['ok']} ok + {counts['train']['defect']} defect, validation "
         f"{counts['validation']['ok']} ok + {counts['validation']['defect']} defect. Licence of the data: "
         "CC BY-NC-ND 4.0 (see the data set's README).",
         *(

@@ -241,7 +241,8 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
     _keep_freed_memory()
     gen = _seed_everything(cfg.seed)
     items = _subset(data.list_items(cfg.data_dir), cfg.limit)
-    train_items, val_items = data.split(items, cfg.val_fraction)
+    groups = data.load_groups(cfg.groups) if cfg.groups is not None else None
+    train_items, val_items = data.split(items, cfg.val_fraction, groups)
     if not train_items or not val_items or len({it.label for it in val_items}) < 2:
         raise ValueError("the split left a side empty or validation without both classes; add data")
     progress = Progress(
@@ -514,7 +515,14 @@ def _finish(
             "data_dir": str(cfg.data_dir),
             "data_sha256": digest,
             "counts": {"train": _counts(y_train), "validation": _counts(y_val)},
-            "split": f"sha256(file name) < {cfg.val_fraction} -> validation",
+            "split": (
+                f"sha256(copy group's first file name) < {cfg.val_fraction} -> validation"
+                if cfg.groups is not None
+                else f"sha256(file name) < {cfg.val_fraction} -> validation"
+            ),
+            "copy_groups": _marks_file(
+                cfg.groups, lambda path: {"groups": len(set(data.load_groups(path).values()))}
+            ),
             "config": {
                 k: (str(v) if isinstance(v, Path) else v)
                 for k, v in asdict(cfg).items()
@@ -551,7 +559,7 @@ def _finish(
 
 
 def _marks_file(path: Path | None, details: Callable[[Path], dict[str, Any]]) -> dict[str, Any] | None:
-    """A marks file for the card: path, sha256 (a run depends on which pinholes are marked), details."""
+    """A file the run read, for the card: path, sha256 (a run depends on its content), details."""
     if path is None:
         return None
     return {"file": str(path), "sha256": sha256_file(path), **details(path)}

@@ -13,16 +13,20 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from partcheck.cli import app
+from partcheck.errors import InvalidInput
 from services.predict.train.audit import (
     SAME,
+    _coarse_turn,
+    _Prepared,
     audit,
     audit_against,
+    copy_groups,
     nearest,
     same_photo,
     shifted_detail,
     signature,
 )
-from services.predict.train.data import is_validation, list_items, scan_folder
+from services.predict.train.data import Item, is_validation, list_items, load_groups, scan_folder, split
 
 pytestmark = pytest.mark.unit
 
@@ -58,6 +62,18 @@ def test_a_turned_mirrored_reencoded_copy_is_one_photo(angle: float, mirrored: b
     copy = Image.open(io.BytesIO(copy_of(img, angle, mirrored))).convert("L")
     assert same_photo(img, copy) >= SAME
     assert same_photo(copy, img) >= SAME
+
+
+@pytest.mark.parametrize(("angle", "mirrored"), [(37.0, False), (200.0, True), (359.0, False)])
+def test_the_coarse_turn_undoes_a_known_turn(angle: float, mirrored: bool) -> None:
+    img = sample("cast_def_0_1000.jpeg")
+    copy = Image.open(io.BytesIO(copy_of(img, angle, mirrored))).convert("L")
+    found, found_mirrored = _coarse_turn(_Prepared(img), copy)
+    assert found_mirrored is mirrored
+    # The copy was mirrored, then turned: mirroring it back reverses that turn, so only an unmirrored
+    # copy is turned back by the opposite angle. To within the 1-degree grid.
+    back = angle if mirrored else -angle
+    assert abs((found - back + 180) % 360 - 180) <= 1.0
 
 
 def test_photos_of_two_castings_are_not_one_photo() -> None:
@@ -223,3 +239,61 @@ def test_cli_against(held_out: Path, folder: Path) -> None:
     assert text.exit_code == 0, text.output
     assert f"2 of 3 photos have a copy among the 6 of {folder}" in text.stdout
     assert "def_front/other_label.jpeg  =  ok_front/cast_ok_0_1005.jpeg" in text.stdout
+
+
+def test_copy_groups_join_each_photo_with_its_copies(folder: Path) -> None:
+    items = list_items(folder)
+    expected = [
+        sorted([CONFLICT, "ok_front/cast_ok_0_1002.jpeg"]),
+        sorted([VAL_COPY, "def_front/cast_def_0_1000.jpeg"]),
+    ]
+    for workers in (1, 2):
+        found = copy_groups(items, lambda it: str(it.path.relative_to(folder)), workers=workers)
+        assert found.groups == sorted(expected)
+        summary = found.summary()
+        assert (summary["photos_in_groups"], summary["largest_group"], summary["pairs_same"]) == (4, 2, 2)
+
+
+def test_a_group_goes_to_one_side_of_the_split(tmp_path: Path) -> None:
+    # A group whose key (its first name) the split puts in validation, with members it would not.
+    key = _name_on_side("a_key", validation=True)
+    members = [_name_on_side(f"member{k}", validation=False) for k in range(3)]
+    path = tmp_path / "groups.json"
+    path.write_text(json.dumps({"groups": [[f"def_front/{key}", *(f"ok_front/{m}" for m in members)]]}))
+    groups = load_groups(path)
+    assert groups == dict.fromkeys([key, *members], key)
+    loose = _name_on_side("loose", validation=False)
+    items = [Item(Path(n), 0) for n in [key, *members, loose]]
+    train, val = split(items, 0.2, groups)
+    assert {it.path.name for it in val} == {key, *members}
+    assert [it.path.name for it in train] == [loose]
+    assert split(items, 0.2) == split(items, 0.2, {})  # no groups: the file-name split
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("not json", "cannot be read"),
+        ('{"groups": [["a.jpeg"], "b.jpeg"]}', "expected"),
+        ('{"groups": [[]]}', "expected"),
+        ('{"groups": [["x/a.jpeg", "b.jpeg"], ["y/a.jpeg", "c.jpeg"]]}', "a.jpeg is in two groups"),
+    ],
+)
+def test_a_broken_groups_file_is_refused(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "groups.json"
+    path.write_text(text)
+    with pytest.raises(InvalidInput, match=message):
+        load_groups(path)
+
+
+def test_cli_groups(folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "groups" / "copies.json"
+    result = runner.invoke(app, ["audit-data", "--data", str(folder), "--groups", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["photos_in_groups"] == 4
+    assert set(load_groups(out)) == {
+        Path(n).name for n in (CONFLICT, VAL_COPY, "cast_ok_0_1002.jpeg", "cast_def_0_1000.jpeg")
+    }
+    both = runner.invoke(app, ["audit-data", "--data", str(folder), "--groups", str(out), "--against", "x"])
+    assert both.exit_code == 2
+    assert "pass one" in both.output

@@ -182,3 +182,37 @@ def test_the_same_seed_on_the_same_machine_gives_the_same_model_bytes(data_dir: 
     first = run("a", 0)
     assert run("b", 0) == first
     assert run("c", 1) != first  # the bytes do depend on the seed: the check above can fail
+
+
+def test_a_run_with_copy_groups_splits_by_group_and_says_so(data_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from services.predict.onnx_backend import sha256_file
+    from services.predict.train.config import TrainConfig
+    from services.predict.train.data import list_items, load_groups, split
+    from services.predict.train.trainer import train
+
+    # Four of the samples are copies of one photo (docs/model.md, session 17): one group.
+    copies = ["cast_ok_0_1.jpeg", "cast_ok_0_101.jpeg", "cast_ok_0_1003.jpeg", "cast_ok_0_1020.jpeg"]
+    groups = tmp_path / "groups.json"
+    groups.write_text(json.dumps({"groups": [[f"ok_front/{n}" for n in copies]]}))
+    _, val_items = split(list_items(data_dir), 0.3, load_groups(groups))
+    sides = {n in {it.path.name for it in val_items} for n in copies}
+    assert len(sides) == 1  # the whole group on one side
+    cfg = TrainConfig(
+        data_dir=data_dir,
+        out_dir=tmp_path / "run",
+        size=64,
+        stem_stride=1,
+        epochs=1,
+        batch_size=8,
+        val_fraction=0.3,
+        threads=1,
+        groups=groups,
+        command="pytest smoke",
+    )
+    card = train(cfg)["training"]
+    assert card["split"] == "sha256(copy group's first file name) < 0.3 -> validation"
+    assert card["copy_groups"] == {"file": str(groups), "sha256": sha256_file(groups), "groups": 1}
+    val_counts = card["counts"]["validation"]
+    assert val_counts["ok"] + val_counts["defect"] == len(val_items)
+    assert card["config"]["groups"] == str(groups)
