@@ -111,7 +111,8 @@ def load_groups(path: Path) -> dict[str, str]:
     """File name -> its copy group's key (the group's first file name), from `partcheck audit-data --groups`.
 
     Names are keyed without their class folder, as the split is: a copy filed under the other label
-    belongs to the same group.
+    belongs to the same group. An optional "salt" string is put before every key, which deals the groups
+    to the two sides anew: for measuring the split's spread over several draws.
     """
     try:
         raw = json.loads(path.read_text())
@@ -122,12 +123,15 @@ def load_groups(path: Path) -> dict[str, str]:
         isinstance(g, list) and g and all(isinstance(n, str) for n in g) for g in groups
     ):
         raise InvalidInput(f"copy groups {path}: expected {{'groups': [[file name, ...], ...]}}")
+    salt = raw.get("salt", "")
+    if not isinstance(salt, str):
+        raise InvalidInput(f"copy groups {path}: 'salt' must be a string")
     key_of: dict[str, str] = {}
     for group in groups:
         names = {Path(n).name for n in group}
         if twice := names & key_of.keys():
             raise InvalidInput(f"copy groups {path}: {min(twice)} is in two groups")
-        key_of.update(dict.fromkeys(names, min(names)))
+        key_of.update(dict.fromkeys(names, salt + min(names)))
     return key_of
 
 

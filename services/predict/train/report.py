@@ -298,11 +298,13 @@ def write_model_card_md(card: dict[str, Any], path: Path) -> Path:
     lines += [
         "",
         "## Limits",
-        "The validation split is a proxy: the data set's author augmented the photos, so copies of one photo "
-        "sit on both sides of a file-name split and validation figures are optimistic. "
-        "`partcheck audit-data` finds them: on the casting data, 97 % of the validation photos have a copy "
-        "in training, and the "
-        "defects that set the zero-escape band are copies of photos filed as ok (docs/model.md, session 17). "
+        "The validation split is a proxy: the data set's author augmented the photos (turns, lighting), so "
+        "near-duplicates (copies of one photo, or of one part in one setup; the audit cannot tell the two "
+        "apart) sit on both sides of a file-name split and validation figures are optimistic. "
+        "`partcheck audit-data` finds them: on the casting data, 97 % of the validation photos have a "
+        "near-duplicate in training, and the defects that set the zero-escape band have near-duplicates "
+        "filed as ok (docs/model.md, sessions 17-18). `partcheck train --groups` splits by near-duplicate "
+        "group instead. "
         "A new camera or line needs `partcheck audit-data` and `partcheck evaluate` on its own labelled "
         "photos before the thresholds are trusted.",
     ]

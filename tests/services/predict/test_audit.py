@@ -270,6 +270,28 @@ def test_a_group_goes_to_one_side_of_the_split(tmp_path: Path) -> None:
     assert split(items, 0.2) == split(items, 0.2, {})  # no groups: the file-name split
 
 
+def test_a_salt_deals_the_groups_anew_and_keeps_each_together(tmp_path: Path) -> None:
+    groups = [[f"ok_front/g{k}_{m}.jpeg" for m in range(3)] for k in range(40)]
+    path = tmp_path / "groups.json"
+    items = [Item(Path(n).relative_to("ok_front"), 0) for g in groups for n in g]
+
+    def validation_groups(salt: str | None) -> set[int]:
+        path.write_text(json.dumps({"groups": groups} | ({"salt": salt} if salt is not None else {})))
+        val = {it.path.name for it in split(items, 0.2, load_groups(path))[1]}
+        names = [{Path(n).name for n in g} for g in groups]
+        assert all(g <= val or not g & val for g in names)  # never split within a group
+        return {k for k, g in enumerate(names) if g <= val}
+
+    plain, salted = validation_groups(None), validation_groups("draw1:")
+    assert plain
+    assert salted
+    assert plain != salted
+    assert validation_groups("") == plain
+    path.write_text(json.dumps({"groups": groups, "salt": 1}))
+    with pytest.raises(InvalidInput, match="'salt' must be a string"):
+        load_groups(path)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -191,7 +191,7 @@ def test_a_run_with_copy_groups_splits_by_group_and_says_so(data_dir: Path, tmp_
     from services.predict.train.data import list_items, load_groups, split
     from services.predict.train.trainer import train
 
-    # Four of the samples are copies of one photo (docs/model.md, session 17): one group.
+    # Four of the samples are near-duplicates (docs/model.md, sessions 17-18): one group.
     copies = ["cast_ok_0_1.jpeg", "cast_ok_0_101.jpeg", "cast_ok_0_1003.jpeg", "cast_ok_0_1020.jpeg"]
     groups = tmp_path / "groups.json"
     groups.write_text(json.dumps({"groups": [[f"ok_front/{n}" for n in copies]]}))
