@@ -177,7 +177,7 @@ def train(
     val_fraction: Annotated[float, typer.Option(min=0.05, max=0.5)] = _T.val_fraction,
     groups: Annotated[
         Path | None,
-        typer.Option(help="copy groups (audit-data --groups): keep every copy of a photo on one side"),
+        typer.Option(help="near-duplicate groups (audit-data --groups): keep each group on one side"),
     ] = _T.groups,
     limit: Annotated[
         int | None, typer.Option(help="at most this many images per class (smoke runs)")
@@ -382,26 +382,26 @@ def audit_data(
     data: Annotated[Path, typer.Option(help="folder with def_front/ and ok_front/")] = DEFAULT_DATA,
     against: Annotated[
         Path | None,
-        typer.Option(help="instead: which photos of --data have a copy in this folder (its training data)"),
+        typer.Option(help="instead: which photos of --data have a near-duplicate in this (training) folder"),
     ] = None,
     val_fraction: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="the training split's validation share")
     ] = _T.val_fraction,
     same: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="share of fine detail at which two files are one photo")
+        float, typer.Option(min=0.0, max=1.0, help="detail share that makes two files near-duplicates")
     ] = AUDIT_SAME,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     fail_on_conflicts: Annotated[
-        bool, typer.Option(help="exit 1 when an opposite-label copy is found")
+        bool, typer.Option(help="exit 1 when an opposite-label near-duplicate is found")
     ] = False,
     groups: Annotated[
         Path | None,
-        typer.Option(help="instead: join all copies into groups and write them here (for train --groups)"),
+        typer.Option(help="instead: join near-duplicates into groups and write them here (train --groups)"),
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="processes that score pairs (--groups)")] = 1,
 ) -> None:
-    """Photos filed under both labels and validation copies in training; --against: copies in training;
-    --groups: every copy group, for a split that keeps copies together."""
+    """Near-duplicates filed under both labels, and validation photos with one in training; --against:
+    a folder's near-duplicates in training; --groups: near-duplicate groups for a split that keeps them."""
     from partcheck.errors import InvalidInput
     from services.predict.train.audit import audit, audit_against, copy_groups
     from services.predict.train.data import Item, list_items, scan_folder
@@ -443,8 +443,8 @@ def audit_data(
             typer.echo(json.dumps(cross.summary()))
         else:
             typer.echo(
-                f"{len(cross.copies)} of {cross.photos} photos have a copy among the {cross.reference} "
-                f"of {against} (detail share >= {cross.same})"
+                f"{len(cross.copies)} of {cross.photos} photos have a near-duplicate among the "
+                f"{cross.reference} of {against} (detail share >= {cross.same})"
             )
             typer.echo(f"filed there under the other label: {len(cross.other_label)}")
             _copies(cross.other_label)
@@ -456,14 +456,15 @@ def audit_data(
     else:
         typer.echo(
             f"{found.photos} photos, {found.pairs_verified} candidate pairs verified "
-            f"(one photo at a detail share >= {found.same})"
+            f"(near-duplicates at a detail share >= {found.same})"
         )
         typer.echo(
             f"filed under both labels: {len(found.conflicts)} pairs, {len(found.conflict_photos)} photos"
         )
         _copies(found.conflicts)
         typer.echo(
-            f"validation photos with a copy in training: {len(found.across_split)} of {found.validation}"
+            f"validation photos with a near-duplicate in training: {len(found.across_split)} "
+            f"of {found.validation}"
         )
     if fail_on_conflicts and found.conflicts:
         raise typer.Exit(1)

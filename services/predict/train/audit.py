@@ -1,6 +1,6 @@
 """Near-duplicates in a labelled photo folder: filed under both labels, or on both sides of the split.
 
-A data set whose author augmented the photos (turned, mirrored, zoomed) holds copies of one photo, and a
+A data set whose author augmented the photos (rotations, lighting) holds copies of one photo, and a
 line photographs one part many times. A near-duplicate under the other label is a contradiction no model
 can be right on both sides of, so it sets the zero-escape band; one on the other side of the
 train/validation split makes validation figures optimistic.
@@ -198,7 +198,7 @@ def _aligned_detail(a: _Prepared, b: Image.Image) -> float:
 def same_photo(a: Image.Image, b: Image.Image) -> float:
     """How much fine detail `a` and `b` share once `b` is turned, mirrored and shifted onto `a` (grayscale).
 
-    About 0.1 for photos of two castings, 0.6 and above for copies of one photo (see SAME).
+    About 0.1 for photos of two castings, 0.6 and above for near-duplicates (see SAME).
     """
     return _aligned_detail(_Prepared(a), b)
 

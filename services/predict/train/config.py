@@ -106,9 +106,9 @@ class TrainConfig:
     # onto pinholes (docs/model.md, session 12).
     oversample_marked: Path | None = None
     oversample_times: int = 4
-    # A copy-groups file (`partcheck audit-data --groups`): the split keeps every copy of one photo on one
-    # side, so validation measures photos the network has not seen in any turn. None: split by file name,
-    # which leaves 97 % of the casting data's validation photos with a copy in training (session 17).
+    # A near-duplicate groups file (`partcheck audit-data --groups`): the split keeps each group on one
+    # side, so validation holds no photo with a near-duplicate in training. None: split by file name, which
+    # leaves 97 % of the casting data's validation photos beside one (docs/model.md, sessions 17-18).
     groups: Path | None = None
     limit: int | None = None
     # Operating point: escapes and false rejects allowed on validation, and the safety margin in logits.

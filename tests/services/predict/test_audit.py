@@ -237,7 +237,7 @@ def test_cli_against(held_out: Path, folder: Path) -> None:
     assert (out["with_copy_in_reference"], out["with_copy_under_other_label"]) == (2, 1)
     text = runner.invoke(app, args)
     assert text.exit_code == 0, text.output
-    assert f"2 of 3 photos have a copy among the 6 of {folder}" in text.stdout
+    assert f"2 of 3 photos have a near-duplicate among the 6 of {folder}" in text.stdout
     assert "def_front/other_label.jpeg  =  ok_front/cast_ok_0_1005.jpeg" in text.stdout
 
 

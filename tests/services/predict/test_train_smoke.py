@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from services.predict.train.config import TrainConfig
 
 pytestmark = pytest.mark.integration
 
@@ -157,27 +160,30 @@ def test_split_is_deterministic_and_by_file_name(data_dir: Path) -> None:
     assert not {i.path.name for i in a_train} & {i.path.name for i in a_val}
 
 
+def _tiny(data_dir: Path, out_dir: Path, **changes: Any) -> TrainConfig:
+    """The smallest training run: one epoch at 64 px, one thread."""
+    return TrainConfig(
+        data_dir=data_dir,
+        out_dir=out_dir,
+        size=64,
+        stem_stride=1,
+        epochs=1,
+        batch_size=8,
+        val_fraction=0.3,
+        threads=1,
+        command="pytest smoke",
+        **changes,
+    )
+
+
 def test_the_same_seed_on_the_same_machine_gives_the_same_model_bytes(data_dir: Path, tmp_path: Path) -> None:
     # On one machine with one thread count the augmentation, the batches and the arithmetic repeat, so a
     # run can be reproduced to the byte (across CPUs oneDNN may pick other kernels; not measured).
     pytest.importorskip("torch")
-    from services.predict.train.config import TrainConfig
     from services.predict.train.trainer import train
 
     def run(name: str, seed: int) -> str:
-        cfg = TrainConfig(
-            data_dir=data_dir,
-            out_dir=tmp_path / name,
-            size=64,
-            stem_stride=1,
-            epochs=1,
-            batch_size=8,
-            val_fraction=0.3,
-            threads=1,
-            seed=seed,
-            command="pytest smoke",
-        )
-        return str(train(cfg)["sha256"])
+        return str(train(_tiny(data_dir, tmp_path / name, seed=seed))["sha256"])
 
     first = run("a", 0)
     assert run("b", 0) == first
@@ -187,7 +193,6 @@ def test_the_same_seed_on_the_same_machine_gives_the_same_model_bytes(data_dir: 
 def test_a_run_with_copy_groups_splits_by_group_and_says_so(data_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("torch")
     from services.predict.onnx_backend import sha256_file
-    from services.predict.train.config import TrainConfig
     from services.predict.train.data import list_items, load_groups, split
     from services.predict.train.trainer import train
 
@@ -198,19 +203,7 @@ def test_a_run_with_copy_groups_splits_by_group_and_says_so(data_dir: Path, tmp_
     _, val_items = split(list_items(data_dir), 0.3, load_groups(groups))
     sides = {n in {it.path.name for it in val_items} for n in copies}
     assert len(sides) == 1  # the whole group on one side
-    cfg = TrainConfig(
-        data_dir=data_dir,
-        out_dir=tmp_path / "run",
-        size=64,
-        stem_stride=1,
-        epochs=1,
-        batch_size=8,
-        val_fraction=0.3,
-        threads=1,
-        groups=groups,
-        command="pytest smoke",
-    )
-    card = train(cfg)["training"]
+    card = train(_tiny(data_dir, tmp_path / "run", groups=groups))["training"]
     assert card["split"] == "sha256(copy group's first file name) < 0.3 -> validation"
     assert card["copy_groups"] == {"file": str(groups), "sha256": sha256_file(groups), "groups": 1}
     val_counts = card["counts"]["validation"]
