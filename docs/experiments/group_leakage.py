@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from services.predict.train import data
-from services.predict.train.audit import SAME, _load, _photos, nearest, same_photo
+from services.predict.train.audit import SAME, _photos, nearest, same_photo
 
 CANDIDATES = 5
 
@@ -35,12 +35,12 @@ def standardised(signatures: np.ndarray) -> np.ndarray:
 def leakage(items: list[data.Item], groups: dict[str, str] | None) -> dict[str, object]:
     """Validation photos of this split with a copy among their nearest standardised training signatures."""
     train, val = data.split(items, 0.2, groups)
-    _, train_sig = _photos(train)
+    train_images, train_sig = _photos(train)
     val_images, val_sig = _photos(val)
     near = nearest(standardised(val_sig), CANDIDATES, standardised(train_sig))
     best = []
     for i, row in enumerate(near):
-        scores = [same_photo(val_images[i], _load(train[j])) for j in row]
+        scores = [same_photo(val_images[i], train_images[j]) for j in row]
         best.append(max(scores))
     shares = np.array(best)
     return {

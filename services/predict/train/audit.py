@@ -25,7 +25,9 @@ Numpy and Pillow only.
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -420,8 +422,8 @@ class Groups:
             "photos": self.photos,
             "same_photo_at": self.same,
             "neighbours": self.neighbours,
-            "pairs_verified": len(self.scores),
-            "pairs_same": sum(s >= self.same for s in self.scores),
+            "pairs_verified": len(self.pairs),
+            "pairs_same": sum(score >= self.same for _, _, score in self.pairs),
             "photos_in_groups": sum(sizes),
             "largest_group": max(sizes, default=0),
             "groups": self.groups,
@@ -467,22 +469,18 @@ def copy_groups(
     chunks = [rows[k : k + 50] for k in range(0, len(rows), 50)]
     _SHARED = images
     scored: list[tuple[int, int, float]] = []
+    pool = (
+        ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) if workers > 1 else None
+    )
     try:
-        if workers > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-                for done, part in enumerate(pool.map(_score_rows, chunks)):
-                    scored.extend(part)
-                    if progress is not None:
-                        progress(min((done + 1) * 50, len(rows)), len(rows))
-        else:
-            for done, chunk in enumerate(chunks):
-                scored.extend(_score_rows(chunk))
-                if progress is not None:
-                    progress(min((done + 1) * 50, len(rows)), len(rows))
+        parts = pool.map(_score_rows, chunks) if pool is not None else map(_score_rows, chunks)
+        for done, part in enumerate(parts):
+            scored.extend(part)
+            if progress is not None:
+                progress(min((done + 1) * 50, len(rows)), len(rows))
     finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
         _SHARED = []
     parent = list(range(len(items)))
 

@@ -102,8 +102,10 @@ def split(
     items: list[Item], fraction: float, groups: Mapping[str, str] | None = None
 ) -> tuple[list[Item], list[Item]]:
     """(train, validation) by file-name hash, or by copy-group hash with `groups`."""
-    train = [it for it in items if not is_validation(it.path, fraction, groups)]
-    val = [it for it in items if is_validation(it.path, fraction, groups)]
+    train: list[Item] = []
+    val: list[Item] = []
+    for it in items:
+        (val if is_validation(it.path, fraction, groups) else train).append(it)
     return train, val
 
 

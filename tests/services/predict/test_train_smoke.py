@@ -55,7 +55,6 @@ def test_one_epoch_exports_a_loadable_model_with_a_true_card(
     pytest.importorskip("torch")
     onnx = pytest.importorskip("onnx")
     from services.predict.onnx_backend import OnnxClassifier
-    from services.predict.train.config import TrainConfig
     from services.predict.train.data import is_validation
     from services.predict.train.export import TOLERANCE
     from services.predict.train.trainer import train
@@ -67,16 +66,12 @@ def test_one_epoch_exports_a_loadable_model_with_a_true_card(
         marks = tmp_path / "marks.json"
         marks.write_text(json.dumps({"marks": [{"file": photo.name, "y": 45, "x": 150}]}))
     out = tmp_path / "models"
-    cfg = TrainConfig(
-        data_dir=data_dir,
-        out_dir=out,
+    cfg = _tiny(
+        data_dir,
+        out,
         size=size,
         stem_stride=stem_stride,
         defect_weight=defect_weight,
-        epochs=1,
-        batch_size=8,
-        val_fraction=0.3,
-        threads=1,
         pool=pool,
         head_pool=head_pool,
         fp16_weights=fp16,
@@ -89,7 +84,6 @@ def test_one_epoch_exports_a_loadable_model_with_a_true_card(
         local_contrast=stamps,
         oversample_marked=marks,
         oversample_times=3,
-        command="pytest smoke",
     )
     framed = size == 300 and not stamps
     cfg.part_framing = framed
@@ -161,19 +155,17 @@ def test_split_is_deterministic_and_by_file_name(data_dir: Path) -> None:
 
 
 def _tiny(data_dir: Path, out_dir: Path, **changes: Any) -> TrainConfig:
-    """The smallest training run: one epoch at 64 px, one thread."""
-    return TrainConfig(
-        data_dir=data_dir,
-        out_dir=out_dir,
-        size=64,
-        stem_stride=1,
-        epochs=1,
-        batch_size=8,
-        val_fraction=0.3,
-        threads=1,
-        command="pytest smoke",
-        **changes,
-    )
+    """A smoke run's config: one epoch, one thread, 64 px unless `changes` say otherwise."""
+    smallest: dict[str, Any] = {
+        "size": 64,
+        "stem_stride": 1,
+        "epochs": 1,
+        "batch_size": 8,
+        "val_fraction": 0.3,
+        "threads": 1,
+        "command": "pytest smoke",
+    }
+    return TrainConfig(data_dir=data_dir, out_dir=out_dir, **(smallest | changes))
 
 
 def test_the_same_seed_on_the_same_machine_gives_the_same_model_bytes(data_dir: Path, tmp_path: Path) -> None:
