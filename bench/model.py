@@ -49,7 +49,7 @@ def run(quick: bool) -> dict[str, Any]:
     card = json.loads(card_path_for(DEFAULT_MODEL).read_text())
     config = card["training"]["config"]
     groups = load_groups(Path(config["groups"])) if config.get("groups") else None
-    items = split(list_items(DATA), float(config["val_fraction"]), groups)[1]
+    items = split(list_items(DATA), float(config["val_fraction"]), groups, int(config.get("val_fold", 0)))[1]
     if quick:
         items = items[::5]
     payloads = [(it.label, it.path.read_bytes()) for it in items]

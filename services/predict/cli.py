@@ -175,6 +175,12 @@ def train(
     seed: Annotated[int, typer.Option()] = _T.seed,
     threads: Annotated[int, typer.Option(min=1)] = _T.threads,
     val_fraction: Annotated[float, typer.Option(min=0.05, max=0.5)] = _T.val_fraction,
+    val_fold: Annotated[
+        int,
+        typer.Option(
+            min=0, help="validation = hash range [fold, fold + 1) x val-fraction (cross-validation)"
+        ),
+    ] = _T.val_fold,
     groups: Annotated[
         Path | None,
         typer.Option(help="near-duplicate groups (audit-data --groups): keep each group on one side"),
@@ -235,6 +241,7 @@ def train(
         seed=seed,
         threads=threads,
         val_fraction=val_fraction,
+        val_fold=val_fold,
         groups=groups,
         limit=limit,
         max_escapes=max_escapes,
@@ -251,7 +258,7 @@ def train(
         typer.echo(
             "checking the exported model on validation, re-framed copies and synthetic OOD...", err=True
         )
-        validate_model(out / card["file"], data, val_fraction, groups)
+        validate_model(out / card["file"], data, val_fraction, groups, val_fold)
         from services.predict.onnx_backend import card_path_for
 
         # The checks rewrote the card on disk (final OOD, scene and blur limits besides the metrics):
@@ -308,7 +315,9 @@ def check_model(
             )
         config = raw["training"]["config"]
         groups = Path(config["groups"]) if config.get("groups") else None
-        metrics = validate_model(model, data, float(config["val_fraction"]), groups)
+        metrics = validate_model(
+            model, data, float(config["val_fraction"]), groups, int(config.get("val_fold", 0))
+        )
     except (ModelError, InvalidInput, KeyError, TypeError, ValueError) as exc:
         raise _fail(str(exc)) from exc
     card = json.loads(card_path.read_text())

@@ -44,6 +44,9 @@ class TrainConfig:
     # the validation band held 8.2 % (shipped 3.6 %) and a shrunk defect got through.
     consistency_weight: float = 0.0
     val_fraction: float = 0.2
+    # Which share of the hash range is validation: [fold, fold + 1) x val_fraction. 0 is the split of every
+    # shipped model; the others are for cross-validation (docs/model.md, session 19).
+    val_fold: int = 0
     seed: int = 0
     threads: int = 2
     widths: tuple[int, ...] = (16, 24, 48, 96, 128)

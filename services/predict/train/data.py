@@ -87,25 +87,49 @@ def list_items(data_dir: Path) -> list[Item]:
     return items
 
 
-def is_validation(path: Path, fraction: float, groups: Mapping[str, str] | None = None) -> bool:
+def is_validation(
+    path: Path, fraction: float, groups: Mapping[str, str] | None = None, fold: int = 0
+) -> bool:
     """Deterministic split by a hash of the file name: stable across machines, runs and folder moves.
 
     With `groups` (file name -> its copy group's key, from `load_groups`) a photo goes where its group's
-    key goes, so every copy of one photo lands on the same side.
+    key goes, so every copy of one photo lands on the same side. Validation is the hash range
+    [fold * fraction, (fold + 1) * fraction): fold 0 is the split every model before session 19 used, and
+    folds 0 to 1/fraction - 1 cover every photo once (cross-validation).
     """
+    check_fold(fraction, fold)
     name = groups.get(path.name, path.name) if groups else path.name
     digest = hashlib.sha256(name.encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+    return fold * fraction <= int.from_bytes(digest[:8], "big") / 2**64 < (fold + 1) * fraction
+
+
+def check_fold(fraction: float, fold: int) -> None:
+    """Refuse a validation fold that does not fit in the hash range."""
+    # A small tolerance, so 5 folds of 0.2 reach 1.0 despite 4 * 0.2 + 0.2 rounding.
+    if fold < 0 or (fold + 1) * fraction > 1 + 1e-9:
+        raise InvalidInput(
+            f"validation fold {fold} does not fit: "
+            f"folds of {fraction} run from 0 to {int(1 / fraction + 1e-9) - 1}"
+        )
+
+
+def describe_split(fraction: float, by_group: bool, fold: int = 0) -> str:
+    """The split in words, for the model card (fold 0 keeps the wording of earlier cards)."""
+    key = "sha256(copy group's first file name)" if by_group else "sha256(file name)"
+    if fold == 0:
+        return f"{key} < {fraction} -> validation"
+    return f"{fold * fraction:g} <= {key} < {(fold + 1) * fraction:g} -> validation"
 
 
 def split(
-    items: list[Item], fraction: float, groups: Mapping[str, str] | None = None
+    items: list[Item], fraction: float, groups: Mapping[str, str] | None = None, fold: int = 0
 ) -> tuple[list[Item], list[Item]]:
     """(train, validation) by file-name hash, or by copy-group hash with `groups`."""
+    check_fold(fraction, fold)
     train: list[Item] = []
     val: list[Item] = []
     for it in items:
-        (val if is_validation(it.path, fraction, groups) else train).append(it)
+        (val if is_validation(it.path, fraction, groups, fold) else train).append(it)
     return train, val
 
 

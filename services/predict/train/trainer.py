@@ -242,7 +242,7 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
     gen = _seed_everything(cfg.seed)
     items = _subset(data.list_items(cfg.data_dir), cfg.limit)
     groups = data.load_groups(cfg.groups) if cfg.groups is not None else None
-    train_items, val_items = data.split(items, cfg.val_fraction, groups)
+    train_items, val_items = data.split(items, cfg.val_fraction, groups, cfg.val_fold)
     if not train_items or not val_items or len({it.label for it in val_items}) < 2:
         raise ValueError("the split left a side empty or validation without both classes; add data")
     progress = Progress(
@@ -515,11 +515,7 @@ def _finish(
             "data_dir": str(cfg.data_dir),
             "data_sha256": digest,
             "counts": {"train": _counts(y_train), "validation": _counts(y_val)},
-            "split": (
-                f"sha256(copy group's first file name) < {cfg.val_fraction} -> validation"
-                if cfg.groups is not None
-                else f"sha256(file name) < {cfg.val_fraction} -> validation"
-            ),
+            "split": data.describe_split(cfg.val_fraction, cfg.groups is not None, cfg.val_fold),
             "copy_groups": _marks_file(
                 cfg.groups, lambda path: {"groups": len(set(data.load_groups(path).values()))}
             ),

@@ -154,6 +154,34 @@ def test_split_is_deterministic_and_by_file_name(data_dir: Path) -> None:
     assert not {i.path.name for i in a_train} & {i.path.name for i in a_val}
 
 
+def test_validation_folds_cover_every_photo_once(data_dir: Path) -> None:
+    from partcheck.errors import InvalidInput
+    from services.predict.train.data import list_items, split
+
+    items = list_items(data_dir)
+    folds = [{i.path.name for i in split(items, 0.25, fold=k)[1]} for k in range(4)]
+    assert sum(len(f) for f in folds) == len(items) == len(set().union(*folds))
+    assert split(items, 0.25, fold=0) == split(items, 0.25)  # fold 0: the split of every shipped model
+    train = split(items, 0.25, fold=2)[0]
+    assert {i.path.name for i in train} == set().union(*folds) - folds[2]
+    for fold in (-1, 4):
+        with pytest.raises(InvalidInput, match=f"fold {fold} does not fit: folds of 0.25 run from 0 to 3"):
+            split(items, 0.25, fold=fold)
+
+
+def test_a_run_on_another_fold_validates_on_it_and_says_so(data_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from services.predict.train.data import list_items, split
+    from services.predict.train.trainer import train
+
+    val = split(list_items(data_dir), 0.3, fold=1)[1]
+    card = train(_tiny(data_dir, tmp_path / "run", val_fold=1))["training"]
+    assert card["split"] == "0.3 <= sha256(file name) < 0.6 -> validation"
+    assert card["config"]["val_fold"] == 1
+    counts = card["counts"]["validation"]
+    assert counts == {"ok": sum(i.label == 0 for i in val), "defect": sum(i.label == 1 for i in val)}
+
+
 def _tiny(data_dir: Path, out_dir: Path, **changes: Any) -> TrainConfig:
     """A smoke run's config: one epoch, one thread, 64 px unless `changes` say otherwise."""
     smallest: dict[str, Any] = {
