@@ -20,7 +20,7 @@ import numpy as np
 
 from services.predict.onnx_backend import OnnxClassifier, card_path_for, sha256_file
 from services.predict.settings import DEFAULT_MODEL
-from services.predict.train.data import list_items, load_groups, split
+from services.predict.train.data import SplitSpec, list_items
 from services.predict.train.evaluate import EvalResult, evaluate_one
 from services.predict.train.variants import VARIANTS, reframe
 
@@ -47,9 +47,7 @@ def run(quick: bool) -> dict[str, Any]:
     """Measure; `quick` scores fewer images and one re-framing variant and leaves their accuracy unmarked."""
     clf = OnnxClassifier(DEFAULT_MODEL, threads=1)
     card = json.loads(card_path_for(DEFAULT_MODEL).read_text())
-    config = card["training"]["config"]
-    groups = load_groups(Path(config["groups"])) if config.get("groups") else None
-    items = split(list_items(DATA), float(config["val_fraction"]), groups, int(config.get("val_fold", 0)))[1]
+    items = SplitSpec.from_config(card["training"]["config"]).apply(list_items(DATA))[1]
     if quick:
         items = items[::5]
     payloads = [(it.label, it.path.read_bytes()) for it in items]

@@ -258,7 +258,7 @@ def train(
         typer.echo(
             "checking the exported model on validation, re-framed copies and synthetic OOD...", err=True
         )
-        validate_model(out / card["file"], data, val_fraction, groups, val_fold)
+        validate_model(out / card["file"], data, cfg.split)
         from services.predict.onnx_backend import card_path_for
 
         # The checks rewrote the card on disk (final OOD, scene and blur limits besides the metrics):
@@ -294,7 +294,7 @@ def check_model(
     from partcheck.errors import InvalidInput, ModelError
     from services.predict.onnx_backend import card_path_for, check_sha256, save_card
     from services.predict.settings import DEFAULT_MODEL
-    from services.predict.train.data import data_hash, list_items
+    from services.predict.train.data import SplitSpec, data_hash, list_items
     from services.predict.train.report import write_model_card_md
     from services.predict.train.validate import validate_model
 
@@ -313,11 +313,7 @@ def check_model(
                 f"{data} is not the data the card was trained on (its sha256 differs from "
                 "training.data_sha256); pass --force to fit the limits on it anyway"
             )
-        config = raw["training"]["config"]
-        groups = Path(config["groups"]) if config.get("groups") else None
-        metrics = validate_model(
-            model, data, float(config["val_fraction"]), groups, int(config.get("val_fold", 0))
-        )
+        metrics = validate_model(model, data, SplitSpec.from_config(raw["training"]["config"]))
     except (ModelError, InvalidInput, KeyError, TypeError, ValueError) as exc:
         raise _fail(str(exc)) from exc
     card = json.loads(card_path.read_text())

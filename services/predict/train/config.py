@@ -5,7 +5,12 @@ from __future__ import annotations
 import shlex
 import sys
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from services.predict.train.data import SplitSpec
 
 # Depth range of a synthetic pit, as a share of the flange brightness (`augment.PinholeConfig`).
 PIT_DEPTH = (0.10, 0.35)
@@ -125,3 +130,11 @@ class TrainConfig:
     ood_factor: float = 1.0
     name: str = MODEL_NAME
     command: str = field(default_factory=lambda: shlex.join(["partcheck", *sys.argv[1:]]))
+
+    @cached_property
+    def split(self) -> SplitSpec:
+        """The train/validation split these fields describe (its groups file read once per config)."""
+        # Imported here: this module stays free of numpy and Pillow, so the CLI can read its defaults cheaply.
+        from services.predict.train.data import SplitSpec
+
+        return SplitSpec(self.val_fraction, self.val_fold, self.groups)

@@ -6,7 +6,9 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -113,14 +115,6 @@ def check_fold(fraction: float, fold: int) -> None:
         )
 
 
-def describe_split(fraction: float, by_group: bool, fold: int = 0) -> str:
-    """The split in words, for the model card (fold 0 keeps the wording of earlier cards)."""
-    key = "sha256(copy group's first file name)" if by_group else "sha256(file name)"
-    if fold == 0:
-        return f"{key} < {fraction} -> validation"
-    return f"{fold * fraction:g} <= {key} < {(fold + 1) * fraction:g} -> validation"
-
-
 def split(
     items: list[Item], fraction: float, groups: Mapping[str, str] | None = None, fold: int = 0
 ) -> tuple[list[Item], list[Item]]:
@@ -131,6 +125,43 @@ def split(
     for it in items:
         (val if is_validation(it.path, fraction, groups, fold) else train).append(it)
     return train, val
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """Which photos are validation: a hash range of each file name, or of its near-duplicate group's key."""
+
+    fraction: float = 0.2
+    fold: int = 0
+    # A groups file from `partcheck audit-data --groups`; None splits by file name.
+    groups: Path | None = None
+
+    def __post_init__(self) -> None:
+        check_fold(self.fraction, self.fold)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> SplitSpec:
+        """The split a model card's `training.config` records (cards before session 19 have no fold)."""
+        groups = config.get("groups")
+        return cls(
+            float(config["val_fraction"]), int(config.get("val_fold", 0)), Path(groups) if groups else None
+        )
+
+    @cached_property
+    def group_keys(self) -> dict[str, str] | None:
+        """File name -> its group's key (`load_groups`), read once; None without a groups file."""
+        return load_groups(self.groups) if self.groups is not None else None
+
+    def apply(self, items: list[Item]) -> tuple[list[Item], list[Item]]:
+        """(train, validation)."""
+        return split(items, self.fraction, self.group_keys, self.fold)
+
+    def describe(self) -> str:
+        """The split in words, for the model card (fold 0 keeps the wording of earlier cards)."""
+        key = "sha256(copy group's first file name)" if self.groups is not None else "sha256(file name)"
+        if self.fold == 0:
+            return f"{key} < {self.fraction} -> validation"
+        return f"{self.fold * self.fraction:g} <= {key} < {(self.fold + 1) * self.fraction:g} -> validation"
 
 
 def load_groups(path: Path) -> dict[str, str]:

@@ -241,8 +241,7 @@ def train(cfg: TrainConfig, console: Console | None = None) -> dict[str, Any]:
     _keep_freed_memory()
     gen = _seed_everything(cfg.seed)
     items = _subset(data.list_items(cfg.data_dir), cfg.limit)
-    groups = data.load_groups(cfg.groups) if cfg.groups is not None else None
-    train_items, val_items = data.split(items, cfg.val_fraction, groups, cfg.val_fold)
+    train_items, val_items = cfg.split.apply(items)
     if not train_items or not val_items or len({it.label for it in val_items}) < 2:
         raise ValueError("the split left a side empty or validation without both classes; add data")
     progress = Progress(
@@ -515,9 +514,9 @@ def _finish(
             "data_dir": str(cfg.data_dir),
             "data_sha256": digest,
             "counts": {"train": _counts(y_train), "validation": _counts(y_val)},
-            "split": data.describe_split(cfg.val_fraction, cfg.groups is not None, cfg.val_fold),
+            "split": cfg.split.describe(),
             "copy_groups": _marks_file(
-                cfg.groups, lambda path: {"groups": len(set(data.load_groups(path).values()))}
+                cfg.groups, lambda _: {"groups": len(set((cfg.split.group_keys or {}).values()))}
             ),
             "config": {
                 k: (str(v) if isinstance(v, Path) else v)

@@ -330,13 +330,7 @@ def _marked_pinholes(
     return data.pinhole_stamps(marks, train_items, val_items, size)
 
 
-def validate_model(
-    model_path: Path,
-    data_dir: Path,
-    val_fraction: float,
-    groups: Path | None = None,
-    val_fold: int = 0,
-) -> dict[str, Any]:
+def validate_model(model_path: Path, data_dir: Path, split: data.SplitSpec) -> dict[str, Any]:
     """Calibrate the scene, blur and OOD limits and measure the exported model from bytes; update its card.
 
     The limits are set here, through the production path, from in-distribution validation photos and their
@@ -347,27 +341,18 @@ def validate_model(
     card_path = card_path_for(model_path)
     before = card_path.read_text()
     try:
-        return _validate(model_path, card_path, data_dir, val_fraction, groups, val_fold)
+        return _validate(model_path, card_path, data_dir, split)
     except BaseException:
         card_path.with_name(f".{card_path.name}.before").write_text(before)
         os.replace(card_path.with_name(f".{card_path.name}.before"), card_path)
         raise
 
 
-def _validate(
-    model_path: Path,
-    card_path: Path,
-    data_dir: Path,
-    val_fraction: float,
-    groups: Path | None,
-    val_fold: int,
-) -> dict[str, Any]:
+def _validate(model_path: Path, card_path: Path, data_dir: Path, split: data.SplitSpec) -> dict[str, Any]:
     loaded = ModelCard.load(card_path)
     card, size, framing = loaded.raw, loaded.size, loaded.framing
     items = data.list_items(data_dir)
-    train_items, val_items = data.split(
-        items, val_fraction, data.load_groups(groups) if groups is not None else None, val_fold
-    )
+    train_items, val_items = split.apply(items)
     photos = [(str(it.path), it.label, it.path.read_bytes()) for it in val_items]
     stamps = _marked_pinholes(train_items, val_items, size)
     labelled = [(p, label) for p, label, _ in photos]

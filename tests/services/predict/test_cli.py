@@ -232,6 +232,7 @@ def test_an_interrupted_check_leaves_the_card_as_it_was(
     tiny: Path, tmp_path: Path, sample_images: dict[str, list[Path]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from services.predict.onnx_backend import OnnxClassifier
+    from services.predict.train.data import SplitSpec
     from services.predict.train.validate import validate_model
 
     data = _sample_folder(tmp_path / "data", sample_images)
@@ -243,7 +244,7 @@ def test_an_interrupted_check_leaves_the_card_as_it_was(
 
     monkeypatch.setattr(OnnxClassifier, "__init__", stopped)
     with pytest.raises(KeyboardInterrupt):
-        validate_model(tiny, data, 0.5)
+        validate_model(tiny, data, SplitSpec(0.5))
     assert card_path.read_text() == before
 
 

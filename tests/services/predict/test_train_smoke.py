@@ -156,7 +156,7 @@ def test_split_is_deterministic_and_by_file_name(data_dir: Path) -> None:
 
 def test_validation_folds_cover_every_photo_once(data_dir: Path) -> None:
     from partcheck.errors import InvalidInput
-    from services.predict.train.data import list_items, split
+    from services.predict.train.data import SplitSpec, list_items, split
 
     items = list_items(data_dir)
     folds = [{i.path.name for i in split(items, 0.25, fold=k)[1]} for k in range(4)]
@@ -167,6 +167,19 @@ def test_validation_folds_cover_every_photo_once(data_dir: Path) -> None:
     for fold in (-1, 4):
         with pytest.raises(InvalidInput, match=f"fold {fold} does not fit: folds of 0.25 run from 0 to 3"):
             split(items, 0.25, fold=fold)
+        with pytest.raises(InvalidInput, match="does not fit"):
+            SplitSpec(0.25, fold)
+
+
+def test_a_card_config_names_its_split() -> None:
+    from services.predict.train.data import SplitSpec
+
+    # Cards written before session 19 have no val_fold: theirs is fold 0.
+    assert SplitSpec.from_config({"val_fraction": 0.2, "groups": None}) == SplitSpec(0.2)
+    spec = SplitSpec.from_config({"val_fraction": 0.2, "val_fold": 3, "groups": "g.json"})
+    assert spec == SplitSpec(0.2, 3, Path("g.json"))
+    assert spec.describe() == "0.6 <= sha256(copy group's first file name) < 0.8 -> validation"
+    assert SplitSpec(0.2).describe() == "sha256(file name) < 0.2 -> validation"
 
 
 def test_a_run_on_another_fold_validates_on_it_and_says_so(data_dir: Path, tmp_path: Path) -> None:
