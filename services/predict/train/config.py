@@ -16,8 +16,23 @@ if TYPE_CHECKING:
 PIT_DEPTH = (0.10, 0.35)
 
 MODEL_NAME = "partcheck-defect"
+# A card names the files a run read relative to this checkout when they are inside it, so `check-model` and
+# the bench find them from any working directory and in any clone (`path_in_card`, `path_from_card`).
+REPO_ROOT = Path(__file__).resolve().parents[3]
 # `partcheck audit-data`: the share of fine detail at which two files are one photo (see train/audit.py).
 AUDIT_SAME = 0.6
+
+
+def path_in_card(path: Path) -> str:
+    """How a card names a file: relative to the checkout when inside it, otherwise absolute."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(REPO_ROOT) if resolved.is_relative_to(REPO_ROOT) else resolved)
+
+
+def path_from_card(text: str) -> Path:
+    """The file a card names (`path_in_card`): a relative name is inside the checkout."""
+    path = Path(text)
+    return path if path.is_absolute() else REPO_ROOT / path
 
 
 @dataclass

@@ -15,6 +15,7 @@ import numpy as np
 from partcheck.errors import InvalidInput
 from services.predict.framing import Framing
 from services.predict.preprocess import preprocess
+from services.predict.train.config import path_from_card
 from services.predict.train.variants import extract_stamp
 
 # Folder names of the original data set and of the held-out set; label index 1 = defect.
@@ -142,10 +143,8 @@ class SplitSpec:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SplitSpec:
         """The split a model card's `training.config` records (cards before session 19 have no fold)."""
-        groups = config.get("groups")
-        return cls(
-            float(config["val_fraction"]), int(config.get("val_fold", 0)), Path(groups) if groups else None
-        )
+        groups = path_from_card(config["groups"]) if config.get("groups") else None
+        return cls(float(config["val_fraction"]), int(config.get("val_fold", 0)), groups)
 
     @cached_property
     def group_keys(self) -> dict[str, str] | None:

@@ -32,7 +32,7 @@ from services.predict.train.augment import (
     pit_schedule,
     relabel_hidden_pits,
 )
-from services.predict.train.config import TrainConfig
+from services.predict.train.config import TrainConfig, path_in_card
 from services.predict.train.model import Exported, PartNet, fit_mahalanobis, fold_for_export
 
 
@@ -519,7 +519,7 @@ def _finish(
                 cfg.groups, lambda _: {"groups": len(set((cfg.split.group_keys or {}).values()))}
             ),
             "config": {
-                k: (str(v) if isinstance(v, Path) else v)
+                k: (path_in_card(v) if isinstance(v, Path) else v)
                 for k, v in asdict(cfg).items()
                 if k not in ("command",)
             },
@@ -557,7 +557,7 @@ def _marks_file(path: Path | None, details: Callable[[Path], dict[str, Any]]) ->
     """A file the run read, for the card: path, sha256 (a run depends on its content), details."""
     if path is None:
         return None
-    return {"file": str(path), "sha256": sha256_file(path), **details(path)}
+    return {"file": path_in_card(path), "sha256": sha256_file(path), **details(path)}
 
 
 def training_fit(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -176,10 +177,24 @@ def test_a_card_config_names_its_split() -> None:
 
     # Cards written before session 19 have no val_fold: theirs is fold 0.
     assert SplitSpec.from_config({"val_fraction": 0.2, "groups": None}) == SplitSpec(0.2)
-    spec = SplitSpec.from_config({"val_fraction": 0.2, "val_fold": 3, "groups": "g.json"})
-    assert spec == SplitSpec(0.2, 3, Path("g.json"))
+    spec = SplitSpec.from_config({"val_fraction": 0.2, "val_fold": 3, "groups": "/data/g.json"})
+    assert spec == SplitSpec(0.2, 3, Path("/data/g.json"))
     assert spec.describe() == "0.6 <= sha256(copy group's first file name) < 0.8 -> validation"
     assert SplitSpec(0.2).describe() == "sha256(file name) < 0.2 -> validation"
+
+
+def test_a_card_names_files_in_the_checkout_relative_to_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.predict.train.config import REPO_ROOT, path_in_card
+    from services.predict.train.data import SplitSpec
+
+    committed = REPO_ROOT / "services" / "predict" / "train" / "copy_groups.json"
+    monkeypatch.chdir(tmp_path)  # session 18's card named it as given, so only the repository root found it
+    assert path_in_card(Path(os.path.relpath(committed))) == "services/predict/train/copy_groups.json"
+    spec = SplitSpec.from_config({"val_fraction": 0.2, "groups": "services/predict/train/copy_groups.json"})
+    assert spec.groups == committed
+    assert len(spec.group_keys or {}) > 1000
 
 
 def test_a_run_on_another_fold_validates_on_it_and_says_so(data_dir: Path, tmp_path: Path) -> None:
@@ -238,7 +253,8 @@ def test_a_run_with_copy_groups_splits_by_group_and_says_so(data_dir: Path, tmp_
     assert len(sides) == 1  # the whole group on one side
     card = train(_tiny(data_dir, tmp_path / "run", groups=groups))["training"]
     assert card["split"] == "sha256(copy group's first file name) < 0.3 -> validation"
-    assert card["copy_groups"] == {"file": str(groups), "sha256": sha256_file(groups), "groups": 1}
+    # Outside the checkout a file is named by its absolute path.
+    assert card["copy_groups"] == {"file": str(groups.resolve()), "sha256": sha256_file(groups), "groups": 1}
     val_counts = card["counts"]["validation"]
     assert val_counts["ok"] + val_counts["defect"] == len(val_items)
     assert card["config"]["groups"] == str(groups)
