@@ -29,6 +29,7 @@ import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
@@ -373,10 +374,16 @@ def audit(
     is_val = np.array([is_validation(it.path, val_fraction) for it in items])
     checked: dict[tuple[int, int], float] = {}
 
+    # The loop below meets photo i in each of its pairs in turn, so the last few preparations are reused
+    # (each holds a few MB of arrays: a cache of every photo would hold gigabytes).
+    @lru_cache(maxsize=8)
+    def prepared(i: int) -> _Prepared:
+        return _Prepared(images[i])
+
     def verified(i: int, j: int) -> float:
         key = (min(i, j), max(i, j))
         if key not in checked:
-            checked[key] = same_photo(images[key[0]], images[key[1]])
+            checked[key] = _aligned_detail(prepared(key[0]), images[key[1]])
         return checked[key]
 
     result = Audit(photos=len(items), same=same, validation=int(is_val.sum()))
