@@ -511,7 +511,7 @@ def _finish(
         },
         "quality": limits.to_dict(),
         "training": {
-            "data_dir": str(cfg.data_dir),
+            "data_dir": path_in_card(cfg.data_dir),
             "data_sha256": digest,
             "counts": {"train": _counts(y_train), "validation": _counts(y_val)},
             "split": cfg.split.describe(),
