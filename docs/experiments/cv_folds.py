@@ -56,6 +56,21 @@ def rule(z: np.ndarray, y: np.ndarray, temperature: float) -> calibrate.Operatin
     return calibrate.choose_thresholds(calibrate.softmax_defect(_logits(z), temperature), y, margin=MARGIN)
 
 
+def held_back(
+    z: np.ndarray, y: np.ndarray, fold: np.ndarray, k: int, margin: float
+) -> tuple[float, calibrate.OperatingPoint, calibrate.OperatingPoint]:
+    """(temperature, band) chosen on every fold but `k`, and what that band does on fold `k`."""
+    here, rest = fold == k, fold != k
+    t = calibrate.fit_temperature(_logits(z[rest]), y[rest])
+    chosen = calibrate.choose_thresholds(
+        calibrate.softmax_defect(_logits(z[rest]), t), y[rest], margin=margin
+    )
+    measured = calibrate.score(
+        calibrate.softmax_defect(_logits(z[here]), t), y[here], chosen.t_ok, chosen.t_defect
+    )
+    return t, chosen, measured
+
+
 def _logits(z: np.ndarray) -> np.ndarray:
     return np.stack([np.zeros_like(z), z], 1)
 
@@ -103,12 +118,8 @@ def main(data_dir: Path, runs: str, groups_file: Path, audit_file: Path, out: Pa
         "folds": [],
     }
     for k in range(FOLDS):
-        here, rest = fold == k, fold != k
-        t = calibrate.fit_temperature(_logits(z[rest]), y[rest])
-        chosen = rule(z[rest], y[rest], t)
-        measured = calibrate.score(
-            calibrate.softmax_defect(_logits(z[here]), t), y[here], chosen.t_ok, chosen.t_defect
-        )
+        here = fold == k
+        t, chosen, measured = held_back(z, y, fold, k, MARGIN)
         own = rule(z[here], y[here], calibrate.fit_temperature(_logits(z[here]), y[here]))
         report["folds"].append(
             {
@@ -135,18 +146,7 @@ def main(data_dir: Path, runs: str, groups_file: Path, audit_file: Path, out: Pa
     # needs to hold out of sample.
     report["margins_out_of_sample"] = []
     for margin in calibrate.MARGINS:
-        per_fold = []
-        for k in range(FOLDS):
-            here, rest = fold == k, fold != k
-            t = calibrate.fit_temperature(_logits(z[rest]), y[rest])
-            chosen = calibrate.choose_thresholds(
-                calibrate.softmax_defect(_logits(z[rest]), t), y[rest], margin=margin
-            )
-            per_fold.append(
-                calibrate.score(
-                    calibrate.softmax_defect(_logits(z[here]), t), y[here], chosen.t_ok, chosen.t_defect
-                )
-            )
+        per_fold = [held_back(z, y, fold, k, margin)[2] for k in range(FOLDS)]
         totals = {
             "margin": margin,
             "escapes": sum(o.escapes for o in per_fold),
