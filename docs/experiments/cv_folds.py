@@ -1,4 +1,6 @@
-"""Session 19: the shipped recipe cross-validated over five file-name folds.
+"""Session 19: the shipped recipe cross-validated over five folds, by file name or by near-duplicate group.
+
+Each run's card says which split it used (`--val-fold K`, and `--groups FILE` for the group folds).
 
 Each fold's model (`partcheck train ... --val-fold K`) scores its own validation fold from JPEG bytes through
 `preprocess` and onnxruntime (the network's logits, no quality, scene or OOD gate), so every photo gets one
@@ -17,6 +19,7 @@ out-of-fold margin (logit_defect - logit_ok). From those:
     .venv/bin/partcheck audit-data --json > /tmp/s19/audit.json
     PYTHONPATH=. .venv/bin/python docs/experiments/cv_folds.py ../shared/data/casting/train /tmp/runs/cv \
         services/predict/train/copy_groups.json /tmp/s19/audit.json /tmp/s19/cv.json
+    (the group folds: /tmp/runs/gcv instead of /tmp/runs/cv)
 """
 
 from __future__ import annotations
