@@ -101,9 +101,13 @@ def is_validation(
     folds 0 to 1/fraction - 1 cover every photo once (cross-validation).
     """
     check_fold(fraction, fold)
+    return fold * fraction <= _hash_position(path, groups) < (fold + 1) * fraction
+
+
+def _hash_position(path: Path, groups: Mapping[str, str] | None) -> float:
+    """Where the file name (or its group's key) falls in [0, 1): the split's only input."""
     name = groups.get(path.name, path.name) if groups else path.name
-    digest = hashlib.sha256(name.encode()).digest()
-    return fold * fraction <= int.from_bytes(digest[:8], "big") / 2**64 < (fold + 1) * fraction
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") / 2**64
 
 
 def check_fold(fraction: float, fold: int) -> None:
@@ -121,10 +125,12 @@ def split(
 ) -> tuple[list[Item], list[Item]]:
     """(train, validation) by file-name hash, or by copy-group hash with `groups`."""
     check_fold(fraction, fold)
+    low, high = fold * fraction, (fold + 1) * fraction
     train: list[Item] = []
     val: list[Item] = []
     for it in items:
-        (val if is_validation(it.path, fraction, groups, fold) else train).append(it)
+        # The fold is checked once above, not again for every photo as `is_validation` would.
+        (val if low <= _hash_position(it.path, groups) < high else train).append(it)
     return train, val
 
 
