@@ -54,24 +54,23 @@ def fold_margins(model: Path, items: list[data.Item], size: int) -> np.ndarray:
     return np.array(out)
 
 
-def rule(z: np.ndarray, y: np.ndarray, temperature: float) -> calibrate.OperatingPoint:
+def rule(
+    z: np.ndarray, y: np.ndarray, temperature: float, margin: float = MARGIN
+) -> calibrate.OperatingPoint:
     """The card's rule on margins scaled by `temperature`."""
-    return calibrate.choose_thresholds(calibrate.softmax_defect(_logits(z), temperature), y, margin=MARGIN)
+    return calibrate.choose_thresholds(calibrate.softmax_defect(_logits(z), temperature), y, margin=margin)
 
 
 def held_back(
-    z: np.ndarray, y: np.ndarray, fold: np.ndarray, k: int, margin: float
-) -> tuple[float, calibrate.OperatingPoint, calibrate.OperatingPoint]:
-    """(temperature, band) chosen on every fold but `k`, and what that band does on fold `k`."""
+    z: np.ndarray, y: np.ndarray, fold: np.ndarray, k: int, temperature: float, margin: float
+) -> tuple[calibrate.OperatingPoint, calibrate.OperatingPoint]:
+    """The band chosen on every fold but `k` (at that data's `temperature`), and what it does on fold `k`."""
     here, rest = fold == k, fold != k
-    t = calibrate.fit_temperature(_logits(z[rest]), y[rest])
-    chosen = calibrate.choose_thresholds(
-        calibrate.softmax_defect(_logits(z[rest]), t), y[rest], margin=margin
-    )
+    chosen = rule(z[rest], y[rest], temperature, margin)
     measured = calibrate.score(
-        calibrate.softmax_defect(_logits(z[here]), t), y[here], chosen.t_ok, chosen.t_defect
+        calibrate.softmax_defect(_logits(z[here]), temperature), y[here], chosen.t_ok, chosen.t_defect
     )
-    return t, chosen, measured
+    return chosen, measured
 
 
 def _logits(z: np.ndarray) -> np.ndarray:
@@ -120,9 +119,13 @@ def main(data_dir: Path, runs: str, groups_file: Path, audit_file: Path, out: Pa
         "photos_in_mixed_groups": int(mixed.sum()),
         "folds": [],
     }
+    # Each fold's band is chosen at the temperature fitted on the other four folds: one fit per fold,
+    # whatever the margin.
+    others_t = [calibrate.fit_temperature(_logits(z[fold != k]), y[fold != k]) for k in range(FOLDS)]
     for k in range(FOLDS):
         here = fold == k
-        t, chosen, measured = held_back(z, y, fold, k, MARGIN)
+        t = others_t[k]
+        chosen, measured = held_back(z, y, fold, k, t, MARGIN)
         own = rule(z[here], y[here], calibrate.fit_temperature(_logits(z[here]), y[here]))
         report["folds"].append(
             {
@@ -149,7 +152,7 @@ def main(data_dir: Path, runs: str, groups_file: Path, audit_file: Path, out: Pa
     # needs to hold out of sample.
     report["margins_out_of_sample"] = []
     for margin in calibrate.MARGINS:
-        per_fold = [held_back(z, y, fold, k, margin)[2] for k in range(FOLDS)]
+        per_fold = [held_back(z, y, fold, k, others_t[k], margin)[1] for k in range(FOLDS)]
         totals = {
             "margin": margin,
             "escapes": sum(o.escapes for o in per_fold),
