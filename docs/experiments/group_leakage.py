@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from services.predict.train import data
-from services.predict.train.audit import SAME, _photos, nearest, same_photo
+from services.predict.train.audit import SAME, _aligned_detail, _photos, _Prepared, nearest
 
 CANDIDATES = 5
 
@@ -40,7 +40,9 @@ def leakage(items: list[data.Item], groups: dict[str, str] | None) -> dict[str, 
     near = nearest(standardised(val_sig), CANDIDATES, standardised(train_sig))
     best = []
     for i, row in enumerate(near):
-        scores = [same_photo(val_images[i], train_images[j]) for j in row]
+        # same_photo, with the validation photo prepared once for its candidates instead of once each.
+        prepared = _Prepared(val_images[i])
+        scores = [_aligned_detail(prepared, train_images[j]) for j in row]
         best.append(max(scores))
     shares = np.array(best)
     return {
