@@ -32,11 +32,19 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from services.predict.onnx_backend import CARD_SUFFIX
 from services.predict.preprocess import preprocess
 from services.predict.train import calibrate, data
 
-FOLDS = 5
 MARGIN = 0.5
+
+
+def run_card(run: Path) -> dict[str, Any]:
+    """The one model card a training run wrote into its output folder."""
+    cards = sorted(run.glob("*" + CARD_SUFFIX))
+    if len(cards) != 1:
+        raise SystemExit(f"{run}: expected one model card, found {len(cards)}")
+    return dict(json.loads(cards[0].read_text()))
 
 
 def fold_margins(model: Path, items: list[data.Item], size: int) -> np.ndarray:
@@ -58,7 +66,7 @@ def rule(
     z: np.ndarray, y: np.ndarray, temperature: float, margin: float = MARGIN
 ) -> calibrate.OperatingPoint:
     """The card's rule on margins scaled by `temperature`."""
-    return calibrate.choose_thresholds(calibrate.softmax_defect(_logits(z), temperature), y, margin=margin)
+    return calibrate.choose_thresholds(calibrate.softmax_defect(as_logits(z), temperature), y, margin=margin)
 
 
 def held_back(
@@ -68,12 +76,13 @@ def held_back(
     here, rest = fold == k, fold != k
     chosen = rule(z[rest], y[rest], temperature, margin)
     measured = calibrate.score(
-        calibrate.softmax_defect(_logits(z[here]), temperature), y[here], chosen.t_ok, chosen.t_defect
+        calibrate.softmax_defect(as_logits(z[here]), temperature), y[here], chosen.t_ok, chosen.t_defect
     )
     return chosen, measured
 
 
-def _logits(z: np.ndarray) -> np.ndarray:
+def as_logits(z: np.ndarray) -> np.ndarray:
+    """Margins (logit_defect - logit_ok) as two-class logits, the form `calibrate` takes."""
     return np.stack([np.zeros_like(z), z], 1)
 
 
@@ -81,10 +90,13 @@ def main(data_dir: Path, runs: str, groups_file: Path, audit_file: Path, out: Pa
     """Score every fold's validation photos with its model and print the four measurements."""
     items = data.list_items(data_dir)
     rows: list[dict[str, Any]] = []
-    for k in range(FOLDS):
-        card = json.loads(Path(f"{runs}{k}/partcheck-defect.card.json").read_text())
+    # As many runs as the first run's validation fraction makes folds (0.2: five).
+    folds = round(1 / data.SplitSpec.from_config(run_card(Path(f"{runs}0"))["training"]["config"]).fraction)
+    for k in range(folds):
+        card = run_card(Path(f"{runs}{k}"))
         spec = data.SplitSpec.from_config(card["training"]["config"])
-        assert spec.fold == k
+        if spec.fold != k or round(1 / spec.fraction) != folds:
+            raise SystemExit(f"{runs}{k}: its card validates on {spec.describe()}, not fold {k} of {folds}")
         val = spec.apply(items)[1]
         z = fold_margins(Path(f"{runs}{k}") / card["file"], val, int(card["input"]["size"]))
         rows += [
@@ -121,12 +133,12 @@ def main(data_dir: Path, runs: str, groups_file: Path, audit_file: Path, out: Pa
     }
     # Each fold's band is chosen at the temperature fitted on the other four folds: one fit per fold,
     # whatever the margin.
-    others_t = [calibrate.fit_temperature(_logits(z[fold != k]), y[fold != k]) for k in range(FOLDS)]
-    for k in range(FOLDS):
+    others_t = [calibrate.fit_temperature(as_logits(z[fold != k]), y[fold != k]) for k in range(folds)]
+    for k in range(folds):
         here = fold == k
         t = others_t[k]
         chosen, measured = held_back(z, y, fold, k, t, MARGIN)
-        own = rule(z[here], y[here], calibrate.fit_temperature(_logits(z[here]), y[here]))
+        own = rule(z[here], y[here], calibrate.fit_temperature(as_logits(z[here]), y[here]))
         report["folds"].append(
             {
                 "fold": k,
@@ -152,7 +164,7 @@ def main(data_dir: Path, runs: str, groups_file: Path, audit_file: Path, out: Pa
     # needs to hold out of sample.
     report["margins_out_of_sample"] = []
     for margin in calibrate.MARGINS:
-        per_fold = [held_back(z, y, fold, k, others_t[k], margin)[1] for k in range(FOLDS)]
+        per_fold = [held_back(z, y, fold, k, others_t[k], margin)[1] for k in range(folds)]
         totals = {
             "margin": margin,
             "escapes": sum(o.escapes for o in per_fold),
@@ -162,7 +174,7 @@ def main(data_dir: Path, runs: str, groups_file: Path, audit_file: Path, out: Pa
             "per_fold_unclear": [round(o.unclear / o.n, 4) for o in per_fold],
         }
         report["margins_out_of_sample"].append(totals)
-    t_all = calibrate.fit_temperature(_logits(z), y)
+    t_all = calibrate.fit_temperature(as_logits(z), y)
     pooled = rule(z, y, t_all)
     report["pooled_in_sample"] = {
         "temperature": t_all,
@@ -173,7 +185,7 @@ def main(data_dir: Path, runs: str, groups_file: Path, audit_file: Path, out: Pa
     # The same without the photos that have an opposite-label near-duplicate: what the band would cost on
     # photos whose labels no near-duplicate contradicts.
     clean = ~paired
-    t_clean = calibrate.fit_temperature(_logits(z[clean]), y[clean])
+    t_clean = calibrate.fit_temperature(as_logits(z[clean]), y[clean])
     pooled_clean = rule(z[clean], y[clean], t_clean)
     report["pooled_in_sample_without_opposite_pairs"] = {
         "n": int(clean.sum()),
@@ -182,7 +194,7 @@ def main(data_dir: Path, runs: str, groups_file: Path, audit_file: Path, out: Pa
         "t_defect": pooled_clean.t_defect,
         "unclear_rate": pooled_clean.unclear / pooled_clean.n,
     }
-    p_ok = 1 - calibrate.softmax_defect(_logits(z), t_all)
+    p_ok = 1 - calibrate.softmax_defect(as_logits(z), t_all)
     order = np.argsort(-np.where(y == 1, p_ok, -1))
     report["most_ok_looking_defects"] = [
         {**rows[i], "p_ok": float(p_ok[i]), "opposite_pair": bool(paired[i]), "mixed_group": bool(mixed[i])}

@@ -35,7 +35,8 @@ def path_from_card(text: str) -> Path:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
-@dataclass
+# Frozen: `split` is cached from these fields, so a field changed afterwards would leave it stale.
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything that determines a training run; recorded in the model card."""
 

@@ -67,6 +67,7 @@ def test_one_epoch_exports_a_loadable_model_with_a_true_card(
         marks = tmp_path / "marks.json"
         marks.write_text(json.dumps({"marks": [{"file": photo.name, "y": 45, "x": 150}]}))
     out = tmp_path / "models"
+    framed = size == 300 and not stamps
     cfg = _tiny(
         data_dir,
         out,
@@ -85,11 +86,10 @@ def test_one_epoch_exports_a_loadable_model_with_a_true_card(
         local_contrast=stamps,
         oversample_marked=marks,
         oversample_times=3,
+        part_framing=framed,
+        # The one case without pooling also sees each photo in two views with the consistency term.
+        consistency_weight=0.0 if pool else 12.0,
     )
-    framed = size == 300 and not stamps
-    cfg.part_framing = framed
-    # The one case without pooling also sees each photo in two views with the consistency term.
-    cfg.consistency_weight = 0.0 if pool else 12.0
     card = train(cfg)
     onnx_path = out / "partcheck-defect.onnx"
     on_disk = json.loads((out / "partcheck-defect.card.json").read_text())
