@@ -52,8 +52,10 @@ def _start(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env={**os.environ, "COLUMNS": "200", **(env or {})},
-        # As `nohup` starts it: hang-ups ignored.
-        preexec_fn=(lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if nohup else None,
+        # As `nohup` starts it (hang-ups ignored), or as a terminal does (the default action). Set either
+        # way: an ignored SIGHUP is inherited, so a suite run under `nohup` would otherwise start every
+        # `up` in nohup mode and the hang-up test would wait for an exit that never comes.
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN if nohup else signal.SIG_DFL),
     )
 
 
