@@ -37,7 +37,7 @@ def main(data_dir: Path) -> None:
         logits = np.concatenate(
             [clf._run(np.stack(arrays[i : i + 64])[:, None])[0] for i in range(0, len(arrays), 64)]
         )
-        return 1 / (1 + np.exp(-(logits[:, 1] - logits[:, 0]) / clf.card.temperature))
+        return np.asarray(1 / (1 + np.exp(-(logits[:, 1] - logits[:, 0]) / clf.card.temperature)), np.float64)
 
     out: dict[str, dict[str, np.ndarray]] = {"centre": {}, "located": {}}
     for name, payloads in sets.items():
