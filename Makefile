@@ -48,6 +48,8 @@ lint: $(STAMP) lint-deploy ## ruff, mypy, and the deployment linters
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	@# The measurement scripts behind docs/model.md import one another as scripts do, from their folder.
+	PYTHONPATH=. MYPYPATH=docs/experiments $(BIN)/mypy docs/experiments
 
 lint-deploy: ## hadolint, cfn-lint, checkov, compose-spec (in their own venv: checkov pins conflict with moto)
 	bash deploy/lint.sh
