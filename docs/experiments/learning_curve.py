@@ -11,7 +11,7 @@ that lies wholly inside its validation range. Per fold and training share:
    temperature fitted there: unclear rate and temperature, and the most ok-looking defect's p_ok.
 
     PYTHONPATH=. .venv/bin/python docs/experiments/learning_curve.py ../shared/data/casting/train \
-        /tmp/s19/audit.json /tmp/s20/lc.json /tmp/runs/lc40 /tmp/runs/lc60 /tmp/runs/cv{0,1,2}
+        /tmp/s19/audit.json /tmp/s20/lc.json /tmp/runs/lc{40,60,60s1} /tmp/runs/cv{0,1,2}
 """
 
 from __future__ import annotations

@@ -161,3 +161,12 @@ def test_two_views_and_pitted_copies_do_not_combine(tmp_path: Path) -> None:
     cfg = TrainConfig(data_dir=tmp_path, out_dir=tmp_path, consistency_weight=12.0, synth_pit_pairs=2)
     with pytest.raises(ValueError, match="two views per photo"):
         train(cfg)
+
+
+def test_a_config_cannot_change_after_its_split_is_read(tmp_path: Path) -> None:
+    cfg = TrainConfig(data_dir=tmp_path, out_dir=tmp_path, val_fold=1)
+    assert cfg.split.fold == 1
+    # The split is cached: a field changed afterwards would have left the run on the old split.
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.val_fold = 2  # type: ignore[misc]
+    assert dataclasses.replace(cfg, val_fold=2).split.fold == 2
