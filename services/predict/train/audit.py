@@ -346,7 +346,9 @@ def audit_against(
     for i, item in enumerate(items):
         if progress is not None:
             progress(i, len(items))
-        scored = [(int(j), same_photo(images[i], ref_images[j])) for j in near[i]]
+        # Prepared once for its candidates, as `_score_rows` does, not once per candidate.
+        prepared = _Prepared(images[i])
+        scored = [(int(j), _aligned_detail(prepared, ref_images[j])) for j in near[i]]
         other_label = [(j, c) for j, c in scored if reference[j].label != item.label]
         best = ((_best(scored, same), result.copies), (_best(other_label, same), result.other_label))
         for found, into in best:
